@@ -1,0 +1,357 @@
+//! The HTTP client for the video API: submit, poll, upload, and opening a download.
+//!
+//! Every failure is classified by one question that matters for money: could
+//! the request have reached the server? See [`ApiError::may_have_reached_server`].
+
+pub mod types;
+
+use std::path::Path;
+use std::time::{Duration, SystemTime};
+
+use reqwest::header::{HeaderMap, RETRY_AFTER};
+use reqwest::{StatusCode, Url};
+use serde_json::Value;
+
+pub use types::{Task, TaskStatus};
+
+/// The bearer key. Never printed: `Debug` shows only its length.
+#[derive(Clone)]
+pub struct ApiKey(String);
+
+impl ApiKey {
+    pub fn new(key: String) -> ApiKey {
+        ApiKey(key)
+    }
+}
+
+impl std::fmt::Debug for ApiKey {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "ApiKey(<{} chars hidden>)", self.0.len())
+    }
+}
+
+/// Why an API call did not give an answer we could use.
+#[derive(Debug, thiserror::Error)]
+pub enum ApiError {
+    /// The server answered with a non-success status.
+    #[error("HTTP {status}: {message}")]
+    Status {
+        status: u16,
+        message: String,
+        /// From `Retry-After` (seconds or HTTP date), when present.
+        retry_after: Option<Duration>,
+    },
+    /// No connection was made: the request certainly did not reach the server.
+    #[error("could not connect: {0}")]
+    Connect(String),
+    /// The request was (or may have been) sent, but no complete answer came back.
+    #[error("no complete answer: {0}")]
+    Transport(String),
+    /// A success status with a body we cannot use.
+    #[error("unexpected answer: {0}")]
+    Decode(String),
+}
+
+impl ApiError {
+    pub fn status(&self) -> Option<u16> {
+        match self {
+            ApiError::Status { status, .. } => Some(*status),
+            _ => None,
+        }
+    }
+
+    /// True when a submit that failed this way may nevertheless have created a task.
+    pub fn may_have_reached_server(&self) -> bool {
+        matches!(self, ApiError::Transport(_) | ApiError::Decode(_))
+    }
+
+    pub fn is_rate_limited(&self) -> bool {
+        self.status() == Some(429)
+    }
+
+    /// 401 or 403 on an API call: the key is wrong or lacks access.
+    pub fn is_auth(&self) -> bool {
+        matches!(self.status(), Some(401 | 403))
+    }
+
+    /// Worth trying again later: 429, 5xx, 408, and network trouble.
+    pub fn is_transient(&self) -> bool {
+        match self {
+            ApiError::Status { status, .. } => *status == 429 || *status == 408 || *status >= 500,
+            ApiError::Connect(_) | ApiError::Transport(_) => true,
+            ApiError::Decode(_) => false,
+        }
+    }
+
+    pub fn retry_after(&self) -> Option<Duration> {
+        match self {
+            ApiError::Status { retry_after, .. } => *retry_after,
+            _ => None,
+        }
+    }
+
+    fn from_reqwest(err: reqwest::Error) -> ApiError {
+        // Strip the URL: it may carry signed query strings, and it adds nothing here.
+        let connect = err.is_connect();
+        let text = error_chain(&err.without_url());
+        if connect {
+            ApiError::Connect(text)
+        } else {
+            ApiError::Transport(text)
+        }
+    }
+}
+
+/// A reqwest error with its sources, which is where the useful part usually is.
+fn error_chain(err: &(dyn std::error::Error + 'static)) -> String {
+    let mut text = err.to_string();
+    let mut source = err.source();
+    while let Some(cause) = source {
+        let cause_text = cause.to_string();
+        if !text.contains(&cause_text) {
+            text.push_str(": ");
+            text.push_str(&cause_text);
+        }
+        source = cause.source();
+    }
+    text
+}
+
+/// Reads `Retry-After` as delay-seconds or an HTTP date.
+pub fn parse_retry_after(headers: &HeaderMap) -> Option<Duration> {
+    let value = headers.get(RETRY_AFTER)?.to_str().ok()?.trim();
+    if let Ok(secs) = value.parse::<f64>() {
+        return (secs.is_finite() && secs >= 0.0)
+            .then(|| Duration::from_secs_f64(secs.min(3600.0)));
+    }
+    let when = httpdate::parse_http_date(value).ok()?;
+    Some(
+        when.duration_since(SystemTime::now())
+            .unwrap_or(Duration::ZERO)
+            .min(Duration::from_secs(3600)),
+    )
+}
+
+/// The API client. Cheap to clone; one connection pool for every call.
+#[derive(Debug, Clone)]
+pub struct Client {
+    http: reqwest::Client,
+    base: Url,
+    key: ApiKey,
+}
+
+/// Timeouts for API calls (not downloads, which may take long but must keep moving).
+const CONNECT_TIMEOUT: Duration = Duration::from_secs(15);
+const REQUEST_TIMEOUT: Duration = Duration::from_secs(60);
+const READ_TIMEOUT: Duration = Duration::from_secs(60);
+
+impl Client {
+    pub fn new(base_url: &str, key: ApiKey) -> Result<Client, String> {
+        let base = Url::parse(&format!("{}/", base_url.trim_end_matches('/')))
+            .map_err(|e| format!("bad base URL `{base_url}`: {e}"))?;
+        let http = reqwest::Client::builder()
+            .connect_timeout(CONNECT_TIMEOUT)
+            .read_timeout(READ_TIMEOUT)
+            .user_agent(concat!("runner/", env!("CARGO_PKG_VERSION")))
+            .build()
+            .map_err(|e| format!("cannot build HTTP client: {e}"))?;
+        Ok(Client { http, base, key })
+    }
+
+    fn url(&self, path: &str) -> Result<Url, ApiError> {
+        self.base
+            .join(path)
+            .map_err(|e| ApiError::Decode(format!("bad URL for {path}: {e}")))
+    }
+
+    /// `POST /v1/videos/generations`.
+    pub async fn submit(&self, body: &Value) -> Result<Task, ApiError> {
+        let request = self
+            .http
+            .post(self.url("v1/videos/generations")?)
+            .bearer_auth(&self.key.0)
+            .timeout(REQUEST_TIMEOUT)
+            .json(body);
+        let value = self.send_json(request).await?;
+        Task::from_json(&value)
+            .ok_or_else(|| ApiError::Decode(format!("no task id in answer: {}", clip(&value))))
+    }
+
+    /// `GET /v1/videos/generations/{task_id}`.
+    pub async fn poll(&self, task_id: &str) -> Result<Task, ApiError> {
+        let mut url = self.url("v1/videos/generations/")?;
+        url.path_segments_mut()
+            .map_err(|()| ApiError::Decode("base URL cannot take a path".into()))?
+            .pop_if_empty()
+            .push(task_id);
+        let request = self
+            .http
+            .get(url)
+            .bearer_auth(&self.key.0)
+            .timeout(REQUEST_TIMEOUT);
+        let value = self.send_json(request).await?;
+        Task::from_json(&value)
+            .ok_or_else(|| ApiError::Decode(format!("no task id in answer: {}", clip(&value))))
+    }
+
+    /// `POST /v1/uploads/images` with the file as multipart field `file`; returns its URL.
+    pub async fn upload(&self, path: &Path, bytes: Vec<u8>) -> Result<String, ApiError> {
+        let name = path
+            .file_name()
+            .map(|n| n.to_string_lossy().into_owned())
+            .unwrap_or_else(|| "image".into());
+        let part = reqwest::multipart::Part::bytes(bytes)
+            .file_name(name.clone())
+            .mime_str(mime_for(&name))
+            .map_err(|e| ApiError::Decode(e.to_string()))?;
+        let form = reqwest::multipart::Form::new().part("file", part);
+        let request = self
+            .http
+            .post(self.url("v1/uploads/images")?)
+            .bearer_auth(&self.key.0)
+            .timeout(REQUEST_TIMEOUT)
+            .multipart(form);
+        let value = self.send_json(request).await?;
+        types::upload_url(&value)
+            .ok_or_else(|| ApiError::Decode(format!("no URL in upload answer: {}", clip(&value))))
+    }
+
+    /// Starts a GET of a video URL, from byte `offset` on when it is not 0.
+    /// The key goes along only when the URL is on the API's own origin.
+    pub async fn open_download(
+        &self,
+        url: &str,
+        offset: u64,
+    ) -> Result<reqwest::Response, ApiError> {
+        let url = Url::parse(url).map_err(|e| ApiError::Decode(format!("bad video URL: {e}")))?;
+        if !matches!(url.scheme(), "http" | "https") {
+            return Err(ApiError::Decode(format!(
+                "video URL scheme `{}` is not http or https",
+                url.scheme()
+            )));
+        }
+        let same_origin = url.origin() == self.base.origin();
+        let mut request = self.http.get(url);
+        if same_origin {
+            request = request.bearer_auth(&self.key.0);
+        }
+        if offset > 0 {
+            request = request.header(reqwest::header::RANGE, format!("bytes={offset}-"));
+        }
+        let response = request.send().await.map_err(ApiError::from_reqwest)?;
+        let status = response.status();
+        if status.is_success() {
+            return Ok(response);
+        }
+        Err(status_error(
+            status,
+            response.headers().clone(),
+            response.text().await.unwrap_or_default(),
+        ))
+    }
+
+    async fn send_json(&self, request: reqwest::RequestBuilder) -> Result<Value, ApiError> {
+        let response = request.send().await.map_err(ApiError::from_reqwest)?;
+        let status = response.status();
+        let headers = response.headers().clone();
+        let body = response.text().await.map_err(ApiError::from_reqwest)?;
+        if !status.is_success() {
+            return Err(status_error(status, headers, body));
+        }
+        serde_json::from_str(&body)
+            .map_err(|e| ApiError::Decode(format!("{e} in {}", clip_str(&body))))
+    }
+}
+
+fn status_error(status: StatusCode, headers: HeaderMap, body: String) -> ApiError {
+    let message = types::error_message(&body).unwrap_or_else(|| {
+        let text = clip_str(body.trim());
+        if text.is_empty() {
+            status
+                .canonical_reason()
+                .unwrap_or("no message")
+                .to_string()
+        } else {
+            text
+        }
+    });
+    ApiError::Status {
+        status: status.as_u16(),
+        message,
+        retry_after: parse_retry_after(&headers),
+    }
+}
+
+fn mime_for(name: &str) -> &'static str {
+    let lower = name.to_ascii_lowercase();
+    if lower.ends_with(".png") {
+        "image/png"
+    } else if lower.ends_with(".webp") {
+        "image/webp"
+    } else {
+        "image/jpeg"
+    }
+}
+
+fn clip(value: &Value) -> String {
+    clip_str(&value.to_string())
+}
+
+fn clip_str(text: &str) -> String {
+    const MAX: usize = 200;
+    match text.char_indices().nth(MAX) {
+        Some((at, _)) => format!("{}…", &text[..at]),
+        None => text.to_string(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use reqwest::header::HeaderValue;
+
+    #[test]
+    fn retry_after_forms() {
+        let mut headers = HeaderMap::new();
+        headers.insert(RETRY_AFTER, HeaderValue::from_static("7"));
+        assert_eq!(parse_retry_after(&headers), Some(Duration::from_secs(7)));
+        let later = SystemTime::now() + Duration::from_secs(120);
+        let date = httpdate::fmt_http_date(later);
+        headers.insert(RETRY_AFTER, HeaderValue::from_str(&date).unwrap());
+        let got = parse_retry_after(&headers).unwrap();
+        assert!(
+            got > Duration::from_secs(100) && got <= Duration::from_secs(120),
+            "{got:?}"
+        );
+        headers.insert(RETRY_AFTER, HeaderValue::from_static("soon"));
+        assert_eq!(parse_retry_after(&headers), None);
+    }
+
+    #[test]
+    fn key_is_never_in_debug() {
+        let key = ApiKey::new("sk-secret-123".into());
+        assert!(!format!("{key:?}").contains("secret"));
+        let client = Client::new("http://127.0.0.1:1", key).unwrap();
+        assert!(!format!("{client:?}").contains("secret"));
+    }
+
+    #[test]
+    fn classification() {
+        let e = ApiError::Transport("reset".into());
+        assert!(e.may_have_reached_server() && e.is_transient());
+        let e = ApiError::Connect("refused".into());
+        assert!(!e.may_have_reached_server() && e.is_transient());
+        let e = ApiError::Status {
+            status: 400,
+            message: "x".into(),
+            retry_after: None,
+        };
+        assert!(!e.is_transient() && !e.may_have_reached_server());
+        let e = ApiError::Status {
+            status: 403,
+            message: "x".into(),
+            retry_after: None,
+        };
+        assert!(e.is_auth());
+    }
+}

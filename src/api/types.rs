@@ -1,0 +1,200 @@
+//! The wire format: task objects, upload answers, error bodies, and where a finished video's URL sits.
+
+use serde_json::Value;
+
+/// Where the docs leave a task, in the order SPEC §1 says to look for the video URL.
+const VIDEO_URL_PATHS: &[&[&str]] = &[
+    &["result", "data", "[]", "url"],
+    &["result", "videos", "[]", "url"],
+    &["result", "url"],
+    &["result", "video_url"],
+    &["url"],
+    &["video_url"],
+    &["data", "url"],
+];
+
+/// The status of a generation task.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum TaskStatus {
+    /// `queued` or `submitted`: waiting for a worker.
+    Queued,
+    InProgress,
+    Completed,
+    Failed,
+    /// Anything undocumented: not final, keep polling.
+    Other(String),
+}
+
+impl TaskStatus {
+    pub fn parse(s: &str) -> TaskStatus {
+        match s {
+            "queued" | "submitted" | "pending" => TaskStatus::Queued,
+            "in_progress" | "processing" | "running" => TaskStatus::InProgress,
+            "completed" | "succeeded" | "success" => TaskStatus::Completed,
+            "failed" | "error" => TaskStatus::Failed,
+            other => TaskStatus::Other(other.to_string()),
+        }
+    }
+}
+
+/// What the runner needs from a `generation.task` object.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Task {
+    pub id: String,
+    pub status: TaskStatus,
+    /// 0–100 when the server says.
+    pub progress: Option<u32>,
+    /// The finished video, from the first place in [`VIDEO_URL_PATHS`] that has one.
+    pub video_url: Option<String>,
+    /// Unix seconds after which the video URL stops working.
+    pub expires_at: Option<i64>,
+    /// Why a failed task failed, when the server says.
+    pub error: Option<String>,
+}
+
+impl Task {
+    /// Reads a task object; `None` when it has no string `id`.
+    pub fn from_json(value: &Value) -> Option<Task> {
+        let id = value.get("id")?.as_str()?.to_string();
+        let status = value
+            .get("status")
+            .and_then(Value::as_str)
+            .map(TaskStatus::parse)
+            .unwrap_or_else(|| TaskStatus::Other("(missing)".into()));
+        let progress = value
+            .get("progress")
+            .and_then(Value::as_u64)
+            .map(|p| p.min(100) as u32);
+        let expires_at = value.get("expires_at").and_then(|v| {
+            v.as_i64()
+                .or_else(|| v.as_str().and_then(|s| s.parse().ok()))
+        });
+        let error = value.get("error").and_then(error_message_of).or_else(|| {
+            value
+                .get("fail_reason")
+                .and_then(Value::as_str)
+                .map(String::from)
+        });
+        Some(Task {
+            id,
+            status,
+            progress,
+            video_url: find_video_url(value),
+            expires_at,
+            error,
+        })
+    }
+}
+
+/// The first video URL present, in the order SPEC §1 lists.
+pub fn find_video_url(value: &Value) -> Option<String> {
+    VIDEO_URL_PATHS
+        .iter()
+        .find_map(|path| lookup(value, path))
+        .map(String::from)
+}
+
+fn lookup<'a>(value: &'a Value, path: &[&str]) -> Option<&'a str> {
+    let Some((first, rest)) = path.split_first() else {
+        return value.as_str().filter(|s| !s.is_empty());
+    };
+    if *first == "[]" {
+        return value.as_array()?.iter().find_map(|item| lookup(item, rest));
+    }
+    lookup(value.get(*first)?, rest)
+}
+
+/// The message of an error body: `{"error":{"message"}}`, `{"error":"..."}` or `{"message"}`.
+pub fn error_message(body: &str) -> Option<String> {
+    let value: Value = serde_json::from_str(body).ok()?;
+    value
+        .get("error")
+        .and_then(error_message_of)
+        .or_else(|| {
+            value
+                .get("message")
+                .and_then(Value::as_str)
+                .map(String::from)
+        })
+        .filter(|m| !m.is_empty())
+}
+
+fn error_message_of(error: &Value) -> Option<String> {
+    match error {
+        Value::String(s) if !s.is_empty() => Some(s.clone()),
+        Value::Object(map) => map.get("message").and_then(Value::as_str).map(String::from),
+        _ => None,
+    }
+}
+
+/// The `data` of a successful upload answer.
+pub fn upload_url(value: &Value) -> Option<String> {
+    value
+        .get("data")
+        .and_then(|d| d.get("url"))
+        .or_else(|| value.get("url"))
+        .and_then(Value::as_str)
+        .map(String::from)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    #[test]
+    fn video_url_in_every_documented_place() {
+        let cases = [
+            json!({"result": {"data": [{"url": "A"}]}}),
+            json!({"result": {"videos": [{"url": "A"}]}}),
+            json!({"result": {"url": "A"}}),
+            json!({"result": {"video_url": "A"}}),
+            json!({"url": "A"}),
+            json!({"video_url": "A"}),
+            json!({"data": {"url": "A"}}),
+        ];
+        for case in cases {
+            assert_eq!(find_video_url(&case).as_deref(), Some("A"), "{case}");
+        }
+    }
+
+    #[test]
+    fn video_url_order_and_gaps() {
+        let v = json!({"url": "top", "result": {"data": [{"nourl": 1}, {"url": "second"}], "url": "r"}});
+        assert_eq!(find_video_url(&v).as_deref(), Some("second"));
+        let v = json!({"url": "top", "result": {"data": [], "videos": [{"url": ""}]}});
+        assert_eq!(find_video_url(&v).as_deref(), Some("top"));
+        assert_eq!(find_video_url(&json!({"result": null})), None);
+    }
+
+    #[test]
+    fn task_fields() {
+        let v = json!({"id": "video_1", "status": "in_progress", "progress": 42});
+        let t = Task::from_json(&v).unwrap();
+        assert_eq!(t.status, TaskStatus::InProgress);
+        assert_eq!(t.progress, Some(42));
+        let v = json!({"id": "v", "status": "failed", "error": {"message": "nsfw"}});
+        assert_eq!(Task::from_json(&v).unwrap().error.as_deref(), Some("nsfw"));
+        let v = json!({"id": "v", "status": "warming_up"});
+        assert_eq!(
+            Task::from_json(&v).unwrap().status,
+            TaskStatus::Other("warming_up".into())
+        );
+        assert_eq!(TaskStatus::parse("submitted"), TaskStatus::Queued);
+        assert!(Task::from_json(&json!({"status": "queued"})).is_none());
+    }
+
+    #[test]
+    fn error_bodies() {
+        assert_eq!(
+            error_message(r#"{"error":{"message":"bad duration","type":"x","code":"y"}}"#)
+                .as_deref(),
+            Some("bad duration")
+        );
+        assert_eq!(
+            error_message(r#"{"message":"nope"}"#).as_deref(),
+            Some("nope")
+        );
+        assert_eq!(error_message("<html>"), None);
+    }
+}

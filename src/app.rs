@@ -1,0 +1,341 @@
+//! The commands: each turns parsed arguments into work and an exit code.
+
+use std::collections::BTreeMap;
+
+use crate::api::{ApiKey, Client};
+use crate::cli::{Cli, Command, ManifestArg, RunArgs, SimulateArgs};
+use crate::journal::{self, JournalError};
+use crate::manifest::{self, Campaign, ManifestError};
+use crate::run::{self, RunError, RunOptions, RunSummary};
+use crate::state::{CampaignState, Status};
+use crate::{exit, report};
+
+/// Everything that ends a command before or instead of a normal run.
+#[derive(Debug, thiserror::Error)]
+pub enum AppError {
+    #[error("{0}")]
+    Manifest(#[from] ManifestError),
+    #[error("{0}")]
+    Usage(String),
+    #[error(
+        "the API key is missing: set the environment variable {env} (named by api.api_key_env), or use --simulate"
+    )]
+    MissingKey { env: String },
+    #[error(transparent)]
+    Journal(#[from] JournalError),
+    #[error(transparent)]
+    Run(#[from] RunError),
+    #[error("{what}: {source}")]
+    Io {
+        what: String,
+        #[source]
+        source: std::io::Error,
+    },
+}
+
+impl AppError {
+    pub fn exit_code(&self) -> i32 {
+        match self {
+            AppError::Manifest(_) | AppError::Usage(_) | AppError::MissingKey { .. } => {
+                exit::BAD_INPUT
+            }
+            AppError::Journal(_) => exit::BAD_INPUT,
+            AppError::Run(RunError::Auth { .. }) => exit::API_FATAL,
+            AppError::Run(RunError::Journal(_)) => exit::BAD_INPUT,
+            AppError::Run(RunError::Io { .. }) | AppError::Io { .. } => exit::JOBS_FAILED,
+        }
+    }
+}
+
+/// Runs a parsed command line; returns the exit code.
+pub async fn main_impl(cli: Cli) -> Result<i32, AppError> {
+    match cli.command {
+        Command::Run(args) => run_command(args, cli.quiet).await,
+        Command::Validate(args) => validate(&args),
+        Command::Status(args) => status(&args),
+        Command::Report(args) => rewrite_report(&args),
+        Command::Simulate(args) => simulate(args).await,
+    }
+}
+
+/// Loads the manifest and applies the path flags.
+fn load(args: &ManifestArg) -> Result<Campaign, AppError> {
+    let mut campaign = manifest::load(&args.manifest)?;
+    if let Some(out) = &args.out {
+        campaign.output.dir = out.clone();
+    }
+    if let Some(state) = &args.state {
+        campaign.output.state = Some(state.clone());
+    }
+    if let Some(report) = &args.report {
+        campaign.output.report = Some(report.clone());
+    }
+    Ok(campaign)
+}
+
+async fn run_command(args: RunArgs, quiet: bool) -> Result<i32, AppError> {
+    let mut campaign = load(&args.paths)?;
+    if let Some(rate) = args.rate {
+        if !(rate.is_finite() && rate > 0.0) {
+            return Err(AppError::Usage(format!(
+                "--rate must be a positive number, got {rate}"
+            )));
+        }
+        campaign.limits.requests_per_second = rate;
+    }
+    if let Some(n) = args.max_in_flight {
+        if n == 0 {
+            return Err(AppError::Usage("--max-in-flight must be at least 1".into()));
+        }
+        campaign.limits.max_in_flight = n;
+    }
+    if args.simulate {
+        if args.paths.out.is_none() {
+            campaign.output.dir = campaign.output.dir.join("simulated");
+        }
+        if args.paths.state.is_none() {
+            campaign.output.state = None;
+        }
+        if args.paths.report.is_none() {
+            campaign.output.report = None;
+        }
+        if !(args.sim_time_scale.is_finite() && args.sim_time_scale > 0.0) {
+            return Err(AppError::Usage(
+                "--sim-time-scale must be a positive number".into(),
+            ));
+        }
+    }
+    if args.dry_run {
+        return dry_run(&campaign);
+    }
+    let opts = RunOptions {
+        time_scale: if args.simulate {
+            args.sim_time_scale
+        } else {
+            1.0
+        },
+        resubmit_unknown: args.resubmit_unknown,
+        quiet,
+        ..RunOptions::default()
+    };
+    let signals = run::shutdown::listen();
+    let summary = if args.simulate {
+        let config = crate::sim::SimConfig {
+            time_scale: args.sim_time_scale,
+            ..Default::default()
+        };
+        let sim = crate::sim::SimHandle::start(config)
+            .await
+            .map_err(|source| AppError::Io {
+                what: "cannot start the simulator".into(),
+                source,
+            })?;
+        tracing::info!(
+            "simulator on {} (time runs {}× faster)",
+            sim.base_url(),
+            1.0 / args.sim_time_scale
+        );
+        let client = make_client(&sim.base_url(), ApiKey::new("simulated".into()))?;
+        let summary = run::run(campaign.clone(), client, opts, signals).await;
+        sim.shutdown().await;
+        summary?
+    } else {
+        let base_url = args
+            .base_url
+            .clone()
+            .unwrap_or_else(|| campaign.api.base_url.clone());
+        let key = api_key(&campaign.api.api_key_env)?;
+        let client = make_client(&base_url, key)?;
+        run::run(campaign.clone(), client, opts, signals).await?
+    };
+    print_summary(&campaign, &summary);
+    if let Some(fatal) = &summary.fatal {
+        eprintln!("error: {fatal}");
+        eprintln!(
+            "  the run stopped; nothing more was sent. Fix the key and run the same command again."
+        );
+    }
+    Ok(summary.exit_code())
+}
+
+fn make_client(base_url: &str, key: ApiKey) -> Result<Client, AppError> {
+    Client::new(base_url, key).map_err(AppError::Usage)
+}
+
+fn api_key(env: &str) -> Result<ApiKey, AppError> {
+    match std::env::var(env) {
+        Ok(key) if !key.trim().is_empty() => Ok(ApiKey::new(key.trim().to_string())),
+        _ => Err(AppError::MissingKey { env: env.into() }),
+    }
+}
+
+fn print_summary(campaign: &Campaign, summary: &RunSummary) {
+    let total: usize = summary.counts.values().sum();
+    let parts: Vec<String> = summary
+        .counts
+        .iter()
+        .map(|(s, n)| format!("{n} {s}"))
+        .collect();
+    let how = if summary.interrupted {
+        " (interrupted; run the same command again to resume)"
+    } else {
+        ""
+    };
+    println!("{}: {total} jobs: {}{how}", campaign.name, parts.join(", "));
+    println!("report: {}", summary.report_path.display());
+    if summary.counts.get(&Status::Unknown).copied().unwrap_or(0) > 0 {
+        println!(
+            "note: jobs marked unknown may have created a task that could not be confirmed; \
+             check with the provider, then resend them with --resubmit-unknown"
+        );
+    }
+}
+
+/// `runner validate`: one line per job with the request it would send, then counts per model.
+fn validate(args: &ManifestArg) -> Result<i32, AppError> {
+    let campaign = load(args)?;
+    for job in &campaign.jobs {
+        let images: Vec<String> = job
+            .images
+            .iter()
+            .map(|i| match i {
+                manifest::ImageRef::Url(u) => u.clone(),
+                manifest::ImageRef::Local(p) => format!("upload:{}", p.display()),
+            })
+            .collect();
+        println!("{}\t{}", job.id, job.request_body(&images));
+    }
+    print_plan(&campaign);
+    Ok(exit::SUCCESS)
+}
+
+fn print_plan(campaign: &Campaign) {
+    let mut per_model: BTreeMap<String, (usize, u64)> = BTreeMap::new();
+    for job in &campaign.jobs {
+        let entry = per_model.entry(job.model.to_string()).or_default();
+        entry.0 += 1;
+        entry.1 += u64::from(job.duration);
+    }
+    println!("{}: {} jobs, all valid", campaign.name, campaign.jobs.len());
+    for (model, (jobs, seconds)) in per_model {
+        println!("  {model}: {jobs} jobs, {seconds} s of video");
+    }
+}
+
+/// `runner run --dry-run`: the plan against the state file; nothing sent.
+fn dry_run(campaign: &Campaign) -> Result<i32, AppError> {
+    print_plan(campaign);
+    let state = read_state(campaign)?;
+    let mut counts: BTreeMap<Status, usize> = BTreeMap::new();
+    let mut to_submit = 0;
+    for job in &campaign.jobs {
+        let js = state.job(&job.id);
+        if js.is_none_or(|js| js.attempts == 0 && js.status() == Status::Pending) {
+            to_submit += 1;
+        }
+        *counts
+            .entry(js.map(|s| s.status()).unwrap_or(Status::Pending))
+            .or_default() += 1;
+    }
+    let parts: Vec<String> = counts.iter().map(|(s, n)| format!("{n} {s}")).collect();
+    println!(
+        "state {}: {}",
+        campaign.output.state_path().display(),
+        parts.join(", ")
+    );
+    println!("dry run: {to_submit} jobs would be submitted; nothing was sent");
+    Ok(exit::SUCCESS)
+}
+
+fn read_state(campaign: &Campaign) -> Result<CampaignState, AppError> {
+    let path = campaign.output.state_path();
+    let replay = journal::read(&path)?;
+    if let Some(journal::Entry {
+        record: journal::Record::Header {
+            campaign: found, ..
+        },
+        ..
+    }) = replay.entries.first()
+        && found != &campaign.name
+    {
+        return Err(JournalError::OtherCampaign {
+            path,
+            found: found.clone(),
+            expected: campaign.name.clone(),
+        }
+        .into());
+    }
+    Ok(CampaignState::from_entries(&replay.entries))
+}
+
+/// `runner status`: counts, then every job that is not done with its reason.
+fn status(args: &ManifestArg) -> Result<i32, AppError> {
+    let campaign = load(args)?;
+    let state = read_state(&campaign)?;
+    let rows = report::rows(&campaign, &state);
+    let mut counts: BTreeMap<Status, usize> = BTreeMap::new();
+    for row in &rows {
+        *counts.entry(row.status).or_default() += 1;
+    }
+    let parts: Vec<String> = counts.iter().map(|(s, n)| format!("{n} {s}")).collect();
+    println!(
+        "{}: {} jobs: {}",
+        campaign.name,
+        rows.len(),
+        parts.join(", ")
+    );
+    for row in rows.iter().filter(|r| r.status != Status::Succeeded) {
+        let task = if row.task_id.is_empty() {
+            "-"
+        } else {
+            &row.task_id
+        };
+        println!(
+            "  {:<10} {:<32} {:<30} {}",
+            row.status.as_str(),
+            row.job_id,
+            task,
+            row.error
+        );
+    }
+    Ok(exit::SUCCESS)
+}
+
+/// `runner report`: rewrite the CSV from the state file.
+fn rewrite_report(args: &ManifestArg) -> Result<i32, AppError> {
+    let campaign = load(args)?;
+    let state = read_state(&campaign)?;
+    let rows = report::rows(&campaign, &state);
+    let path = campaign.output.report_path();
+    report::write_csv(&path, &rows).map_err(|source| AppError::Io {
+        what: format!("cannot write {}", path.display()),
+        source,
+    })?;
+    println!("report: {} ({} jobs)", path.display(), rows.len());
+    Ok(exit::SUCCESS)
+}
+
+/// `runner simulate`: serve until Ctrl-C.
+async fn simulate(args: SimulateArgs) -> Result<i32, AppError> {
+    let listener = tokio::net::TcpListener::bind(("127.0.0.1", args.port))
+        .await
+        .map_err(|source| AppError::Io {
+            what: format!("cannot listen on 127.0.0.1:{}", args.port),
+            source,
+        })?;
+    let addr = listener.local_addr().map_err(|source| AppError::Io {
+        what: "cannot read the listening address".into(),
+        source,
+    })?;
+    println!("simulator listening on http://{addr} (Ctrl-C to stop)");
+    let shutdown = async {
+        let _ = tokio::signal::ctrl_c().await;
+    };
+    crate::sim::serve(listener, args.config, shutdown)
+        .await
+        .map_err(|source| AppError::Io {
+            what: "simulator failed".into(),
+            source,
+        })?;
+    Ok(exit::SUCCESS)
+}

@@ -1,0 +1,111 @@
+//! The command line (clap derive). Doc comments here are the `--help` text.
+
+use std::path::PathBuf;
+
+use clap::{Args, Parser, Subcommand, ValueEnum};
+
+/// Run large batches of AI video generations: resumable, rate-limited, crash-safe.
+///
+/// A manifest (TOML campaign or CSV of jobs) is expanded into generation
+/// requests, submitted under a rate limit and a cap on tasks in flight,
+/// polled until done, and every video is streamed to disk. A state file
+/// records every task id and download, so running the same command again
+/// resumes without paying twice.
+#[derive(Debug, Parser)]
+#[command(name = "runner", version, propagate_version = true)]
+pub struct Cli {
+    #[command(subcommand)]
+    pub command: Command,
+    /// More detail on stderr (-v: debug, -vv: trace). RUST_LOG overrides.
+    #[arg(short, long, action = clap::ArgAction::Count, global = true)]
+    pub verbose: u8,
+    /// Only warnings and errors on stderr; no progress lines.
+    #[arg(short, long, global = true, conflicts_with = "verbose")]
+    pub quiet: bool,
+    /// Log format on stderr.
+    #[arg(long, value_enum, default_value_t = LogFormat::Text, global = true)]
+    pub log_format: LogFormat,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum LogFormat {
+    Text,
+    Json,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Run a campaign; run it again to resume.
+    ///
+    /// Examples:
+    ///   runner run jobs/campaign.toml
+    ///   runner run examples/quickstart.toml --simulate
+    ///   runner run jobs.csv --rate 1 --max-in-flight 4
+    #[command(verbatim_doc_comment)]
+    Run(RunArgs),
+    /// Show what the state file says about each job, without calling the API.
+    Status(ManifestArg),
+    /// Rewrite the CSV report from the state file, without calling the API.
+    Report(ManifestArg),
+    /// Expand and validate the manifest, print each request, send nothing.
+    Validate(ManifestArg),
+    /// Serve the built-in API simulator on 127.0.0.1 until Ctrl-C.
+    ///
+    /// Example: runner simulate --port 8080 --time-scale 0.1 --fail-rate 0.1
+    Simulate(SimulateArgs),
+}
+
+#[derive(Debug, Args)]
+pub struct ManifestArg {
+    /// A `.toml` campaign or a `.csv` of jobs.
+    pub manifest: PathBuf,
+    /// The state file (default: from the manifest, `<output dir>/state.jsonl`).
+    #[arg(long)]
+    pub state: Option<PathBuf>,
+    /// The output folder (default: from the manifest).
+    #[arg(long)]
+    pub out: Option<PathBuf>,
+    /// The report file (default: `<output dir>/report.csv`).
+    #[arg(long)]
+    pub report: Option<PathBuf>,
+}
+
+#[derive(Debug, Args)]
+pub struct RunArgs {
+    #[command(flatten)]
+    pub paths: ManifestArg,
+    /// Run against the built-in simulator, in-process; no key needed.
+    /// Output goes to `<output dir>/simulated/` so it never mixes with real results.
+    #[arg(long)]
+    pub simulate: bool,
+    /// The API's base URL (overrides `api.base_url`).
+    #[arg(long, value_name = "URL")]
+    pub base_url: Option<String>,
+    /// API requests per second, all calls together (overrides `limits.requests_per_second`).
+    #[arg(long, value_name = "R")]
+    pub rate: Option<f64>,
+    /// Tasks in flight at most (overrides `limits.max_in_flight`).
+    #[arg(long, value_name = "N")]
+    pub max_in_flight: Option<usize>,
+    /// Show what would be done, send nothing.
+    #[arg(long)]
+    pub dry_run: bool,
+    /// Do not ask for confirmation.
+    #[arg(long, short = 'y')]
+    pub yes: bool,
+    /// Resend jobs whose earlier submit has an unknown outcome (a task may exist: this may pay twice).
+    #[arg(long)]
+    pub resubmit_unknown: bool,
+    /// With --simulate: how fast simulated time runs (0.01 = 100× faster than the real service).
+    #[arg(long, default_value_t = 0.01, value_name = "FACTOR")]
+    pub sim_time_scale: f64,
+}
+
+#[derive(Debug, Args)]
+pub struct SimulateArgs {
+    /// Port on 127.0.0.1 (0 = any free port).
+    #[arg(long, default_value_t = 8080)]
+    pub port: u16,
+    #[command(flatten)]
+    pub config: crate::sim::SimConfig,
+}

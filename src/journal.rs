@@ -1,0 +1,485 @@
+//! The state file: an append-only JSON Lines journal with a lock, replay and compaction.
+//!
+//! Each line is one [`Entry`]: a timestamp and a [`Record`]. The first line is
+//! a [`Record::Header`] naming the format version and the campaign. A record
+//! is written with a single `write` call, so `kill -9` leaves at most one torn
+//! last line, which replay ignores and the next open cuts off. Records that
+//! gate money or files (before a submit, after a task id, after a download)
+//! are also `fsync`ed before the step is taken as done.
+
+use std::fs::{self, File, OpenOptions};
+use std::io::{self, BufRead, BufReader, Seek, SeekFrom, Write};
+use std::path::{Path, PathBuf};
+
+use serde::{Deserialize, Serialize};
+
+/// Bumped when a record changes shape in a way an older runner cannot read.
+pub const FORMAT_VERSION: u32 = 1;
+
+/// One line of the journal.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Entry {
+    /// RFC 3339, seconds, UTC: for people reading the file.
+    pub t: String,
+    #[serde(flatten)]
+    pub record: Record,
+}
+
+/// What happened. Field `job` is the job id from the manifest.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(tag = "event", rename_all = "snake_case")]
+pub enum Record {
+    /// First line: which campaign this file belongs to.
+    Header {
+        version: u32,
+        campaign: String,
+        manifest: String,
+    },
+    /// A local image was uploaded; `url` is used for it from now on.
+    Upload {
+        path: String,
+        sha256: String,
+        url: String,
+    },
+    /// Write-ahead: about to send a submit that may cost money.
+    Submitting {
+        job: String,
+        attempt: u32,
+        fingerprint: String,
+    },
+    /// The submit created task `task_id`.
+    Submitted {
+        job: String,
+        attempt: u32,
+        task_id: String,
+    },
+    /// The server answered the submit with an error: no task was created.
+    SubmitRejected {
+        job: String,
+        attempt: u32,
+        error: String,
+    },
+    /// The submit may have created a task we know nothing of.
+    SubmitUnknown {
+        job: String,
+        attempt: u32,
+        error: String,
+    },
+    /// The user asked to resend jobs whose submit outcome is unknown.
+    ResubmitUnknown { job: String },
+    /// The task finished with a video at `url`.
+    Completed {
+        job: String,
+        task_id: String,
+        url: String,
+        expires_at: Option<i64>,
+    },
+    /// The task ended `failed`.
+    TaskFailed {
+        job: String,
+        task_id: String,
+        error: String,
+    },
+    /// A download attempt failed; the video URL is still worth trying again.
+    DownloadFailed { job: String, error: String },
+    /// The video is on disk (written before the `.part` file is renamed).
+    Downloaded {
+        job: String,
+        task_id: String,
+        path: String,
+        bytes: u64,
+        sha256: String,
+    },
+    /// A final outcome other than the above: `failed`, `timed_out`, `expired`.
+    Finished {
+        job: String,
+        status: String,
+        error: String,
+    },
+}
+
+impl Record {
+    pub fn job(&self) -> Option<&str> {
+        match self {
+            Record::Header { .. } | Record::Upload { .. } => None,
+            Record::Submitting { job, .. }
+            | Record::Submitted { job, .. }
+            | Record::SubmitRejected { job, .. }
+            | Record::SubmitUnknown { job, .. }
+            | Record::ResubmitUnknown { job }
+            | Record::Completed { job, .. }
+            | Record::TaskFailed { job, .. }
+            | Record::Downloaded { job, .. }
+            | Record::DownloadFailed { job, .. }
+            | Record::Finished { job, .. } => Some(job),
+        }
+    }
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum JournalError {
+    #[error("cannot open state file {path}")]
+    Open {
+        path: PathBuf,
+        #[source]
+        source: io::Error,
+    },
+    #[error(
+        "state file {path} is in use by another run of this campaign (lock {lock} is held); wait for it to finish or stop it"
+    )]
+    Locked { path: PathBuf, lock: PathBuf },
+    #[error("state file {path}, line {line}: {message}")]
+    Corrupt {
+        path: PathBuf,
+        line: usize,
+        message: String,
+    },
+    #[error(
+        "state file {path} belongs to campaign `{found}`, not `{expected}`; use --state to pick another file"
+    )]
+    OtherCampaign {
+        path: PathBuf,
+        found: String,
+        expected: String,
+    },
+    #[error(
+        "state file {path} has format version {found}; this runner reads version {FORMAT_VERSION}"
+    )]
+    Version { path: PathBuf, found: u32 },
+    #[error("cannot write state file {path}")]
+    Write {
+        path: PathBuf,
+        #[source]
+        source: io::Error,
+    },
+}
+
+/// What was read back from a journal.
+#[derive(Debug, Default)]
+pub struct Replay {
+    pub entries: Vec<Entry>,
+    /// A torn last line was found (and will be cut off when the file is opened for writing).
+    pub torn_tail: bool,
+    /// Byte length of the well-formed part.
+    good_len: u64,
+}
+
+/// Reads a journal. A missing file is an empty replay. Only the last line may be torn.
+pub fn read(path: &Path) -> Result<Replay, JournalError> {
+    let file = match File::open(path) {
+        Ok(file) => file,
+        Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(Replay::default()),
+        Err(source) => {
+            return Err(JournalError::Open {
+                path: path.into(),
+                source,
+            });
+        }
+    };
+    parse(BufReader::new(file), path)
+}
+
+fn parse(mut reader: impl BufRead, path: &Path) -> Result<Replay, JournalError> {
+    let mut replay = Replay::default();
+    let mut line = Vec::new();
+    let mut number = 0;
+    loop {
+        line.clear();
+        let n = reader
+            .read_until(b'\n', &mut line)
+            .map_err(|source| JournalError::Open {
+                path: path.into(),
+                source,
+            })?;
+        if n == 0 {
+            break;
+        }
+        number += 1;
+        let complete = line.last() == Some(&b'\n');
+        let text = String::from_utf8_lossy(&line);
+        if text.trim().is_empty() {
+            replay.good_len += n as u64;
+            continue;
+        }
+        if !complete {
+            // No newline: the process died mid-write. Whatever it says, it did not happen.
+            replay.torn_tail = true;
+            break;
+        }
+        match serde_json::from_str::<Entry>(text.trim_end()) {
+            Ok(entry) => {
+                replay.good_len += n as u64;
+                replay.entries.push(entry);
+            }
+            Err(e) => {
+                return Err(JournalError::Corrupt {
+                    path: path.into(),
+                    line: number,
+                    message: format!(
+                        "{e}; fix or remove this line by hand (the rest of the file is intact)"
+                    ),
+                });
+            }
+        }
+    }
+    Ok(replay)
+}
+
+/// An open journal, locked for this process.
+#[derive(Debug)]
+pub struct Journal {
+    path: PathBuf,
+    file: File,
+    /// Held for as long as the journal is open; dropping it releases the lock.
+    _lock: File,
+    dirty: bool,
+}
+
+impl Journal {
+    /// Locks, reads and opens the journal for appending, writing a header if it is new.
+    /// Refuses a journal of another campaign.
+    pub fn open(
+        path: &Path,
+        campaign: &str,
+        manifest: &str,
+    ) -> Result<(Journal, Replay), JournalError> {
+        if let Some(parent) = path.parent().filter(|p| !p.as_os_str().is_empty()) {
+            fs::create_dir_all(parent).map_err(|source| JournalError::Open {
+                path: path.into(),
+                source,
+            })?;
+        }
+        let lock_path = lock_path(path);
+        let lock = OpenOptions::new()
+            .create(true)
+            .truncate(false)
+            .write(true)
+            .open(&lock_path)
+            .map_err(|source| JournalError::Open {
+                path: lock_path.clone(),
+                source,
+            })?;
+        match lock.try_lock() {
+            Ok(()) => {}
+            Err(fs::TryLockError::WouldBlock) => {
+                return Err(JournalError::Locked {
+                    path: path.into(),
+                    lock: lock_path,
+                });
+            }
+            Err(fs::TryLockError::Error(source)) => {
+                return Err(JournalError::Open {
+                    path: lock_path,
+                    source,
+                });
+            }
+        }
+        let replay = read(path)?;
+        check_header(&replay, path, campaign)?;
+        let mut file = OpenOptions::new()
+            .create(true)
+            .truncate(false)
+            .read(true)
+            .write(true)
+            .open(path)
+            .map_err(|source| JournalError::Open {
+                path: path.into(),
+                source,
+            })?;
+        let write_err = |source| JournalError::Write {
+            path: path.into(),
+            source,
+        };
+        if replay.torn_tail {
+            file.set_len(replay.good_len).map_err(write_err)?;
+        }
+        file.seek(SeekFrom::End(0)).map_err(write_err)?;
+        let mut journal = Journal {
+            path: path.into(),
+            file,
+            _lock: lock,
+            dirty: false,
+        };
+        if replay.entries.is_empty() {
+            journal.append(&Record::Header {
+                version: FORMAT_VERSION,
+                campaign: campaign.into(),
+                manifest: manifest.into(),
+            })?;
+            journal.sync()?;
+        }
+        Ok((journal, replay))
+    }
+
+    pub fn path(&self) -> &Path {
+        &self.path
+    }
+
+    /// Appends one record with a single write. Durable against `kill -9` at once;
+    /// call [`Journal::sync`] before relying on it across a power loss.
+    pub fn append(&mut self, record: &Record) -> Result<(), JournalError> {
+        let entry = Entry {
+            t: now_rfc3339(),
+            record: record.clone(),
+        };
+        let mut line = serde_json::to_vec(&entry).map_err(|e| JournalError::Write {
+            path: self.path.clone(),
+            source: io::Error::other(e),
+        })?;
+        line.push(b'\n');
+        self.file
+            .write_all(&line)
+            .map_err(|source| JournalError::Write {
+                path: self.path.clone(),
+                source,
+            })?;
+        self.dirty = true;
+        Ok(())
+    }
+
+    /// Flushes appended records to disk (one fsync for any number of appends).
+    pub fn sync(&mut self) -> Result<(), JournalError> {
+        if self.dirty {
+            self.file
+                .sync_data()
+                .map_err(|source| JournalError::Write {
+                    path: self.path.clone(),
+                    source,
+                })?;
+            self.dirty = false;
+        }
+        Ok(())
+    }
+}
+
+fn check_header(replay: &Replay, path: &Path, campaign: &str) -> Result<(), JournalError> {
+    let Some(first) = replay.entries.first() else {
+        return Ok(());
+    };
+    match &first.record {
+        Record::Header {
+            version,
+            campaign: found,
+            ..
+        } => {
+            if *version > FORMAT_VERSION {
+                return Err(JournalError::Version {
+                    path: path.into(),
+                    found: *version,
+                });
+            }
+            if found != campaign {
+                return Err(JournalError::OtherCampaign {
+                    path: path.into(),
+                    found: found.clone(),
+                    expected: campaign.into(),
+                });
+            }
+            Ok(())
+        }
+        _ => Err(JournalError::Corrupt {
+            path: path.into(),
+            line: 1,
+            message: "the first line is not a header; this is not a runner state file".into(),
+        }),
+    }
+}
+
+/// `state.jsonl` → `state.jsonl.lock`.
+pub fn lock_path(path: &Path) -> PathBuf {
+    let mut name = path
+        .file_name()
+        .map(|n| n.to_os_string())
+        .unwrap_or_default();
+    name.push(".lock");
+    path.with_file_name(name)
+}
+
+pub fn now_rfc3339() -> String {
+    humantime::format_rfc3339_seconds(std::time::SystemTime::now()).to_string()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn submitted(job: &str) -> Record {
+        Record::Submitted {
+            job: job.into(),
+            attempt: 1,
+            task_id: format!("t-{job}"),
+        }
+    }
+
+    #[test]
+    fn round_trip_and_torn_tail() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("state.jsonl");
+        {
+            let (mut j, replay) = Journal::open(&path, "c", "c.toml").unwrap();
+            assert!(replay.entries.is_empty());
+            j.append(&submitted("a")).unwrap();
+            j.sync().unwrap();
+        }
+        // A torn write: half a line, no newline.
+        let mut f = OpenOptions::new().append(true).open(&path).unwrap();
+        f.write_all(br#"{"t":"x","event":"submitted","jo"#).unwrap();
+        drop(f);
+        let replay = read(&path).unwrap();
+        assert!(replay.torn_tail);
+        assert_eq!(replay.entries.len(), 2);
+        {
+            let (mut j, replay) = Journal::open(&path, "c", "c.toml").unwrap();
+            assert_eq!(replay.entries[1].record, submitted("a"));
+            j.append(&submitted("b")).unwrap();
+        }
+        let replay = read(&path).unwrap();
+        assert!(!replay.torn_tail);
+        let jobs: Vec<_> = replay
+            .entries
+            .iter()
+            .filter_map(|e| e.record.job())
+            .collect();
+        assert_eq!(jobs, ["a", "b"]);
+    }
+
+    #[test]
+    fn corrupt_middle_line_is_an_error_with_its_number() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("s.jsonl");
+        fs::write(&path, "{\"t\":\"x\",\"event\":\"header\",\"version\":1,\"campaign\":\"c\",\"manifest\":\"m\"}\nnot json\n").unwrap();
+        let err = read(&path).unwrap_err();
+        assert!(
+            matches!(err, JournalError::Corrupt { line: 2, .. }),
+            "{err}"
+        );
+    }
+
+    #[test]
+    fn refuses_other_campaign_and_second_writer() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("s.jsonl");
+        let (_j, _) = Journal::open(&path, "one", "one.toml").unwrap();
+        let err = Journal::open(&path, "one", "one.toml").unwrap_err();
+        assert!(matches!(err, JournalError::Locked { .. }), "{err}");
+        drop(_j);
+        let err = Journal::open(&path, "two", "two.toml").unwrap_err();
+        assert!(
+            err.to_string().contains("belongs to campaign `one`"),
+            "{err}"
+        );
+    }
+
+    #[test]
+    fn records_read_as_plain_json() {
+        let line = serde_json::to_string(&Entry {
+            t: "2026-01-01T00:00:00Z".into(),
+            record: submitted("a"),
+        })
+        .unwrap();
+        assert_eq!(
+            line,
+            r#"{"t":"2026-01-01T00:00:00Z","event":"submitted","job":"a","attempt":1,"task_id":"t-a"}"#
+        );
+    }
+}

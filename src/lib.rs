@@ -1,0 +1,23 @@
+//! `runner`: run large batches of AI video generations — resumable, rate-limited, crash-safe.
+//!
+//! Layout:
+//! - [`cli`]: the command line (clap); [`app`]: what each command does; [`exit`]: exit codes.
+//! - [`manifest`]: TOML/CSV manifests → validated [`manifest::Job`]s; [`models`]: what each model accepts.
+//! - [`api`]: the HTTP client and wire types of the video API.
+//! - [`run`]: the engine — dispatcher, rate limiter, polling, downloads, shutdown.
+//! - [`journal`]: the append-only state file; [`state`]: what it says about each job.
+//! - [`report`]: the CSV report.
+//! - [`sim`]: the built-in API simulator (axum).
+
+pub mod api;
+pub mod app;
+pub mod cli;
+pub mod exit;
+pub mod journal;
+pub mod manifest;
+pub mod models;
+pub mod report;
+pub mod run;
+pub mod sim;
+pub mod state;
+pub mod util;

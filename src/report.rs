@@ -1,0 +1,150 @@
+//! The CSV report: one row per manifest job, built from the journal alone.
+
+use std::io::Write;
+use std::path::Path;
+
+use crate::manifest::{Campaign, ImageRef};
+use crate::state::{CampaignState, JobState, Phase, Status};
+
+/// The report's columns, in order. The first nine are fixed by SPEC §4.
+pub const COLUMNS: &[&str] = &[
+    "job_id",
+    "status",
+    "task_id",
+    "model",
+    "prompt",
+    "output_path",
+    "bytes",
+    "sha256",
+    "error",
+    "attempts",
+    "aspect_ratio",
+    "duration",
+    "image_urls",
+    "submitted_at",
+    "completed_at",
+    "downloaded_at",
+    "task_ids",
+];
+
+/// One job's line.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Row {
+    pub job_id: String,
+    pub status: Status,
+    pub task_id: String,
+    pub model: String,
+    pub prompt: String,
+    pub output_path: String,
+    pub bytes: Option<u64>,
+    pub sha256: String,
+    pub error: String,
+    pub attempts: u32,
+    pub aspect_ratio: String,
+    pub duration: u32,
+    pub image_urls: String,
+    pub submitted_at: String,
+    pub completed_at: String,
+    pub downloaded_at: String,
+    pub task_ids: String,
+}
+
+impl Row {
+    fn fields(&self) -> [String; 17] {
+        [
+            self.job_id.clone(),
+            self.status.to_string(),
+            self.task_id.clone(),
+            self.model.clone(),
+            self.prompt.clone(),
+            self.output_path.clone(),
+            self.bytes.map(|b| b.to_string()).unwrap_or_default(),
+            self.sha256.clone(),
+            self.error.clone(),
+            self.attempts.to_string(),
+            self.aspect_ratio.clone(),
+            self.duration.to_string(),
+            self.image_urls.clone(),
+            self.submitted_at.clone(),
+            self.completed_at.clone(),
+            self.downloaded_at.clone(),
+            self.task_ids.clone(),
+        ]
+    }
+}
+
+/// One row per job of the manifest, in manifest order, jobs never submitted included.
+pub fn rows(campaign: &Campaign, state: &CampaignState) -> Vec<Row> {
+    let empty = JobState::default();
+    campaign
+        .jobs
+        .iter()
+        .map(|job| {
+            let js = state.job(&job.id).unwrap_or(&empty);
+            let (output_path, bytes, sha256) = match &js.phase {
+                Phase::Succeeded { path, bytes, sha256, .. } => (path.clone(), Some(*bytes), sha256.clone()),
+                _ => (String::new(), None, String::new()),
+            };
+            let mut error = js.last_error.clone().unwrap_or_default();
+            if js.attempts > 0 && js.fingerprint.as_deref().is_some_and(|f| f != job.fingerprint()) {
+                if !error.is_empty() {
+                    error.push_str("; ");
+                }
+                error.push_str("the manifest changed this job since it was submitted; the recorded task is kept");
+            }
+            Row {
+                job_id: job.id.clone(),
+                status: js.status(),
+                task_id: js.task_id().unwrap_or_default().to_string(),
+                model: job.model.to_string(),
+                prompt: job.prompt.clone(),
+                output_path,
+                bytes,
+                sha256,
+                error,
+                attempts: js.attempts,
+                aspect_ratio: job.aspect_ratio.clone(),
+                duration: job.duration,
+                image_urls: job
+                    .images
+                    .iter()
+                    .map(|i| match i {
+                        ImageRef::Url(u) => u.clone(),
+                        ImageRef::Local(p) => p.display().to_string(),
+                    })
+                    .collect::<Vec<_>>()
+                    .join("|"),
+                submitted_at: js.submitted_at.clone().unwrap_or_default(),
+                completed_at: js.completed_at.clone().unwrap_or_default(),
+                downloaded_at: js.downloaded_at.clone().unwrap_or_default(),
+                task_ids: js.task_ids.join("|"),
+            }
+        })
+        .collect()
+}
+
+/// Writes the report atomically: a temp file in the same folder, fsynced, renamed over the old one.
+pub fn write_csv(path: &Path, rows: &[Row]) -> std::io::Result<()> {
+    let dir = match path.parent() {
+        Some(dir) if !dir.as_os_str().is_empty() => dir,
+        _ => Path::new("."),
+    };
+    std::fs::create_dir_all(dir)?;
+    let mut tmp = tempfile::NamedTempFile::new_in(dir)?;
+    {
+        let mut writer = csv::Writer::from_writer(std::io::BufWriter::new(tmp.as_file_mut()));
+        writer
+            .write_record(COLUMNS)
+            .map_err(std::io::Error::other)?;
+        for row in rows {
+            writer
+                .write_record(row.fields())
+                .map_err(std::io::Error::other)?;
+        }
+        writer.flush()?;
+    }
+    tmp.as_file_mut().flush()?;
+    tmp.as_file().sync_all()?;
+    tmp.persist(path).map_err(|e| e.error)?;
+    Ok(())
+}

@@ -1,0 +1,1000 @@
+//! The dispatcher: the one task that owns job state and the journal.
+//!
+//! It loops over worker events, timers and signals; each event is handled by
+//! a synchronous method that appends to the journal and updates state. API
+//! calls start only from [`Dispatcher::pump`], which asks the [`Limiter`] for
+//! each one in priority order (uploads, submits, due polls), so every call
+//! shares one rate. Write-ahead records are fsynced before a submit is spawned.
+
+use std::cmp::Reverse;
+use std::collections::{BinaryHeap, HashMap, VecDeque};
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::Duration;
+
+use tokio::sync::mpsc;
+use tokio::task::JoinSet;
+use tokio::time::Instant;
+
+use super::download::{self, DownloadError, Fetched};
+use super::limiter::Limiter;
+use super::progress::Progress;
+use super::retry::Backoff;
+use super::shutdown::Signal;
+use super::{RunError, RunOptions};
+use crate::api::{ApiError, Client, Task, TaskStatus};
+use crate::journal::{Journal, Record};
+use crate::manifest::{Campaign, ImageRef, Job};
+use crate::state::{CampaignState, JobState, Phase, Status};
+
+/// Submits that failed with a clear "not created" answer (5xx, no connection) are
+/// tried this many times in a row before the job fails.
+const MAX_SUBMIT_TRIES: u32 = 6;
+/// Downloads are tried this many times per run before the job is reported failed
+/// (its URL is kept: the next run tries again).
+const MAX_DOWNLOAD_TRIES: u32 = 6;
+/// A poll answered 404 this many times in a row: the task is gone.
+const MAX_POLL_NOT_FOUND: u32 = 5;
+/// How long a first Ctrl-C waits for submits already sent, so their task ids are kept.
+const STOP_GRACE: Duration = Duration::from_secs(8);
+
+/// What a worker reports back.
+#[derive(Debug)]
+pub(super) enum Event {
+    Uploaded {
+        path: String,
+        result: Result<(String, String), String>,
+    },
+    Submitted {
+        job: usize,
+        attempt: u32,
+        result: Result<Task, ApiError>,
+    },
+    Polled {
+        job: usize,
+        result: Result<Task, ApiError>,
+    },
+    Downloaded {
+        job: usize,
+        result: Result<Fetched, DownloadError>,
+    },
+}
+
+/// Something to do at a given time.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
+enum Wake {
+    Poll(usize),
+    RetrySubmit(usize),
+    RetryDownload(usize),
+}
+
+/// An API call the dispatcher may start next.
+#[derive(Debug)]
+enum Action {
+    Upload(String),
+    Submit(usize),
+    Poll(usize),
+}
+
+/// What the dispatcher keeps about a job during this run only.
+#[derive(Debug, Default)]
+struct Live {
+    submit_errors: u32,
+    poll_errors: u32,
+    not_found: u32,
+    download_errors: u32,
+    /// When this run gives up polling the current task.
+    deadline: Option<Instant>,
+    /// The last status and progress seen, for progress lines.
+    last_status: Option<TaskStatus>,
+    /// A poll for this job is in flight (never two at once).
+    polling: bool,
+}
+
+#[derive(Debug)]
+enum UploadState {
+    Queued,
+    Running,
+    Done(String),
+    Failed(String),
+}
+
+pub(super) struct Dispatcher {
+    campaign: Arc<Campaign>,
+    client: Client,
+    opts: RunOptions,
+    journal: Journal,
+    state: CampaignState,
+    live: Vec<Live>,
+    limiter: Limiter,
+    /// Jobs waiting to be submitted, in manifest order.
+    submit_queue: VecDeque<usize>,
+    /// Jobs waiting for their local images to be uploaded.
+    blocked_on_upload: Vec<usize>,
+    uploads: HashMap<String, UploadState>,
+    upload_queue: VecDeque<String>,
+    timers: BinaryHeap<Reverse<(Instant, Wake)>>,
+    due_polls: VecDeque<usize>,
+    /// Finished tasks waiting for a download slot, soonest-expiring first.
+    download_queue: BinaryHeap<Reverse<(i64, usize)>>,
+    /// Tasks submitted (or being submitted) and not finished.
+    in_flight: usize,
+    active_submits: usize,
+    active_calls: usize,
+    active_downloads: usize,
+    /// No API call has succeeded yet: one at a time, so a bad key or URL costs one request.
+    verified: bool,
+    stopping: Option<Instant>,
+    fatal: Option<RunError>,
+    tx: mpsc::UnboundedSender<Event>,
+    rx: mpsc::UnboundedReceiver<Event>,
+    workers: JoinSet<()>,
+    progress: Progress,
+}
+
+impl std::fmt::Debug for Dispatcher {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Dispatcher")
+            .field("campaign", &self.campaign.name)
+            .field("in_flight", &self.in_flight)
+            .finish_non_exhaustive()
+    }
+}
+
+/// How a run ended.
+#[derive(Debug)]
+pub(super) enum Ending {
+    Finished,
+    Interrupted,
+    Fatal(RunError),
+}
+
+impl Dispatcher {
+    pub(super) fn new(
+        campaign: Arc<Campaign>,
+        client: Client,
+        opts: RunOptions,
+        journal: Journal,
+        state: CampaignState,
+    ) -> Dispatcher {
+        let (tx, rx) = mpsc::unbounded_channel();
+        let limits = &campaign.limits;
+        let limiter = Limiter::new(limits.requests_per_second, limits.burst);
+        let progress = Progress::new(&opts, campaign.jobs.len());
+        Dispatcher {
+            live: campaign.jobs.iter().map(|_| Live::default()).collect(),
+            campaign,
+            client,
+            opts,
+            journal,
+            state,
+            limiter,
+            submit_queue: VecDeque::new(),
+            blocked_on_upload: Vec::new(),
+            uploads: HashMap::new(),
+            upload_queue: VecDeque::new(),
+            timers: BinaryHeap::new(),
+            due_polls: VecDeque::new(),
+            download_queue: BinaryHeap::new(),
+            in_flight: 0,
+            active_submits: 0,
+            active_calls: 0,
+            active_downloads: 0,
+            verified: false,
+            stopping: None,
+            fatal: None,
+            tx,
+            rx,
+            workers: JoinSet::new(),
+            progress,
+        }
+    }
+
+    /// The journal's view of every job, for the report.
+    pub(super) fn into_state(self) -> CampaignState {
+        self.state
+    }
+
+    fn job(&self, idx: usize) -> &Job {
+        &self.campaign.jobs[idx]
+    }
+
+    fn job_state(&self, idx: usize) -> JobState {
+        self.state
+            .job(&self.job(idx).id)
+            .cloned()
+            .unwrap_or_default()
+    }
+
+    fn scaled(&self, d: Duration) -> Duration {
+        d.mul_f64(self.opts.time_scale)
+    }
+
+    /// Records an event: journal first, then the in-memory state.
+    fn record(&mut self, record: Record) -> Result<(), RunError> {
+        self.journal.append(&record)?;
+        self.state.apply(&crate::journal::now_rfc3339(), &record);
+        Ok(())
+    }
+
+    /// Puts every job where its journal state says it belongs.
+    pub(super) fn plan(&mut self) -> Result<(), RunError> {
+        let now = Instant::now();
+        for (path, uploaded) in &self.state.uploads {
+            self.uploads
+                .insert(path.clone(), UploadState::Done(uploaded.url.clone()));
+        }
+        for idx in 0..self.campaign.jobs.len() {
+            let job_state = self.job_state(idx);
+            match job_state.phase {
+                Phase::Pending => self.submit_queue.push_back(idx),
+                Phase::TaskFailed { .. }
+                    if job_state.attempts < self.campaign.limits.max_attempts =>
+                {
+                    self.submit_queue.push_back(idx)
+                }
+                Phase::Running { .. } => {
+                    self.in_flight += 1;
+                    self.start_tracking(idx, now, Duration::ZERO);
+                }
+                Phase::Completed { .. } => self.queue_download(idx),
+                _ => {}
+            }
+        }
+        // Local images needed by jobs still to submit, whose uploads are not known or changed.
+        let mut needed: Vec<String> = Vec::new();
+        for &idx in &self.submit_queue {
+            for image in &self.campaign.jobs[idx].images {
+                if let ImageRef::Local(path) = image {
+                    let key = path.display().to_string();
+                    if !needed.contains(&key) {
+                        needed.push(key);
+                    }
+                }
+            }
+        }
+        for key in needed {
+            let fresh = match self.state.uploads.get(&key) {
+                Some(up) => std::fs::read(&key)
+                    .map(|bytes| crate::util::sha256_hex(&bytes) == up.sha256)
+                    .unwrap_or(false),
+                None => false,
+            };
+            if !fresh {
+                self.uploads.insert(key.clone(), UploadState::Queued);
+                self.upload_queue.push_back(key);
+            }
+        }
+        Ok(())
+    }
+
+    /// The main loop.
+    pub(super) async fn run(&mut self, mut signals: mpsc::UnboundedReceiver<Signal>) -> Ending {
+        let mut ticker = tokio::time::interval(self.opts.progress_every);
+        ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        loop {
+            let wake = match self.pump(Instant::now()) {
+                Ok(wake) => wake,
+                Err(e) => self.fail_fatal(e),
+            };
+            if let Some(ending) = self.ending() {
+                self.finish_workers().await;
+                self.progress.finish(&self.counts());
+                return ending;
+            }
+            let sleep_until = wake.unwrap_or_else(|| Instant::now() + Duration::from_secs(3600));
+            tokio::select! {
+                Some(event) = self.rx.recv() => {
+                    let mut next = Some(event);
+                    while let Some(event) = next {
+                        if let Err(e) = self.handle(event) {
+                            self.fail_fatal(e);
+                        }
+                        next = self.rx.try_recv().ok();
+                    }
+                    if let Err(e) = self.journal.sync() {
+                        self.fail_fatal(e.into());
+                    }
+                }
+                _ = tokio::time::sleep_until(sleep_until) => {}
+                signal = signals.recv() => match signal {
+                    Some(Signal::Stop) => self.begin_stop(),
+                    Some(Signal::Abort) => {
+                        let _ = self.journal.sync();
+                        self.workers.abort_all();
+                        self.progress.finish(&self.counts());
+                        return Ending::Interrupted;
+                    }
+                    None => {}
+                },
+                _ = ticker.tick() => {
+                    let paused = self.limiter.paused_until(Instant::now()).map(|u| u - Instant::now());
+                    self.progress.tick(&self.counts(), paused);
+                }
+            }
+        }
+    }
+
+    fn fail_fatal(&mut self, e: RunError) -> Option<Instant> {
+        if self.fatal.is_none() {
+            self.fatal = Some(e);
+        }
+        None
+    }
+
+    fn begin_stop(&mut self) {
+        if self.stopping.is_none() {
+            tracing::warn!(
+                "interrupted: no new submits; waiting up to {}s for submits already sent, then saving state (Ctrl-C again to quit now)",
+                STOP_GRACE.as_secs()
+            );
+            self.stopping = Some(Instant::now() + STOP_GRACE);
+        }
+    }
+
+    fn ending(&self) -> Option<Ending> {
+        if let Some(fatal) = &self.fatal {
+            // Submits already sent still get their answers recorded.
+            if self.active_submits == 0 {
+                return Some(Ending::Fatal(fatal.clone()));
+            }
+            return None;
+        }
+        if let Some(deadline) = self.stopping {
+            if self.active_submits == 0 || Instant::now() >= deadline {
+                return Some(Ending::Interrupted);
+            }
+            return None;
+        }
+        let idle = self.active_calls == 0
+            && self.active_downloads == 0
+            && self.submit_queue.is_empty()
+            && self.blocked_on_upload.is_empty()
+            && self.upload_queue.is_empty()
+            && self.timers.is_empty()
+            && self.due_polls.is_empty()
+            && self.download_queue.is_empty();
+        idle.then_some(Ending::Finished)
+    }
+
+    async fn finish_workers(&mut self) {
+        let _ = self.journal.sync();
+        self.workers.abort_all();
+        while self.workers.join_next().await.is_some() {}
+        // Answers that arrived before the abort are still worth recording.
+        while let Ok(event) = self.rx.try_recv() {
+            let _ = self.handle(event);
+        }
+        let _ = self.journal.sync();
+    }
+
+    /// Starts whatever may start now; returns when to look again.
+    fn pump(&mut self, now: Instant) -> Result<Option<Instant>, RunError> {
+        let mut wake: Option<Instant> = None;
+        let soonest = |t: Instant, wake: &mut Option<Instant>| {
+            *wake = Some(wake.map_or(t, |w| w.min(t)));
+        };
+        if self.fatal.is_some() || self.stopping.is_some() {
+            if let Some(deadline) = self.stopping {
+                soonest(deadline, &mut wake);
+            }
+            return Ok(wake);
+        }
+        while let Some(Reverse((at, what))) = self.timers.peek().copied() {
+            if at > now {
+                soonest(at, &mut wake);
+                break;
+            }
+            self.timers.pop();
+            match what {
+                Wake::Poll(idx) => self.due_polls.push_back(idx),
+                Wake::RetrySubmit(idx) => self.submit_queue.push_front(idx),
+                Wake::RetryDownload(idx) => self.queue_download(idx),
+            }
+        }
+        self.start_downloads()?;
+        let mut submits = Vec::new();
+        while let Some(action) = self.next_action() {
+            if !self.verified && self.active_calls > 0 {
+                self.put_back(action);
+                break;
+            }
+            if let Err(at) = self.limiter.try_acquire(now) {
+                self.put_back(action);
+                soonest(at, &mut wake);
+                break;
+            }
+            match action {
+                Action::Upload(path) => self.spawn_upload(path),
+                Action::Poll(idx) => self.spawn_poll(idx),
+                Action::Submit(idx) => {
+                    if let Some(submit) = self.prepare_submit(idx)? {
+                        submits.push(submit);
+                    }
+                }
+            }
+        }
+        if !submits.is_empty() {
+            // The write-ahead records must be on disk before any of these requests leave.
+            self.journal.sync()?;
+            for (idx, attempt, body) in submits {
+                self.spawn_submit(idx, attempt, body);
+            }
+        }
+        Ok(wake)
+    }
+
+    /// The next API call in priority order, taken off its queue.
+    fn next_action(&mut self) -> Option<Action> {
+        if let Some(path) = self.upload_queue.pop_front() {
+            return Some(Action::Upload(path));
+        }
+        while self.in_flight + self.active_submits < self.campaign.limits.max_in_flight {
+            let Some(idx) = self.submit_queue.pop_front() else {
+                break;
+            };
+            match self.images_ready(idx) {
+                Ok(true) => return Some(Action::Submit(idx)),
+                Ok(false) => self.blocked_on_upload.push(idx),
+                Err(error) => {
+                    let id = self.job(idx).id.clone();
+                    if let Err(e) = self.record(Record::Finished {
+                        job: id,
+                        status: Status::Failed.as_str().into(),
+                        error,
+                    }) {
+                        self.fail_fatal(e);
+                    }
+                }
+            }
+        }
+        self.due_polls.pop_front().map(Action::Poll)
+    }
+
+    fn put_back(&mut self, action: Action) {
+        match action {
+            Action::Upload(path) => self.upload_queue.push_front(path),
+            Action::Submit(idx) => self.submit_queue.push_front(idx),
+            Action::Poll(idx) => self.due_polls.push_front(idx),
+        }
+    }
+
+    /// Ok(true) when every local image of the job has a URL.
+    fn images_ready(&self, idx: usize) -> Result<bool, String> {
+        for image in &self.job(idx).images {
+            if let ImageRef::Local(path) = image {
+                match self.uploads.get(&path.display().to_string()) {
+                    Some(UploadState::Done(_)) => {}
+                    Some(UploadState::Failed(e)) => {
+                        return Err(format!("upload of {} failed: {e}", path.display()));
+                    }
+                    _ => return Ok(false),
+                }
+            }
+        }
+        Ok(true)
+    }
+
+    fn image_urls(&self, idx: usize) -> Vec<String> {
+        self.job(idx)
+            .images
+            .iter()
+            .map(|image| match image {
+                ImageRef::Url(url) => url.clone(),
+                ImageRef::Local(path) => match self.uploads.get(&path.display().to_string()) {
+                    Some(UploadState::Done(url)) => url.clone(),
+                    _ => String::new(),
+                },
+            })
+            .collect()
+    }
+
+    /// Writes the write-ahead record; the caller syncs, then spawns.
+    fn prepare_submit(
+        &mut self,
+        idx: usize,
+    ) -> Result<Option<(usize, u32, serde_json::Value)>, RunError> {
+        let job = self.job(idx).clone();
+        let attempt = self.job_state(idx).attempts + 1;
+        let body = job.request_body(&self.image_urls(idx));
+        self.record(Record::Submitting {
+            job: job.id.clone(),
+            attempt,
+            fingerprint: job.fingerprint(),
+        })?;
+        Ok(Some((idx, attempt, body)))
+    }
+
+    fn spawn_submit(&mut self, idx: usize, attempt: u32, body: serde_json::Value) {
+        self.active_submits += 1;
+        self.active_calls += 1;
+        let client = self.client.clone();
+        let tx = self.tx.clone();
+        tracing::debug!(job = %self.job(idx).id, attempt, "submitting");
+        self.workers.spawn(async move {
+            let result = client.submit(&body).await;
+            let _ = tx.send(Event::Submitted {
+                job: idx,
+                attempt,
+                result,
+            });
+        });
+    }
+
+    fn spawn_poll(&mut self, idx: usize) {
+        let Some(task_id) = self.job_state(idx).task_id().map(String::from) else {
+            return;
+        };
+        self.active_calls += 1;
+        self.live[idx].polling = true;
+        let client = self.client.clone();
+        let tx = self.tx.clone();
+        self.workers.spawn(async move {
+            let result = client.poll(&task_id).await;
+            let _ = tx.send(Event::Polled { job: idx, result });
+        });
+    }
+
+    fn spawn_upload(&mut self, path: String) {
+        self.active_calls += 1;
+        self.uploads.insert(path.clone(), UploadState::Running);
+        let client = self.client.clone();
+        let tx = self.tx.clone();
+        self.workers.spawn(async move {
+            let result = match tokio::fs::read(&path).await {
+                Ok(bytes) => {
+                    let sha = crate::util::sha256_hex(&bytes);
+                    client
+                        .upload(std::path::Path::new(&path), bytes)
+                        .await
+                        .map(|url| (sha, url))
+                        .map_err(|e| e.to_string())
+                }
+                Err(e) => Err(format!("cannot read {path}: {e}")),
+            };
+            let _ = tx.send(Event::Uploaded { path, result });
+        });
+    }
+
+    fn start_downloads(&mut self) -> Result<(), RunError> {
+        while self.active_downloads < self.campaign.limits.downloads {
+            let Some(Reverse((_, idx))) = self.download_queue.pop() else {
+                break;
+            };
+            self.spawn_download(idx)?;
+        }
+        Ok(())
+    }
+
+    fn queue_download(&mut self, idx: usize) {
+        if let Phase::Completed { expires_at, .. } = self.job_state(idx).phase {
+            self.download_queue
+                .push(Reverse((expires_at.unwrap_or(i64::MAX), idx)));
+        }
+    }
+
+    fn output_path(&self, idx: usize) -> PathBuf {
+        self.campaign.output.dir.join(&self.job(idx).filename)
+    }
+
+    fn spawn_download(&mut self, idx: usize) -> Result<(), RunError> {
+        let Phase::Completed {
+            url, expires_at, ..
+        } = self.job_state(idx).phase
+        else {
+            return Ok(());
+        };
+        let id = self.job(idx).id.clone();
+        if let Some(expires_at) = expires_at
+            && unix_now() >= expires_at
+        {
+            return self.record(Record::Finished {
+                job: id,
+                status: Status::Expired.as_str().into(),
+                error: format!(
+                    "video URL expired at {} before it was downloaded",
+                    fmt_unix(expires_at)
+                ),
+            });
+        }
+        let path = self.output_path(idx);
+        if path.exists() {
+            return self.record(Record::Finished {
+                job: id,
+                status: Status::Failed.as_str().into(),
+                error: format!(
+                    "{} already exists and is not recorded in the state file; move it away and run again",
+                    path.display()
+                ),
+            });
+        }
+        self.active_downloads += 1;
+        let client = self.client.clone();
+        let tx = self.tx.clone();
+        let max = self.campaign.limits.max_video_bytes;
+        self.workers.spawn(async move {
+            let result = download::fetch(&client, &url, &download::part_path(&path), max).await;
+            let _ = tx.send(Event::Downloaded { job: idx, result });
+        });
+        Ok(())
+    }
+
+    fn handle(&mut self, event: Event) -> Result<(), RunError> {
+        match event {
+            Event::Uploaded { path, result } => self.on_uploaded(path, result),
+            Event::Submitted {
+                job,
+                attempt,
+                result,
+            } => self.on_submitted(job, attempt, result),
+            Event::Polled { job, result } => self.on_polled(job, result),
+            Event::Downloaded { job, result } => self.on_downloaded(job, result),
+        }
+    }
+
+    fn on_api_result<T>(&mut self, result: &Result<T, ApiError>) {
+        if result.is_ok() {
+            self.verified = true;
+            self.limiter.on_success();
+        }
+    }
+
+    /// The key was refused: stop everything, name the variable.
+    fn auth_failure(&mut self, e: &ApiError) {
+        let fatal = RunError::Auth {
+            env: self.campaign.api.api_key_env.clone(),
+            message: e.to_string(),
+        };
+        self.fail_fatal(fatal);
+    }
+
+    fn on_uploaded(
+        &mut self,
+        path: String,
+        result: Result<(String, String), String>,
+    ) -> Result<(), RunError> {
+        self.active_calls -= 1;
+        match result {
+            Ok((sha256, url)) => {
+                self.verified = true;
+                self.record(Record::Upload {
+                    path: path.clone(),
+                    sha256,
+                    url: url.clone(),
+                })?;
+                self.uploads.insert(path, UploadState::Done(url));
+            }
+            Err(error) => {
+                tracing::error!("upload of {path} failed: {error}");
+                if error.contains("HTTP 401") || error.contains("HTTP 403") {
+                    self.fail_fatal(RunError::Auth {
+                        env: self.campaign.api.api_key_env.clone(),
+                        message: error.clone(),
+                    });
+                }
+                self.uploads.insert(path, UploadState::Failed(error));
+            }
+        }
+        // Jobs that waited on this upload go back to the front of the line.
+        for idx in std::mem::take(&mut self.blocked_on_upload)
+            .into_iter()
+            .rev()
+        {
+            self.submit_queue.push_front(idx);
+        }
+        Ok(())
+    }
+
+    fn on_submitted(
+        &mut self,
+        idx: usize,
+        attempt: u32,
+        result: Result<Task, ApiError>,
+    ) -> Result<(), RunError> {
+        self.active_submits -= 1;
+        self.active_calls -= 1;
+        self.on_api_result(&result);
+        let id = self.job(idx).id.clone();
+        let now = Instant::now();
+        match result {
+            Ok(task) => {
+                self.record(Record::Submitted {
+                    job: id.clone(),
+                    attempt,
+                    task_id: task.id.clone(),
+                })?;
+                tracing::info!(job = %id, task = %task.id, attempt, "submitted");
+                self.in_flight += 1;
+                self.live[idx].submit_errors = 0;
+                let first = self.scaled(self.campaign.limits.poll_queued);
+                self.start_tracking(idx, now, first);
+            }
+            Err(e) if e.may_have_reached_server() => {
+                tracing::warn!(job = %id, "submit outcome unknown: {e}");
+                self.record(Record::SubmitUnknown {
+                    job: id,
+                    attempt,
+                    error: format!("submit outcome unknown: {e}"),
+                })?;
+            }
+            Err(e) => {
+                self.record(Record::SubmitRejected {
+                    job: id.clone(),
+                    attempt,
+                    error: e.to_string(),
+                })?;
+                if e.is_auth() {
+                    self.auth_failure(&e);
+                } else if e.is_rate_limited() {
+                    let until = self.limiter.slow_down(now, e.retry_after());
+                    tracing::warn!(job = %id, "429 on submit: every call waits {:.1}s", (until - now).as_secs_f64());
+                    self.submit_queue.push_front(idx);
+                } else if e.is_transient() && self.live[idx].submit_errors + 1 < MAX_SUBMIT_TRIES {
+                    let n = self.live[idx].submit_errors;
+                    self.live[idx].submit_errors += 1;
+                    let delay = self.scaled(Backoff::DEFAULT.delay(n));
+                    tracing::warn!(job = %id, "submit failed ({e}); retrying in {:.1}s", delay.as_secs_f64());
+                    self.timers
+                        .push(Reverse((now + delay, Wake::RetrySubmit(idx))));
+                } else {
+                    let error = if e.is_transient() {
+                        format!("submit failed {MAX_SUBMIT_TRIES} times, last: {e}")
+                    } else {
+                        format!("rejected by the API: {e}")
+                    };
+                    tracing::error!(job = %id, "{error}");
+                    self.record(Record::Finished {
+                        job: id,
+                        status: Status::Failed.as_str().into(),
+                        error,
+                    })?;
+                }
+            }
+        }
+        Ok(())
+    }
+
+    /// Starts polling a task: first poll after `first`, timeout from now.
+    fn start_tracking(&mut self, idx: usize, now: Instant, first: Duration) {
+        let timeout = self.scaled(self.campaign.limits.task_timeout);
+        let live = &mut self.live[idx];
+        live.deadline = Some(now + timeout);
+        live.poll_errors = 0;
+        live.not_found = 0;
+        live.last_status = None;
+        self.timers.push(Reverse((now + first, Wake::Poll(idx))));
+    }
+
+    fn on_polled(&mut self, idx: usize, result: Result<Task, ApiError>) -> Result<(), RunError> {
+        self.active_calls -= 1;
+        self.live[idx].polling = false;
+        self.on_api_result(&result);
+        let now = Instant::now();
+        let id = self.job(idx).id.clone();
+        let Phase::Running { task_id, .. } = self.job_state(idx).phase else {
+            return Ok(());
+        };
+        let limits = self.campaign.limits.clone();
+        match result {
+            Ok(task) => {
+                self.live[idx].poll_errors = 0;
+                self.live[idx].not_found = 0;
+                match task.status {
+                    TaskStatus::Completed => {
+                        self.in_flight -= 1;
+                        match task.video_url {
+                            Some(url) => {
+                                self.record(Record::Completed {
+                                    job: id,
+                                    task_id,
+                                    url,
+                                    expires_at: task.expires_at,
+                                })?;
+                                self.queue_download(idx);
+                            }
+                            None => self.record(Record::Finished {
+                                job: id,
+                                status: Status::Failed.as_str().into(),
+                                error: format!(
+                                    "task {task_id} completed but its answer has no video URL"
+                                ),
+                            })?,
+                        }
+                    }
+                    TaskStatus::Failed => {
+                        self.in_flight -= 1;
+                        let error = task
+                            .error
+                            .unwrap_or_else(|| "generation failed (no reason given)".into());
+                        tracing::warn!(job = %id, task = %task_id, "generation failed: {error}");
+                        self.record(Record::TaskFailed {
+                            job: id,
+                            task_id,
+                            error,
+                        })?;
+                        if self.job_state(idx).attempts < limits.max_attempts {
+                            self.submit_queue.push_back(idx);
+                        }
+                    }
+                    status => {
+                        if let TaskStatus::Other(s) = &status
+                            && self.live[idx].last_status.as_ref() != Some(&status)
+                        {
+                            tracing::warn!(job = %id, "task {task_id} has undocumented status `{s}`; still polling");
+                        }
+                        let interval = if status == TaskStatus::Queued {
+                            limits.poll_queued
+                        } else {
+                            limits.poll_in_progress
+                        };
+                        self.live[idx].last_status = Some(status);
+                        self.next_poll_or_timeout(idx, now, self.scaled(interval))?;
+                    }
+                }
+            }
+            Err(e) if e.is_auth() => self.auth_failure(&e),
+            Err(e) if e.is_rate_limited() => {
+                let until = self.limiter.slow_down(now, e.retry_after());
+                tracing::warn!(
+                    "429 on poll: every call waits {:.1}s",
+                    (until - now).as_secs_f64()
+                );
+                self.due_polls.push_front(idx);
+            }
+            Err(e) => {
+                let live = &mut self.live[idx];
+                if e.status() == Some(404) {
+                    live.not_found += 1;
+                }
+                let n = live.poll_errors;
+                live.poll_errors += 1;
+                if live.not_found >= MAX_POLL_NOT_FOUND {
+                    self.in_flight -= 1;
+                    return self.record(Record::Finished {
+                        job: id,
+                        status: Status::Failed.as_str().into(),
+                        error: format!("task {task_id} not found on the server: {e}"),
+                    });
+                }
+                tracing::debug!(job = %id, "poll failed ({e}); retrying");
+                let base = self.scaled(limits.poll_queued);
+                let delay = base.max(self.scaled(Backoff::DEFAULT.delay(n)));
+                self.next_poll_or_timeout(idx, now, delay)?;
+            }
+        }
+        Ok(())
+    }
+
+    fn next_poll_or_timeout(
+        &mut self,
+        idx: usize,
+        now: Instant,
+        delay: Duration,
+    ) -> Result<(), RunError> {
+        let deadline = self.live[idx].deadline.unwrap_or(now);
+        if now >= deadline {
+            self.in_flight -= 1;
+            let id = self.job(idx).id.clone();
+            let task = self.job_state(idx).task_id().unwrap_or("?").to_string();
+            return self.record(Record::Finished {
+                job: id,
+                status: Status::TimedOut.as_str().into(),
+                error: format!(
+                    "task {task} unfinished after {} (limits.task_timeout); run again to keep polling it",
+                    humantime::format_duration(self.campaign.limits.task_timeout)
+                ),
+            });
+        }
+        let at = (now + delay).min(deadline);
+        self.timers.push(Reverse((at, Wake::Poll(idx))));
+        Ok(())
+    }
+
+    fn on_downloaded(
+        &mut self,
+        idx: usize,
+        result: Result<Fetched, DownloadError>,
+    ) -> Result<(), RunError> {
+        self.active_downloads -= 1;
+        let id = self.job(idx).id.clone();
+        let Phase::Completed { task_id, .. } = self.job_state(idx).phase else {
+            return Ok(());
+        };
+        let path = self.output_path(idx);
+        match result {
+            Ok(fetched) => {
+                self.record(Record::Downloaded {
+                    job: id.clone(),
+                    task_id,
+                    path: path.display().to_string(),
+                    bytes: fetched.bytes,
+                    sha256: fetched.sha256,
+                })?;
+                // Durable before the rename: a crash in between is finished by the next run.
+                self.journal.sync()?;
+                finish_file(&path)?;
+                tracing::info!(job = %id, "downloaded {} ({} bytes)", path.display(), fetched.bytes);
+            }
+            Err(DownloadError::Expired(error)) => {
+                tracing::error!(job = %id, "{error}");
+                self.record(Record::Finished {
+                    job: id,
+                    status: Status::Expired.as_str().into(),
+                    error,
+                })?;
+            }
+            Err(DownloadError::Retry(error))
+                if self.live[idx].download_errors + 1 < MAX_DOWNLOAD_TRIES =>
+            {
+                let n = self.live[idx].download_errors;
+                self.live[idx].download_errors += 1;
+                let delay = self.scaled(Backoff::DEFAULT.delay(n));
+                tracing::warn!(job = %id, "download interrupted ({error}); resuming in {:.1}s", delay.as_secs_f64());
+                self.timers
+                    .push(Reverse((Instant::now() + delay, Wake::RetryDownload(idx))));
+            }
+            Err(DownloadError::Retry(error)) => {
+                let error = format!(
+                    "download failed {MAX_DOWNLOAD_TRIES} times, last: {error}; run again to retry"
+                );
+                tracing::error!(job = %id, "{error}");
+                self.record(Record::DownloadFailed { job: id, error })?;
+            }
+            Err(DownloadError::Fatal(error)) => {
+                tracing::error!(job = %id, "{error}");
+                self.record(Record::Finished {
+                    job: id,
+                    status: Status::Failed.as_str().into(),
+                    error,
+                })?;
+            }
+        }
+        Ok(())
+    }
+
+    /// Counts by report status plus what is in motion, for progress lines.
+    pub(super) fn counts(&self) -> super::progress::Counts {
+        let mut counts = super::progress::Counts::default();
+        for job in &self.campaign.jobs {
+            let state = self.state.job(&job.id);
+            match state.map(|s| &s.phase) {
+                None | Some(Phase::Pending) => counts.queued += 1,
+                Some(Phase::Submitting { .. } | Phase::Running { .. }) => counts.generating += 1,
+                Some(Phase::Completed { .. }) if state.is_some_and(|s| s.last_error.is_none()) => {
+                    counts.downloading += 1
+                }
+                Some(Phase::Succeeded { .. }) => counts.done += 1,
+                Some(Phase::Unknown { .. }) => counts.unknown += 1,
+                _ => counts.failed += 1,
+            }
+        }
+        counts
+    }
+}
+
+/// `.part` → final name, then the folder is synced so the rename survives a crash.
+pub(super) fn finish_file(path: &std::path::Path) -> Result<(), RunError> {
+    let part = download::part_path(path);
+    std::fs::rename(&part, path).map_err(|source| RunError::Io {
+        what: format!("cannot rename {} to {}", part.display(), path.display()),
+        source: Arc::new(source),
+    })?;
+    if let Some(dir) = path.parent()
+        && let Ok(dir) = std::fs::File::open(dir)
+    {
+        let _ = dir.sync_all();
+    }
+    Ok(())
+}
+
+pub(super) fn unix_now() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_secs() as i64)
+        .unwrap_or(0)
+}
+
+fn fmt_unix(secs: i64) -> String {
+    let t = std::time::UNIX_EPOCH + Duration::from_secs(secs.max(0) as u64);
+    humantime::format_rfc3339_seconds(t).to_string()
+}

@@ -1,0 +1,275 @@
+//! The engine: runs a campaign to the end, resuming from and recording to the journal.
+//!
+//! Layout:
+//! - `dispatcher`: owns job state and the journal; schedules every API call.
+//! - `limiter`: one rate for all calls; the pause a 429 causes.
+//! - `download`: streaming, resumable, verified downloads.
+//! - `retry`: backoff with full jitter.
+//! - `progress`: what the user sees while it runs.
+//! - `shutdown`: Ctrl-C / SIGTERM as stop-then-abort signals.
+
+mod dispatcher;
+pub mod download;
+pub mod limiter;
+mod progress;
+pub mod retry;
+pub mod shutdown;
+
+use std::collections::BTreeMap;
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::Duration;
+
+use tokio::sync::mpsc;
+
+use crate::api::Client;
+use crate::journal::{self, Journal, JournalError, Record};
+use crate::manifest::Campaign;
+use crate::report;
+use crate::state::{CampaignState, Phase, Status};
+use dispatcher::{Dispatcher, Ending};
+pub use shutdown::Signal;
+
+/// How to run, beyond what the manifest says.
+#[derive(Debug, Clone)]
+pub struct RunOptions {
+    /// Multiplies poll intervals, backoffs and the task timeout (the simulator's clock runs faster).
+    pub time_scale: f64,
+    /// Resend jobs whose earlier submit has an unknown outcome.
+    pub resubmit_unknown: bool,
+    /// How often to print a progress line.
+    pub progress_every: Duration,
+    /// No progress lines.
+    pub quiet: bool,
+}
+
+impl Default for RunOptions {
+    fn default() -> Self {
+        RunOptions {
+            time_scale: 1.0,
+            resubmit_unknown: false,
+            progress_every: Duration::from_secs(5),
+            quiet: false,
+        }
+    }
+}
+
+/// Why a run could not go on.
+#[derive(Debug, Clone, thiserror::Error)]
+pub enum RunError {
+    #[error(transparent)]
+    Journal(Arc<JournalError>),
+    #[error("the API refused the key in ${env}: {message}")]
+    Auth { env: String, message: String },
+    #[error("{what}")]
+    Io {
+        what: String,
+        #[source]
+        source: Arc<std::io::Error>,
+    },
+}
+
+impl From<JournalError> for RunError {
+    fn from(e: JournalError) -> Self {
+        RunError::Journal(Arc::new(e))
+    }
+}
+
+/// What a run did.
+#[derive(Debug)]
+pub struct RunSummary {
+    pub counts: BTreeMap<Status, usize>,
+    pub interrupted: bool,
+    /// A fatal API condition that ended the run early (a refused key).
+    pub fatal: Option<RunError>,
+    pub report_path: PathBuf,
+}
+
+impl RunSummary {
+    /// SPEC §2: 0 all succeeded, 1 some did not, 3 fatal API condition, 130 interrupted.
+    pub fn exit_code(&self) -> i32 {
+        if self.fatal.is_some() {
+            3
+        } else if self.interrupted {
+            130
+        } else if self
+            .counts
+            .iter()
+            .all(|(s, n)| *s == Status::Succeeded || *n == 0)
+        {
+            0
+        } else {
+            1
+        }
+    }
+}
+
+/// Runs `campaign` against `client` until every job has an outcome, a fatal
+/// condition, or a stop signal. The report is written in every case.
+pub async fn run(
+    campaign: Campaign,
+    client: Client,
+    opts: RunOptions,
+    signals: mpsc::UnboundedReceiver<Signal>,
+) -> Result<RunSummary, RunError> {
+    let campaign = Arc::new(campaign);
+    let state_path = campaign.output.state_path();
+    let (mut journal, replay) = Journal::open(
+        &state_path,
+        &campaign.name,
+        &campaign.manifest_path.display().to_string(),
+    )?;
+    if replay.torn_tail {
+        tracing::warn!(
+            "{}: the last line was cut short by a crash; ignored",
+            state_path.display()
+        );
+    }
+    let mut state = CampaignState::from_entries(&replay.entries);
+    reconcile(&campaign, &opts, &mut journal, &mut state)?;
+    journal.sync()?;
+
+    let mut dispatcher = Dispatcher::new(campaign.clone(), client, opts, journal, state);
+    dispatcher.plan()?;
+    let ending = dispatcher.run(signals).await;
+    let state = dispatcher.into_state();
+
+    let report_path = campaign.output.report_path();
+    let rows = report::rows(&campaign, &state);
+    report::write_csv(&report_path, &rows).map_err(|source| RunError::Io {
+        what: format!("cannot write report {}", report_path.display()),
+        source: Arc::new(source),
+    })?;
+    let mut counts = BTreeMap::new();
+    for row in &rows {
+        *counts.entry(row.status).or_insert(0) += 1;
+    }
+    let (interrupted, fatal) = match ending {
+        Ending::Finished => (false, None),
+        Ending::Interrupted => (true, None),
+        Ending::Fatal(e) => (false, Some(e)),
+    };
+    Ok(RunSummary {
+        counts,
+        interrupted,
+        fatal,
+        report_path,
+    })
+}
+
+/// Brings the journal's view in line with the manifest and the disk before anything is sent.
+fn reconcile(
+    campaign: &Campaign,
+    opts: &RunOptions,
+    journal: &mut Journal,
+    state: &mut CampaignState,
+) -> Result<(), RunError> {
+    let mut changed = Vec::new();
+    for job in &campaign.jobs {
+        let Some(js) = state.jobs.get_mut(&job.id) else {
+            continue;
+        };
+        if js.attempts > 0
+            && js
+                .fingerprint
+                .as_deref()
+                .is_some_and(|f| f != job.fingerprint())
+        {
+            changed.push(job.id.clone());
+        }
+        match js.phase.clone() {
+            Phase::Unknown { .. } if opts.resubmit_unknown => {
+                let record = Record::ResubmitUnknown {
+                    job: job.id.clone(),
+                };
+                journal.append(&record)?;
+                state.apply(&journal::now_rfc3339(), &record);
+            }
+            // A task that ran past the timeout last time may have finished since: look again.
+            Phase::Finished {
+                status: Status::TimedOut,
+            } => {
+                if let Some(task_id) = js.task_id().map(String::from) {
+                    js.phase = Phase::Running {
+                        task_id,
+                        attempt: js.attempts,
+                    };
+                }
+            }
+            Phase::Succeeded { path, bytes, .. } => {
+                let path = PathBuf::from(path);
+                if !path.exists() {
+                    recover_download(&path, bytes, &job.id, js)?;
+                }
+            }
+            _ => {}
+        }
+    }
+    if !changed.is_empty() {
+        tracing::warn!(
+            "{} job(s) changed in the manifest since they were submitted; their recorded tasks are kept \
+             (give a job a new id to generate it again): {}",
+            changed.len(),
+            preview(&changed)
+        );
+    }
+    let known: std::collections::HashSet<&str> =
+        campaign.jobs.iter().map(|j| j.id.as_str()).collect();
+    let orphans: Vec<String> = state
+        .jobs
+        .keys()
+        .filter(|id| !known.contains(id.as_str()))
+        .cloned()
+        .collect();
+    if !orphans.is_empty() {
+        tracing::warn!(
+            "{} job(s) in the state file are no longer in the manifest and are left alone: {}",
+            orphans.len(),
+            preview(&orphans)
+        );
+    }
+    Ok(())
+}
+
+/// The journal says a video was downloaded but its file is not there.
+fn recover_download(
+    path: &std::path::Path,
+    bytes: u64,
+    id: &str,
+    js: &mut crate::state::JobState,
+) -> Result<(), RunError> {
+    let part = download::part_path(path);
+    let part_len = std::fs::metadata(&part).map(|m| m.len()).ok();
+    if part_len == Some(bytes) {
+        // The run stopped between recording the download and renaming the file.
+        dispatcher::finish_file(path)?;
+        return Ok(());
+    }
+    if let Some((url, expires_at)) = js.video_url.clone() {
+        tracing::warn!(
+            "job {id}: {} is missing; downloading it again",
+            path.display()
+        );
+        if let Some(task_id) = js.task_id().map(String::from) {
+            js.phase = Phase::Completed {
+                task_id,
+                url,
+                expires_at,
+            };
+        }
+    } else {
+        tracing::warn!(
+            "job {id}: {} is missing and its URL is unknown",
+            path.display()
+        );
+    }
+    Ok(())
+}
+
+fn preview(ids: &[String]) -> String {
+    let mut text = ids.iter().take(5).cloned().collect::<Vec<_>>().join(", ");
+    if ids.len() > 5 {
+        text.push_str(&format!(" and {} more", ids.len() - 5));
+    }
+    text
+}

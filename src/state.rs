@@ -1,0 +1,401 @@
+//! What the journal says about each job: a small state machine fed by journal records.
+//!
+//! Replay and the live engine share [`CampaignState::apply`], so what a run
+//! does and what a later run reads back can never disagree.
+
+use std::collections::HashMap;
+use std::fmt;
+
+use crate::journal::{Entry, Record};
+
+/// Where a job stands.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Phase {
+    /// Nothing in flight: submit when allowed.
+    Pending,
+    /// The write-ahead record is written; the submit's answer is not.
+    Submitting { attempt: u32 },
+    /// The submit may have created a task we cannot see. Never resent silently.
+    Unknown { attempt: u32 },
+    /// A task exists and is not finished.
+    Running { task_id: String, attempt: u32 },
+    /// The task finished; the video is not on disk yet.
+    Completed {
+        task_id: String,
+        url: String,
+        expires_at: Option<i64>,
+    },
+    /// The video is on disk.
+    Succeeded {
+        task_id: String,
+        path: String,
+        bytes: u64,
+        sha256: String,
+    },
+    /// The task ended `failed` (a new attempt may follow).
+    TaskFailed { task_id: String },
+    /// A final outcome: `failed`, `timed_out` or `expired`.
+    Finished { status: Status },
+}
+
+/// The `status` column of the report (SPEC §4).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub enum Status {
+    Succeeded,
+    Failed,
+    TimedOut,
+    Expired,
+    Unknown,
+    Pending,
+}
+
+impl Status {
+    pub const ALL: [Status; 6] = [
+        Status::Succeeded,
+        Status::Failed,
+        Status::TimedOut,
+        Status::Expired,
+        Status::Unknown,
+        Status::Pending,
+    ];
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Status::Succeeded => "succeeded",
+            Status::Failed => "failed",
+            Status::TimedOut => "timed_out",
+            Status::Expired => "expired",
+            Status::Unknown => "unknown",
+            Status::Pending => "pending",
+        }
+    }
+
+    pub fn parse(s: &str) -> Option<Status> {
+        Status::ALL.into_iter().find(|st| st.as_str() == s)
+    }
+}
+
+impl fmt::Display for Status {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+/// Everything the journal knows about one job.
+#[derive(Debug, Clone, PartialEq)]
+pub struct JobState {
+    pub phase: Phase,
+    /// Tasks created, or possibly created (unknown outcomes count).
+    pub attempts: u32,
+    /// Every task id this job has had, oldest first.
+    pub task_ids: Vec<String>,
+    /// The fingerprint of the request last sent.
+    pub fingerprint: Option<String>,
+    pub last_error: Option<String>,
+    pub submitted_at: Option<String>,
+    pub completed_at: Option<String>,
+    pub downloaded_at: Option<String>,
+    /// The finished video's URL and when it expires, once known.
+    pub video_url: Option<(String, Option<i64>)>,
+}
+
+impl Default for JobState {
+    fn default() -> Self {
+        JobState {
+            phase: Phase::Pending,
+            attempts: 0,
+            task_ids: Vec::new(),
+            fingerprint: None,
+            last_error: None,
+            submitted_at: None,
+            completed_at: None,
+            downloaded_at: None,
+            video_url: None,
+        }
+    }
+}
+
+impl JobState {
+    /// The report's status.
+    pub fn status(&self) -> Status {
+        match &self.phase {
+            Phase::Succeeded { .. } => Status::Succeeded,
+            Phase::Unknown { .. } => Status::Unknown,
+            Phase::Finished { status } => *status,
+            Phase::TaskFailed { .. } => Status::Failed,
+            // A finished video that could not be fetched this time: the run failed it,
+            // but its URL is kept and the next run tries again.
+            Phase::Completed { .. } if self.last_error.is_some() => Status::Failed,
+            Phase::Pending
+            | Phase::Submitting { .. }
+            | Phase::Running { .. }
+            | Phase::Completed { .. } => Status::Pending,
+        }
+    }
+
+    /// The current task, if any.
+    pub fn task_id(&self) -> Option<&str> {
+        self.task_ids.last().map(String::as_str)
+    }
+
+    fn apply(&mut self, t: &str, record: &Record) {
+        match record {
+            Record::Submitting {
+                attempt,
+                fingerprint,
+                ..
+            } => {
+                self.phase = Phase::Submitting { attempt: *attempt };
+                self.fingerprint = Some(fingerprint.clone());
+            }
+            Record::Submitted {
+                attempt, task_id, ..
+            } => {
+                self.phase = Phase::Running {
+                    task_id: task_id.clone(),
+                    attempt: *attempt,
+                };
+                self.attempts = self.attempts.max(*attempt);
+                self.task_ids.push(task_id.clone());
+                self.submitted_at = Some(t.into());
+                self.last_error = None;
+            }
+            Record::SubmitRejected { error, .. } => {
+                self.phase = Phase::Pending;
+                self.last_error = Some(error.clone());
+            }
+            Record::SubmitUnknown { attempt, error, .. } => {
+                self.phase = Phase::Unknown { attempt: *attempt };
+                self.attempts = self.attempts.max(*attempt);
+                self.last_error = Some(error.clone());
+            }
+            Record::ResubmitUnknown { .. } => self.phase = Phase::Pending,
+            Record::Completed {
+                task_id,
+                url,
+                expires_at,
+                ..
+            } => {
+                self.phase = Phase::Completed {
+                    task_id: task_id.clone(),
+                    url: url.clone(),
+                    expires_at: *expires_at,
+                };
+                self.completed_at = Some(t.into());
+                self.video_url = Some((url.clone(), *expires_at));
+                self.last_error = None;
+            }
+            Record::TaskFailed { task_id, error, .. } => {
+                self.phase = Phase::TaskFailed {
+                    task_id: task_id.clone(),
+                };
+                self.completed_at = Some(t.into());
+                self.last_error = Some(error.clone());
+            }
+            Record::DownloadFailed { error, .. } => self.last_error = Some(error.clone()),
+            Record::Downloaded {
+                task_id,
+                path,
+                bytes,
+                sha256,
+                ..
+            } => {
+                self.phase = Phase::Succeeded {
+                    task_id: task_id.clone(),
+                    path: path.clone(),
+                    bytes: *bytes,
+                    sha256: sha256.clone(),
+                };
+                self.downloaded_at = Some(t.into());
+                self.last_error = None;
+            }
+            Record::Finished { status, error, .. } => {
+                self.phase = Phase::Finished {
+                    status: Status::parse(status).unwrap_or(Status::Failed),
+                };
+                self.last_error = Some(error.clone());
+            }
+            Record::Header { .. } | Record::Upload { .. } => {}
+        }
+    }
+}
+
+/// A local image already uploaded.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Uploaded {
+    pub sha256: String,
+    pub url: String,
+}
+
+/// The whole journal folded: jobs by id, and uploads by path.
+#[derive(Debug, Default, Clone)]
+pub struct CampaignState {
+    pub jobs: HashMap<String, JobState>,
+    pub uploads: HashMap<String, Uploaded>,
+}
+
+impl CampaignState {
+    /// Folds a replayed journal. A submit whose answer was never recorded becomes `unknown`.
+    pub fn from_entries(entries: &[Entry]) -> CampaignState {
+        let mut state = CampaignState::default();
+        for entry in entries {
+            state.apply(&entry.t, &entry.record);
+        }
+        for job in state.jobs.values_mut() {
+            if let Phase::Submitting { attempt } = job.phase {
+                job.phase = Phase::Unknown { attempt };
+                job.attempts = job.attempts.max(attempt);
+                job.last_error = Some(
+                    "the run stopped before the submit's answer was recorded; a task may exist \
+                     (resend with --resubmit-unknown)"
+                        .into(),
+                );
+            }
+        }
+        state
+    }
+
+    pub fn apply(&mut self, t: &str, record: &Record) {
+        if let Record::Upload { path, sha256, url } = record {
+            self.uploads.insert(
+                path.clone(),
+                Uploaded {
+                    sha256: sha256.clone(),
+                    url: url.clone(),
+                },
+            );
+        }
+        if let Some(job) = record.job() {
+            self.jobs
+                .entry(job.to_string())
+                .or_default()
+                .apply(t, record);
+        }
+    }
+
+    pub fn job(&self, id: &str) -> Option<&JobState> {
+        self.jobs.get(id)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn entry(record: Record) -> Entry {
+        Entry {
+            t: "2026-01-01T00:00:00Z".into(),
+            record,
+        }
+    }
+
+    fn fold(records: Vec<Record>) -> CampaignState {
+        let entries: Vec<Entry> = records.into_iter().map(entry).collect();
+        CampaignState::from_entries(&entries)
+    }
+
+    fn submitting(attempt: u32) -> Record {
+        Record::Submitting {
+            job: "a".into(),
+            attempt,
+            fingerprint: "f".into(),
+        }
+    }
+
+    #[test]
+    fn submit_without_answer_is_unknown() {
+        let s = fold(vec![submitting(1)]);
+        let job = s.job("a").unwrap();
+        assert_eq!(job.status(), Status::Unknown);
+        assert_eq!(job.attempts, 1);
+    }
+
+    #[test]
+    fn rejected_submit_keeps_attempt_count() {
+        let s = fold(vec![
+            submitting(1),
+            Record::SubmitRejected {
+                job: "a".into(),
+                attempt: 1,
+                error: "429".into(),
+            },
+        ]);
+        let job = s.job("a").unwrap();
+        assert_eq!(job.phase, Phase::Pending);
+        assert_eq!(job.attempts, 0);
+    }
+
+    #[test]
+    fn full_life_with_a_failed_attempt() {
+        let s = fold(vec![
+            submitting(1),
+            Record::Submitted {
+                job: "a".into(),
+                attempt: 1,
+                task_id: "t1".into(),
+            },
+            Record::TaskFailed {
+                job: "a".into(),
+                task_id: "t1".into(),
+                error: "boom".into(),
+            },
+            submitting(2),
+            Record::Submitted {
+                job: "a".into(),
+                attempt: 2,
+                task_id: "t2".into(),
+            },
+            Record::Completed {
+                job: "a".into(),
+                task_id: "t2".into(),
+                url: "u".into(),
+                expires_at: None,
+            },
+            Record::DownloadFailed {
+                job: "a".into(),
+                error: "reset".into(),
+            },
+        ]);
+        let job = s.job("a").unwrap();
+        assert_eq!(
+            job.status(),
+            Status::Failed,
+            "a failed download shows as failed"
+        );
+        let s2 = {
+            let mut s2 = s.clone();
+            s2.apply(
+                "t",
+                &Record::Downloaded {
+                    job: "a".into(),
+                    task_id: "t2".into(),
+                    path: "a.mp4".into(),
+                    bytes: 3,
+                    sha256: "x".into(),
+                },
+            );
+            s2
+        };
+        let job = s2.job("a").unwrap();
+        assert_eq!(job.status(), Status::Succeeded);
+        assert_eq!(job.attempts, 2);
+        assert_eq!(job.task_ids, ["t1", "t2"]);
+        assert_eq!(job.last_error, None);
+    }
+
+    #[test]
+    fn unknown_then_resubmit_request() {
+        let s = fold(vec![
+            submitting(1),
+            Record::SubmitUnknown {
+                job: "a".into(),
+                attempt: 1,
+                error: "reset".into(),
+            },
+            Record::ResubmitUnknown { job: "a".into() },
+        ]);
+        let job = s.job("a").unwrap();
+        assert_eq!(job.phase, Phase::Pending);
+        assert_eq!(job.attempts, 1, "the unknown attempt still counts");
+    }
+}
