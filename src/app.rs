@@ -13,7 +13,7 @@ use crate::{exit, report};
 /// Everything that ends a command before or instead of a normal run.
 #[derive(Debug, thiserror::Error)]
 pub enum AppError {
-    #[error("{0}")]
+    #[error(transparent)]
     Manifest(#[from] ManifestError),
     #[error("{0}")]
     Usage(String),
@@ -218,7 +218,15 @@ fn print_plan(campaign: &Campaign) {
     }
     println!("{}: {} jobs, all valid", campaign.name, campaign.jobs.len());
     for (model, (jobs, seconds)) in per_model {
-        println!("  {model}: {jobs} jobs, {seconds} s of video");
+        println!("  {model}: {}, {seconds} s of video", plural(jobs, "job"));
+    }
+}
+
+fn plural(n: usize, word: &str) -> String {
+    if n == 1 {
+        format!("{n} {word}")
+    } else {
+        format!("{n} {word}s")
     }
 }
 

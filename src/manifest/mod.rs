@@ -7,12 +7,147 @@
 //!
 //! What each model accepts lives in [`crate::models`].
 
-use std::path::PathBuf;
+pub mod diag;
+pub mod expand;
+pub mod parse;
+
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
 use std::time::Duration;
 
 use serde_json::{Map, Value};
 
 use crate::models::Model;
+
+pub use diag::{Diagnostic, ManifestError};
+use diag::{Diags, Loc};
+
+/// Default `api.base_url`.
+pub const DEFAULT_BASE_URL: &str = "https://toapis.com";
+/// Default `api.api_key_env`.
+pub const DEFAULT_API_KEY_ENV: &str = "TOAPIS_API_KEY";
+
+/// Reads, expands and validates a manifest: a `.toml` campaign, or a `.csv` job list
+/// (a manifest of its own: named after the file, every setting at its default).
+///
+/// Every problem found is returned, each with its file, line and job; only a TOML
+/// syntax error stops reading early.
+pub fn load(path: &Path) -> Result<Campaign, ManifestError> {
+    let text = match read_text(path) {
+        Ok(text) => text,
+        Err(message) => {
+            let mut diags = Diags::new();
+            diags.error(&Loc::file(&Arc::from(path)), message);
+            return Err(ManifestError {
+                manifest: path.to_path_buf(),
+                diagnostics: diags.finish(path),
+            });
+        }
+    };
+    load_str(&text, path)
+}
+
+/// [`load`] with the manifest's text already read. `path` still decides the kind
+/// (by extension), the default name and the folder relative paths start from.
+pub fn load_str(text: &str, path: &Path) -> Result<Campaign, ManifestError> {
+    let mut diags = Diags::new();
+    let file: Arc<Path> = Arc::from(path);
+    let base_dir = match path.parent() {
+        Some(parent) if !parent.as_os_str().is_empty() => parent.to_path_buf(),
+        _ => PathBuf::from("."),
+    };
+    let extension = path
+        .extension()
+        .map(|e| e.to_string_lossy().to_ascii_lowercase());
+
+    let (raw, rows) = match extension.as_deref() {
+        Some("toml") => match parse::parse_toml_str(text, path, &mut diags) {
+            Some(raw) => {
+                let mut rows = raw.jobs.clone();
+                for source in &raw.sources {
+                    let csv_path = base_dir.join(source.value.trim());
+                    match read_text(&csv_path) {
+                        Ok(csv) => rows.extend(parse::parse_csv_str(&csv, &csv_path, &mut diags)),
+                        Err(message) => diags.error(
+                            &source.loc,
+                            format!("[[source]] csv {}: {message}", diag::quoted(&source.value)),
+                        ),
+                    }
+                }
+                (raw, rows)
+            }
+            None => return Err(fail(diags, path)),
+        },
+        Some("csv") => (
+            parse::RawManifest::empty(&file),
+            parse::parse_csv_str(text, path, &mut diags),
+        ),
+        _ => {
+            diags.error(
+                &Loc::file(&file),
+                "a manifest must be a `.toml` campaign or a `.csv` job list",
+            );
+            return Err(fail(diags, path));
+        }
+    };
+
+    let name = match &raw.name {
+        Some(name) => name.value.clone(),
+        None => {
+            let stem = path
+                .file_stem()
+                .map(|s| s.to_string_lossy().into_owned())
+                .unwrap_or_default();
+            if let Some(problem) = parse::name_problem(&stem) {
+                diags.error(
+                    &Loc::file(&file),
+                    format!("the campaign name comes from the file name, which {problem}"),
+                );
+            }
+            stem
+        }
+    };
+
+    let (output, jobs) = expand::expand(&raw, &rows, &name, &base_dir, &mut diags);
+    if rows.is_empty() && diags.is_empty() {
+        diags.error(
+            &Loc::file(&file),
+            "no jobs: add [[job]] entries or a [[source]] csv with at least one row",
+        );
+    }
+    if !diags.is_empty() {
+        return Err(fail(diags, path));
+    }
+    Ok(Campaign {
+        name,
+        manifest_path: path.to_path_buf(),
+        base_dir,
+        api: raw.api,
+        limits: raw.limits,
+        output,
+        jobs,
+    })
+}
+
+fn fail(diags: Diags, path: &Path) -> ManifestError {
+    ManifestError {
+        manifest: path.to_path_buf(),
+        diagnostics: diags.finish(path),
+    }
+}
+
+/// A file as UTF-8 text, or the message saying why not.
+fn read_text(path: &Path) -> Result<String, String> {
+    let bytes =
+        std::fs::read(path).map_err(|e| format!("cannot read `{}`: {e}", path.display()))?;
+    String::from_utf8(bytes).map_err(|e| {
+        format!(
+            "`{}` is not UTF-8 text (invalid byte at offset {})",
+            path.display(),
+            e.utf8_error().valid_up_to()
+        )
+    })
+}
 
 /// Everything one `runner run` needs to know, resolved and validated.
 #[derive(Debug, Clone)]
@@ -36,6 +171,15 @@ pub struct ApiConfig {
     pub base_url: String,
     /// Name of the environment variable holding the key (never the key itself).
     pub api_key_env: String,
+}
+
+impl Default for ApiConfig {
+    fn default() -> Self {
+        ApiConfig {
+            base_url: DEFAULT_BASE_URL.into(),
+            api_key_env: DEFAULT_API_KEY_ENV.into(),
+        }
+    }
 }
 
 #[derive(Debug, Clone, PartialEq)]
@@ -196,11 +340,980 @@ impl Job {
     }
 }
 
-/// TEMPORARY STUB.
-#[derive(Debug, thiserror::Error)]
-#[error("stub")]
-pub struct ManifestError;
-/// TEMPORARY STUB.
-pub fn load(_p: &std::path::Path) -> Result<Campaign, ManifestError> {
-    Err(ManifestError)
+#[cfg(test)]
+#[expect(clippy::unwrap_used, reason = "tests")]
+mod tests {
+    use std::path::{Path, PathBuf};
+
+    use super::*;
+
+    /// A folder with a manifest and its neighbours.
+    struct Fixture {
+        dir: tempfile::TempDir,
+    }
+
+    impl Fixture {
+        fn new() -> Fixture {
+            Fixture {
+                dir: tempfile::tempdir().unwrap(),
+            }
+        }
+
+        fn write(&self, name: &str, text: &str) -> PathBuf {
+            let path = self.dir.path().join(name);
+            if let Some(parent) = path.parent() {
+                std::fs::create_dir_all(parent).unwrap();
+            }
+            std::fs::write(&path, text).unwrap();
+            path
+        }
+
+        fn load(&self, name: &str, text: &str) -> Result<Campaign, ManifestError> {
+            load(&self.write(name, text))
+        }
+    }
+
+    fn ok(text: &str) -> Campaign {
+        match Fixture::new().load("campaign.toml", text) {
+            Ok(campaign) => campaign,
+            Err(e) => panic!("expected no problems, got:\n{e}"),
+        }
+    }
+
+    /// Each problem as `line:col: message` (the temp folder left out).
+    fn problems(result: Result<Campaign, ManifestError>) -> Vec<String> {
+        match result {
+            Ok(_) => panic!("expected problems, the manifest loaded"),
+            Err(e) => e
+                .diagnostics
+                .iter()
+                .map(|d| {
+                    let name = d.file.file_name().unwrap().to_string_lossy();
+                    let full = d.to_string();
+                    let rest = full
+                        .split_once(&*format!("{name}:"))
+                        .map_or(full.as_str(), |(_, r)| r);
+                    format!("{name}:{rest}")
+                })
+                .collect(),
+        }
+    }
+
+    fn toml_problems(text: &str) -> Vec<String> {
+        problems(Fixture::new().load("campaign.toml", text))
+    }
+
+    fn ids(campaign: &Campaign) -> Vec<&str> {
+        campaign.jobs.iter().map(|j| j.id.as_str()).collect()
+    }
+
+    fn assert_has(problems: &[String], needle: &str) {
+        assert!(
+            problems.iter().any(|p| p.contains(needle)),
+            "no problem contains {needle:?}; got:\n{}",
+            problems.join("\n")
+        );
+    }
+
+    #[test]
+    fn minimal_manifest_gets_defaults() {
+        let c = ok(r#"
+[[job]]
+id = "a"
+prompt = "  A cat  "
+model = "veo3.1-fast"
+"#);
+        assert_eq!(c.name, "campaign");
+        assert_eq!(c.api, ApiConfig::default());
+        assert_eq!(c.limits, Limits::default());
+        let job = &c.jobs[0];
+        assert_eq!(job.prompt, "A cat");
+        assert_eq!((job.duration, job.aspect_ratio.as_str()), (8, "16:9"));
+        assert_eq!(job.resolution, None);
+        assert_eq!(job.filename, "a.mp4");
+        assert_eq!(job.origin.line, 2);
+        assert!(c.output.dir.ends_with("out/campaign"));
+        assert_eq!(c.output.state_path(), c.output.dir.join("state.jsonl"));
+    }
+
+    #[test]
+    fn settings_are_read() {
+        let c = ok(r#"
+name = "spring"
+[api]
+base_url = "http://127.0.0.1:8080/"
+api_key_env = "MY_KEY"
+[limits]
+requests_per_second = 20
+burst = 3
+max_in_flight = 5
+downloads = 2
+task_timeout = "45m"
+max_attempts = 3
+poll_queued = 7
+poll_in_progress = "12s"
+max_video_size = "500MB"
+[output]
+dir = "videos/{name}"
+filename = "{model}/{aspect_ratio}/{id}-{duration}s.mp4"
+state = "state/s.jsonl"
+report = "r.csv"
+[[job]]
+id = "a"
+prompt = "p"
+model = "gemini_omni_flash"
+aspect_ratio = "9:16"
+"#);
+        assert_eq!(c.name, "spring");
+        assert_eq!(c.api.base_url, "http://127.0.0.1:8080");
+        assert_eq!(c.api.api_key_env, "MY_KEY");
+        assert_eq!(c.limits.requests_per_second, 20.0);
+        assert_eq!(c.limits.burst, 3);
+        assert_eq!(c.limits.max_in_flight, 5);
+        assert_eq!(c.limits.downloads, 2);
+        assert_eq!(c.limits.task_timeout, Duration::from_secs(45 * 60));
+        assert_eq!(c.limits.max_attempts, 3);
+        assert_eq!(c.limits.poll_queued, Duration::from_secs(7));
+        assert_eq!(c.limits.poll_in_progress, Duration::from_secs(12));
+        assert_eq!(c.limits.max_video_bytes, 500_000_000);
+        assert!(c.output.dir.ends_with("videos/spring"));
+        assert!(c.output.state_path().ends_with("state/s.jsonl"));
+        assert!(c.output.report_path().ends_with("r.csv"));
+        let job = &c.jobs[0];
+        assert_eq!(job.filename, "gemini_omni_flash/9x16/a-6s.mp4");
+        assert_eq!(job.resolution.as_deref(), Some("720P"));
+    }
+
+    #[test]
+    fn unknown_keys_everywhere_are_reported_together_with_suggestions() {
+        let p = toml_problems(
+            r#"nmae = "x"
+[api]
+api_key = "sk-123"
+[limits]
+request_per_second = 2
+[output]
+filname = "{id}.mp4"
+[defaults]
+model = "veo3.1-fast"
+aspect_ratoi = "16:9"
+[matrix]
+aspect_ratios = ["16:9"]
+[[job]]
+id = "a"
+promt = "x"
+[[job]]
+id = "b"
+prompt = "y"
+metadata = { resolutoin = "1080p" }
+[[source]]
+cvs = "x.csv"
+"#,
+        );
+        assert_has(
+            &p,
+            "campaign.toml:1:1: unknown key `nmae` at top level; did you mean `name`?",
+        );
+        assert_has(
+            &p,
+            "campaign.toml:3:1: unknown key `api_key` in [api]; did you mean `api_key_env`?",
+        );
+        assert_has(&p, "the API key itself never goes in the manifest");
+        assert_has(
+            &p,
+            "campaign.toml:5:1: unknown key `request_per_second` in [limits]; did you mean `requests_per_second`?",
+        );
+        assert_has(
+            &p,
+            "campaign.toml:7:1: unknown key `filname` in [output]; did you mean `filename`?",
+        );
+        assert_has(
+            &p,
+            "campaign.toml:10:1: unknown key `aspect_ratoi` in [defaults]; did you mean `aspect_ratio`?",
+        );
+        assert_has(
+            &p,
+            "campaign.toml:12:1: unknown key `aspect_ratios` in [matrix]; did you mean `aspect_ratio`?",
+        );
+        assert_has(
+            &p,
+            "campaign.toml:15:1: unknown key `promt` in [[job]]; did you mean `prompt`?",
+        );
+        assert_has(
+            &p,
+            "campaign.toml:19:14: job `b`: unknown metadata key `resolutoin` for veo3.1-fast; did you mean `resolution`?",
+        );
+        assert_has(
+            &p,
+            "campaign.toml:21:1: unknown key `cvs` in [[source]]; did you mean `csv`?",
+        );
+        // A typo is reported once, not again as the key it was meant to be missing.
+        assert!(
+            !p.iter()
+                .any(|l| l.contains("no `prompt`") || l.contains("needs `csv")),
+            "{p:?}"
+        );
+        // In file order.
+        let lines: Vec<usize> = p
+            .iter()
+            .filter_map(|l| l.split(':').nth(1)?.parse().ok())
+            .collect();
+        let mut sorted = lines.clone();
+        sorted.sort();
+        assert_eq!(lines, sorted);
+    }
+
+    #[test]
+    fn wrong_types_name_key_and_expected_type() {
+        let p = toml_problems(
+            r#"name = 3
+[limits]
+burst = "3"
+requests_per_second = "fast"
+task_timeout = "soon"
+max_in_flight = 0
+max_video_size = true
+[defaults]
+model = "veo3.1-fast"
+duration = "8"
+[[job]]
+id = "a"
+prompt = "x"
+image_urls = "https://e.com/a.png"
+metadata = 3
+"#,
+        );
+        assert_has(
+            &p,
+            "campaign.toml:1:8: `name` must be a string, got integer 3",
+        );
+        assert_has(
+            &p,
+            "campaign.toml:3:9: `burst` in [limits] must be an integer, got string \"3\"",
+        );
+        assert_has(
+            &p,
+            "`requests_per_second` in [limits] must be a number, got string \"fast\"",
+        );
+        assert_has(&p, "`task_timeout` in [limits] must be a duration like");
+        assert_has(&p, "`max_in_flight` in [limits] must be at least 1, got 0");
+        assert_has(
+            &p,
+            "`max_video_size` in [limits] must be integer bytes or a size like",
+        );
+        assert_has(
+            &p,
+            "campaign.toml:10:12: `duration` in [defaults] must be an integer, got string \"8\"",
+        );
+        assert_has(
+            &p,
+            "`image_urls` in [[job]] must be an array of strings, got string",
+        );
+        assert_has(&p, "`metadata` in [[job]] must be a table, got integer 3");
+        assert!(p.iter().all(|l| !l.contains("no model")), "{p:?}");
+    }
+
+    #[test]
+    fn syntax_error_has_line_and_column() {
+        let p = toml_problems("name = \"x\"\n[limits\nburst = 1\n");
+        assert_eq!(p.len(), 1, "{p:?}");
+        assert!(p[0].starts_with("campaign.toml:2:"), "{p:?}");
+        assert!(p[0].contains("TOML syntax error"), "{p:?}");
+    }
+
+    #[test]
+    fn job_table_instead_of_array_is_explained() {
+        let p = toml_problems("[job]\nid = \"a\"\n");
+        assert_has(
+            &p,
+            "`job` must be an array of tables: write [[job]], not [job]",
+        );
+    }
+
+    #[test]
+    fn matrix_expands_every_job_with_suffixes_in_fixed_key_order() {
+        let c = ok(r#"
+[defaults]
+model = "veo3.1-fast"
+[matrix]
+aspect_ratio = ["16:9", "9:16"]
+model = ["veo3.1-fast", "veo3.1-quality"]
+[[job]]
+id = "dolphins"
+prompt = "Dolphins"
+[[job]]
+id = "owls"
+prompt = "Owls"
+"#);
+        assert_eq!(
+            ids(&c),
+            [
+                "dolphins-veo3.1-fast-16x9",
+                "dolphins-veo3.1-fast-9x16",
+                "dolphins-veo3.1-quality-16x9",
+                "dolphins-veo3.1-quality-9x16",
+                "owls-veo3.1-fast-16x9",
+                "owls-veo3.1-fast-9x16",
+                "owls-veo3.1-quality-16x9",
+                "owls-veo3.1-quality-9x16",
+            ]
+        );
+        let job = &c.jobs[3];
+        assert_eq!(
+            (job.model, job.aspect_ratio.as_str()),
+            (Model::Veo31Quality, "9:16")
+        );
+        assert_eq!(job.filename, "dolphins-veo3.1-quality-9x16.mp4");
+    }
+
+    #[test]
+    fn matrix_duration_suffix_and_single_dimension() {
+        let c = ok(r#"
+[defaults]
+model = "gemini_omni_flash"
+[matrix]
+aspect_ratio = ["16:9", "9:16"]
+duration = [6, 10]
+[[job]]
+id = "dolphins"
+prompt = "Dolphins"
+"#);
+        assert_eq!(
+            ids(&c),
+            [
+                "dolphins-16x9-6s",
+                "dolphins-16x9-10s",
+                "dolphins-9x16-6s",
+                "dolphins-9x16-10s"
+            ]
+        );
+        assert_eq!(c.jobs[1].duration, 10);
+    }
+
+    #[test]
+    fn a_job_that_sets_a_matrix_key_pins_it() {
+        let c = ok(r#"
+[defaults]
+model = "veo3.1-fast"
+aspect_ratio = "9:16"
+[matrix]
+aspect_ratio = ["16:9", "9:16"]
+model = ["veo3.1-fast", "veo3.1-quality"]
+[[job]]
+id = "tall"
+prompt = "Tall"
+aspect_ratio = "9:16"
+[[job]]
+id = "free"
+prompt = "Free"
+"#);
+        assert_eq!(
+            ids(&c),
+            [
+                "tall-veo3.1-fast",
+                "tall-veo3.1-quality",
+                "free-veo3.1-fast-16x9",
+                "free-veo3.1-fast-9x16",
+                "free-veo3.1-quality-16x9",
+                "free-veo3.1-quality-9x16",
+            ]
+        );
+        assert!(c.jobs[..2].iter().all(|j| j.aspect_ratio == "9:16"));
+        // The matrix beats [defaults].
+        assert_eq!(c.jobs[2].aspect_ratio, "16:9");
+    }
+
+    #[test]
+    fn a_runaway_matrix_is_refused() {
+        let ratios: Vec<String> = (0..400).map(|i| format!("\"{i}:1\"")).collect();
+        let resolutions: Vec<String> = (0..300).map(|i| format!("\"{i}p\"")).collect();
+        let p = toml_problems(&format!(
+            "[matrix]\naspect_ratio = [{}]\nresolution = [{}]\n[[job]]\nid = \"a\"\nprompt = \"p\"\nmodel = \"veo3.1-fast\"\n",
+            ratios.join(","),
+            resolutions.join(",")
+        ));
+        assert_eq!(
+            p,
+            ["campaign.toml:4:1: 1 jobs × the [matrix] combinations is more than 100000 jobs"]
+        );
+    }
+
+    #[test]
+    fn matrix_problems() {
+        let p = toml_problems(
+            r#"
+[matrix]
+aspect_ratio = []
+model = ["veo3.1-fast", "veo3.1-fast"]
+duration = "8"
+[[job]]
+id = "a"
+prompt = "x"
+"#,
+        );
+        assert_has(
+            &p,
+            "campaign.toml:3:16: `aspect_ratio` in [matrix] must list at least one value",
+        );
+        assert_has(
+            &p,
+            "campaign.toml:4:25: `model` in [matrix] lists \"veo3.1-fast\" twice",
+        );
+        assert_has(
+            &p,
+            "`duration` in [matrix] must be a non-empty array, got string \"8\"",
+        );
+    }
+
+    const ROWS: [&str; 3] = [
+        "Dolphins jumping in the blue ocean,gemini_omni_flash,",
+        "A red fox in fresh snow,,9:16",
+        "\"Rain, on a tin roof\",,",
+    ];
+
+    fn csv_ids(rows: &[&str], defaults: &str) -> Vec<(String, String)> {
+        let fixture = Fixture::new();
+        let mut csv = String::from("prompt,model,aspect_ratio\n");
+        for row in rows {
+            csv.push_str(row);
+            csv.push('\n');
+        }
+        fixture.write("prompts.csv", &csv);
+        let toml = format!("[defaults]\n{defaults}\n[[source]]\ncsv = \"prompts.csv\"\n");
+        match fixture.load("c.toml", &toml) {
+            Ok(c) => c.jobs.into_iter().map(|j| (j.prompt, j.id)).collect(),
+            Err(e) => panic!("{e}"),
+        }
+    }
+
+    #[test]
+    fn derived_ids_are_stable_under_reorder_append_and_new_defaults() {
+        let first = csv_ids(&ROWS, "model = \"gemini_omni_flash\"");
+        assert_eq!(first.len(), 3);
+        assert!(
+            first[0].1.starts_with("dolphins-jumping-in-the-blue-"),
+            "{first:?}"
+        );
+        assert!(first[2].1.starts_with("rain-on-a-tin-roof-"), "{first:?}");
+        for (_, id) in &first {
+            let hash = id.rsplit('-').next().unwrap();
+            assert_eq!(hash.len(), 8);
+            assert!(expand::id_problem(id).is_none());
+        }
+
+        let reordered = csv_ids(
+            &[ROWS[2], ROWS[0], ROWS[1]],
+            "model = \"gemini_omni_flash\"",
+        );
+        let appended = csv_ids(
+            &[ROWS[0], ROWS[1], ROWS[2], "Something new,,"],
+            "model = \"gemini_omni_flash\"",
+        );
+        let other_defaults = csv_ids(&ROWS, "model = \"gemini_omni_flash\"\nduration = 10");
+        for (prompt, id) in &first {
+            for other in [&reordered, &appended, &other_defaults] {
+                assert!(
+                    other.contains(&(prompt.clone(), id.clone())),
+                    "{id} changed: {other:?}"
+                );
+            }
+        }
+        // Different content, different id.
+        let changed = csv_ids(
+            &["A red fox in fresh snow,,16:9"],
+            "model = \"gemini_omni_flash\"",
+        );
+        assert_ne!(changed[0].1, first[1].1);
+    }
+
+    #[test]
+    fn toml_jobs_without_id_get_derived_ids() {
+        let c = ok(r#"
+[defaults]
+model = "veo3.1-fast"
+[[job]]
+prompt = "Über   the moon!!"
+[[job]]
+prompt = "日本"
+"#);
+        assert!(c.jobs[0].id.starts_with("ber-the-moon-"), "{:?}", ids(&c));
+        assert!(c.jobs[1].id.starts_with("job-"), "{:?}", ids(&c));
+    }
+
+    #[test]
+    fn duplicate_ids_name_both_origins() {
+        let fixture = Fixture::new();
+        fixture.write("prompts.csv", "id,prompt\nx,From CSV\ny,One\ny,Two\n");
+        let p = problems(fixture.load(
+            "c.toml",
+            r#"[defaults]
+model = "veo3.1-fast"
+[[job]]
+id = "x"
+prompt = "From TOML"
+[[source]]
+csv = "prompts.csv"
+"#,
+        ));
+        assert_eq!(p.len(), 2, "{p:?}");
+        assert!(
+            p[0].starts_with("prompts.csv:2: duplicate job id `x` (also at "),
+            "{p:?}"
+        );
+        assert!(p[0].ends_with("c.toml:3)"), "{p:?}");
+        assert!(
+            p[1].starts_with("prompts.csv:4: duplicate job id `y` (also at "),
+            "{p:?}"
+        );
+        assert!(p[1].ends_with("prompts.csv:3)"), "{p:?}");
+    }
+
+    #[test]
+    fn bad_ids_are_rejected() {
+        let long = "a".repeat(129);
+        let p = toml_problems(&format!(
+            r#"[defaults]
+model = "veo3.1-fast"
+[[job]]
+id = "../x"
+prompt = "p"
+[[job]]
+id = ".hidden"
+prompt = "p"
+[[job]]
+id = "a b"
+prompt = "p"
+[[job]]
+id = "{long}"
+prompt = "p"
+[[job]]
+id = ""
+prompt = "p"
+"#
+        ));
+        assert_has(
+            &p,
+            "campaign.toml:4:6: job id \"../x\" must not start with `.`",
+        );
+        assert_has(
+            &p,
+            "campaign.toml:7:6: job id \".hidden\" must not start with `.`",
+        );
+        assert_has(
+            &p,
+            "job id \"a b\" may only contain letters, digits, `-`, `_` and `.` (found ' ')",
+        );
+        assert_has(&p, "is 129 characters long, at most 128 are allowed");
+        assert_has(&p, "job id must not be empty");
+        assert_eq!(p.len(), 5, "{p:?}");
+        assert!(expand::id_problem("a/../b").is_some());
+        assert!(expand::id_problem("ok-1_2.v3").is_none());
+    }
+
+    #[test]
+    fn model_rules_name_the_job() {
+        let p = toml_problems(
+            r#"[[job]]
+id = "dolphins"
+prompt = "p"
+model = "veo3.1-fast"
+duration = 10
+aspect_ratio = "4:3"
+[[job]]
+id = "g"
+prompt = "p"
+model = "gemini_omni_flash"
+duration = 8
+resolution = "1080p"
+image_urls = ["https://e.com/a.png"]
+metadata = { enable_gif = true }
+[[job]]
+id = "nomodel"
+prompt = "p"
+[[job]]
+id = "typo"
+prompt = "p"
+model = "veo3.1-fats"
+[[job]]
+id = "noprompt"
+model = "veo3.1-fast"
+"#,
+        );
+        assert_has(
+            &p,
+            "campaign.toml:5:12: job `dolphins`: veo3.1-fast accepts duration 8 only, got 10",
+        );
+        assert_has(
+            &p,
+            "campaign.toml:6:16: job `dolphins`: veo3.1-fast accepts aspect_ratio \"16:9\" or \"9:16\", got \"4:3\"",
+        );
+        assert_has(
+            &p,
+            "job `g`: gemini_omni_flash accepts duration 6 or 10, got 8",
+        );
+        assert_has(
+            &p,
+            "job `g`: gemini_omni_flash accepts resolution \"720P\" only, got \"1080p\"",
+        );
+        assert_has(
+            &p,
+            "job `g`: gemini_omni_flash accepts no image_urls, got 1",
+        );
+        assert_has(
+            &p,
+            "job `g`: gemini_omni_flash accepts no metadata, got `metadata.enable_gif`",
+        );
+        assert_has(
+            &p,
+            "campaign.toml:15:1: job `nomodel`: no model: set `model` in [defaults] or on the job",
+        );
+        assert_has(
+            &p,
+            "campaign.toml:21:9: unknown model `veo3.1-fats`; did you mean `veo3.1-fast`?",
+        );
+        assert_has(
+            &p,
+            "campaign.toml:22:1: job `noprompt`: no `prompt`: every job needs one",
+        );
+        assert!(!p.iter().any(|l| l.contains("job `typo`")), "{p:?}");
+    }
+
+    #[test]
+    fn a_problem_shared_by_many_jobs_is_reported_once() {
+        let p = toml_problems(
+            r#"[defaults]
+model = "veo3.1-fast"
+duration = 6
+[[job]]
+id = "a"
+prompt = "p"
+[[job]]
+id = "b"
+prompt = "p"
+[[job]]
+id = "c"
+prompt = "p"
+"#,
+        );
+        assert_eq!(
+            p,
+            [
+                "campaign.toml:3:12: job `a`: veo3.1-fast accepts duration 8 only, got 6 (and 2 more jobs)"
+            ]
+        );
+    }
+
+    #[test]
+    fn veo_resolution_moves_into_metadata() {
+        let c = ok(r#"
+[defaults]
+model = "veo3.1-fast"
+resolution = "1080p"
+[[job]]
+id = "a"
+prompt = "p"
+[[job]]
+id = "b"
+prompt = "p"
+metadata = { resolution = "1080p", generation_type = "frame" }
+[[job]]
+id = "g"
+prompt = "p"
+model = "gemini_omni_flash"
+resolution = "720P"
+"#);
+        let a = &c.jobs[0];
+        assert_eq!(a.resolution, None);
+        assert_eq!(a.metadata.get("resolution"), Some(&Value::from("1080p")));
+        let body = a.request_body(&[]);
+        assert_eq!(body["metadata"]["resolution"], "1080p");
+        assert!(body.get("resolution").is_none());
+        assert_eq!(c.jobs[1].metadata.len(), 2);
+        assert_eq!(c.jobs[2].resolution.as_deref(), Some("720P"));
+        assert!(c.jobs[2].metadata.is_empty());
+
+        let p = toml_problems(
+            r#"[[job]]
+id = "a"
+prompt = "p"
+model = "veo3.1-fast"
+resolution = "720p"
+metadata = { resolution = "1080p" }
+"#,
+        );
+        assert_eq!(
+            p,
+            [
+                "campaign.toml:5:14: job `a`: `resolution` \"720p\" and `metadata.resolution` string \"1080p\" disagree; for veo3.1-fast set only one"
+            ]
+        );
+    }
+
+    #[test]
+    fn image_urls_forms() {
+        let fixture = Fixture::new();
+        let png = fixture.write("frames/start.png", "not really a png");
+        fixture.write("frames/notes.txt", "x");
+        let big = fixture.write("frames/big.jpg", "");
+        std::fs::File::options()
+            .write(true)
+            .open(&big)
+            .unwrap()
+            .set_len(10 * 1024 * 1024 + 1)
+            .unwrap();
+        std::fs::create_dir_all(fixture.dir.path().join("frames/dir.png")).unwrap();
+        let p = problems(fixture.load(
+            "c.toml",
+            r#"[defaults]
+model = "veo3.1-fast"
+[[job]]
+id = "ok"
+prompt = "p"
+image_urls = ["frames/start.png", "HTTPS://e.com/x/end.JPG?sig=1"]
+[[job]]
+id = "data"
+prompt = "p"
+image_urls = ["data:image/png;base64,AAAA"]
+[[job]]
+id = "ftp"
+prompt = "p"
+image_urls = ["ftp://e.com/a.png"]
+[[job]]
+id = "gif"
+prompt = "p"
+image_urls = ["https://e.com/a.gif", "https://e.com/noext"]
+[[job]]
+id = "missing"
+prompt = "p"
+image_urls = ["frames/missing.png", "frames/notes.txt", "frames/big.jpg", "frames/dir.png"]
+[[job]]
+id = "three"
+prompt = "p"
+image_urls = ["https://e.com/1", "https://e.com/2", "https://e.com/3"]
+"#,
+        ));
+        assert_has(
+            &p,
+            "c.toml:10:15: job `data`: base64/data URIs are not accepted; save the image to a file and list its path",
+        );
+        assert_has(&p, "job `ftp`: unsupported URL scheme `ftp://`");
+        assert_has(
+            &p,
+            "job `gif`: image URL \"https://e.com/a.gif\" must end in .jpeg, .jpg, .png or .webp (or have no extension), got `.gif`",
+        );
+        assert_has(&p, "job `missing`: cannot read image file");
+        assert_has(
+            &p,
+            "job `missing`: image file \"frames/notes.txt\" must be .jpeg, .jpg, .png or .webp, got `.txt`",
+        );
+        assert_has(
+            &p,
+            "is 10485761 bytes; at most 10 MB (10485760 bytes) is accepted",
+        );
+        assert_has(&p, "dir.png` is not a file");
+        assert_has(
+            &p,
+            "job `three`: veo3.1-fast accepts at most 2 image_urls (start frame, end frame), got 3",
+        );
+        assert_has(
+            &p,
+            "job `missing`: veo3.1-fast accepts at most 2 image_urls (start frame, end frame), got 4",
+        );
+        assert!(!p.iter().any(|l| l.contains("job `ok`")), "{p:?}");
+        assert_eq!(p.len(), 9, "{p:?}");
+
+        let c = load(&fixture.write(
+            "good.toml",
+            r#"[[job]]
+id = "ok"
+prompt = "p"
+model = "veo3.1-fast"
+image_urls = ["frames/start.png", "https://e.com/end.webp"]
+"#,
+        ))
+        .unwrap();
+        assert_eq!(
+            c.jobs[0].images,
+            [
+                ImageRef::Local(fixture.dir.path().join("frames/start.png")),
+                ImageRef::Url("https://e.com/end.webp".into())
+            ]
+        );
+        assert_eq!(c.jobs[0].images[0], ImageRef::Local(png));
+    }
+
+    #[test]
+    fn filename_templates() {
+        let p = toml_problems(
+            r#"[output]
+filename = "{id}-{ratio}.mp4"
+dir = "out/{id}"
+[[job]]
+id = "a"
+prompt = "p"
+model = "veo3.1-fast"
+"#,
+        );
+        assert_has(
+            &p,
+            "campaign.toml:2:12: `filename` in [output]: unknown placeholder `{ratio}` in \"{id}-{ratio}.mp4\" (known: {id}, {model}, {name}, {aspect_ratio}, {duration})",
+        );
+        assert_has(
+            &p,
+            "campaign.toml:3:7: `dir` in [output]: unknown placeholder `{id}`",
+        );
+
+        for (template, needle) in [
+            ("../{id}.mp4", "leaves the output folder"),
+            (
+                "/tmp/{id}.mp4",
+                "must be a path relative to the output folder",
+            ),
+            ("{id", "unclosed `{`"),
+            ("{id}}", "unmatched `}`"),
+        ] {
+            let p = toml_problems(&format!(
+                "[output]\nfilename = \"{template}\"\n[[job]]\nid = \"a\"\nprompt = \"p\"\nmodel = \"veo3.1-fast\"\n"
+            ));
+            assert_has(&p, needle);
+        }
+
+        let p = toml_problems(
+            r#"[output]
+filename = "{model}.mp4"
+[defaults]
+model = "veo3.1-fast"
+[[job]]
+id = "a"
+prompt = "p"
+[[job]]
+id = "b"
+prompt = "q"
+"#,
+        );
+        assert_eq!(p.len(), 1, "{p:?}");
+        assert!(
+            p[0].starts_with("campaign.toml:8: job `b`: output file `veo3.1-fast.mp4` is also written by job `a` ("),
+            "{p:?}"
+        );
+        assert_has(&p, "campaign.toml:5); put `{id}` in `output.filename`");
+    }
+
+    #[test]
+    fn csv_manifest_unknown_columns_and_line_numbers() {
+        let fixture = Fixture::new();
+        let p = problems(fixture.load(
+            "prompts.csv",
+            "id,promt,modle,metadata,duration\na,x,veo3.1-fast,,8\n",
+        ));
+        assert_has(
+            &p,
+            "prompts.csv:1: unknown column `promt`; did you mean `prompt`?",
+        );
+        assert_has(
+            &p,
+            "prompts.csv:1: unknown column `modle`; did you mean `model`?",
+        );
+        assert_has(&p, "prompts.csv:1: column `metadata` needs a key");
+        assert_has(&p, "prompts.csv:1: missing the required column `prompt`");
+
+        let p = problems(fixture.load(
+            "lines.csv",
+            "prompt,model,duration,metadata.enable_gif,image_urls\n\
+             \"A prompt\nover two lines\",veo3.1-fast,8,true,\n\
+             fine,veo3.1-fast,eight,,\n\
+             short row\n\
+             ,veo3.1-fast,8,,\n\
+             g,gemini_omni_flash,6,maybe,https://e.com/a.png|https://e.com/b.png\n",
+        ));
+        assert_eq!(
+            p,
+            [
+                "lines.csv:4: `duration` must be an integer, got \"eight\"",
+                "lines.csv:5: this row has 1 fields but the header has 5 (quote cells that contain commas)",
+                &format!(
+                    "lines.csv:6: job `{}`: no `prompt`: every job needs one",
+                    p.get(2).and_then(|l| l.split('`').nth(1)).unwrap_or("?")
+                ),
+                &format!(
+                    "lines.csv:7: job `{}`: gemini_omni_flash accepts no image_urls, got 2",
+                    p.get(3).and_then(|l| l.split('`').nth(1)).unwrap_or("?")
+                ),
+                &format!(
+                    "lines.csv:7: job `{}`: gemini_omni_flash accepts no metadata, got `metadata.enable_gif`",
+                    p.get(3).and_then(|l| l.split('`').nth(1)).unwrap_or("?")
+                ),
+            ],
+        );
+
+        let c = fixture
+            .load(
+                "good.csv",
+                "\u{feff}id,prompt,model,metadata.enable_gif,metadata.generation_type,image_urls\n\
+                 ,\"Multi\nline\",veo3.1-fast,true,frame,https://e.com/a.png | https://e.com/b.png\n",
+            )
+            .unwrap();
+        assert_eq!(c.name, "good");
+        let job = &c.jobs[0];
+        assert_eq!(job.origin.line, 2);
+        assert_eq!(job.metadata.get("enable_gif"), Some(&Value::Bool(true)));
+        assert_eq!(job.images.len(), 2);
+    }
+
+    #[test]
+    fn sources_are_resolved_and_missing_ones_reported() {
+        let p = toml_problems(
+            "[defaults]\nmodel = \"veo3.1-fast\"\n[[source]]\ncsv = \"nope.csv\"\n[[job]]\nid = \"a\"\nprompt = \"p\"\n",
+        );
+        assert_eq!(p.len(), 1, "{p:?}");
+        assert!(
+            p[0].starts_with("campaign.toml:4:7: [[source]] csv \"nope.csv\": cannot read `"),
+            "{p:?}"
+        );
+        assert!(p[0].contains("nope.csv`"), "{p:?}");
+    }
+
+    #[test]
+    fn empty_and_odd_manifests() {
+        assert_eq!(
+            toml_problems("name = \"x\"\n"),
+            [
+                "campaign.toml: no jobs: add [[job]] entries or a [[source]] csv with at least one row"
+            ]
+        );
+        let p = problems(Fixture::new().load("x.yaml", "a: b"));
+        assert_has(
+            &p,
+            "a manifest must be a `.toml` campaign or a `.csv` job list",
+        );
+        let p = problems(load(Path::new("/definitely/not/here.toml")));
+        assert_has(&p, "cannot read `/definitely/not/here.toml`");
+        let p = toml_problems(
+            "[api]\nbase_url = \"ftp://x\"\napi_key_env = \"sk-abc\"\n[[job]]\nid = \"a\"\nprompt = \"p\"\nmodel = \"veo3.1-fast\"\n",
+        );
+        assert_has(
+            &p,
+            "`base_url` in [api] must be an http:// or https:// URL, got \"ftp://x\"",
+        );
+        assert_has(
+            &p,
+            "`api_key_env` in [api] must be the name of an environment variable",
+        );
+    }
+
+    #[test]
+    fn error_display_ends_with_a_count() {
+        let fixture = Fixture::new();
+        let err = fixture
+            .load(
+                "campaign.toml",
+                "nmae = 1\nfoo = 2\n[[job]]\nid = \"a\"\nprompt = \"p\"\nmodel = \"veo3.1-fast\"\n",
+            )
+            .unwrap_err();
+        let text = err.to_string();
+        let last = text.lines().last().unwrap();
+        assert!(last.starts_with("2 problems in "), "{text}");
+        assert!(last.ends_with("campaign.toml"), "{text}");
+        assert_eq!(text.lines().count(), 3);
+    }
 }

@@ -1,0 +1,584 @@
+//! Defaults × matrix × rows → concrete, validated jobs with stable ids and file names.
+//!
+//! Layering, lowest first: `[defaults]`, one combination of `[matrix]`, the job's
+//! own entry (`[[job]]` or CSV row). `metadata` merges key by key.
+//!
+//! Matrix: every job is expanded into every combination of the `[matrix]` values.
+//! The varied values are appended to the job's id in the fixed order `model`,
+//! `aspect_ratio`, `duration`, `resolution` (whatever the order in the file, so that
+//! reordering `[matrix]` never renames jobs), sanitised to id characters: `16:9` →
+//! `16x9`, duration `10` → `10s`. A job that sets a key itself pins it: its value
+//! wins, that key is not expanded for that job and adds no suffix.
+//!
+//! Ids: a job without an `id` gets `<slug of its prompt>-<8 hex>`, the hex from a
+//! hash of the fields of its own entry as written (not the defaults or the matrix),
+//! so changing defaults, reordering rows or appending rows never renames a job.
+
+use std::collections::{BTreeMap, HashMap};
+use std::path::Path;
+
+use serde_json::{Map, Value};
+
+use super::diag::{Diags, Loc, Located, quoted};
+use super::parse::{
+    JobFields, MatrixDim, RawJob, RawManifest, Template, TemplateValues, filename_problem,
+};
+use super::{ImageRef, Job, Origin, Output};
+use crate::models::{self, Field, Model, Params};
+
+/// The most jobs one manifest may expand to (a guard against a runaway matrix).
+pub const MAX_JOBS: usize = 100_000;
+
+/// The longest id accepted (ids name files).
+pub const MAX_ID_LEN: usize = 128;
+const SLUG_MAX: usize = 32;
+
+/// Why `id` is not a valid job id, if it is not.
+pub fn id_problem(id: &str) -> Option<String> {
+    if id.is_empty() {
+        Some("job id must not be empty".into())
+    } else if id.starts_with('.') {
+        Some(format!("job id {} must not start with `.`", quoted(id)))
+    } else if let Some(bad) = id
+        .chars()
+        .find(|c| !(c.is_ascii_alphanumeric() || matches!(c, '-' | '_' | '.')))
+    {
+        Some(format!(
+            "job id {} may only contain letters, digits, `-`, `_` and `.` (found {bad:?})",
+            quoted(id)
+        ))
+    } else if id.len() > MAX_ID_LEN {
+        Some(format!(
+            "job id {} is {} characters long, at most {MAX_ID_LEN} are allowed",
+            quoted(id),
+            id.len()
+        ))
+    } else {
+        None
+    }
+}
+
+/// Lowercase ASCII words of the prompt joined by `-`, at most 32 characters; `job` if none.
+pub fn slug(prompt: &str) -> String {
+    let mut out = String::new();
+    for word in prompt
+        .split(|c: char| !c.is_ascii_alphanumeric())
+        .filter(|w| !w.is_empty())
+    {
+        let word = word.to_ascii_lowercase();
+        if out.is_empty() {
+            out = word.chars().take(SLUG_MAX).collect();
+        } else if out.len() + 1 + word.len() <= SLUG_MAX {
+            out.push('-');
+            out.push_str(&word);
+        } else {
+            break;
+        }
+    }
+    if out.is_empty() { "job".into() } else { out }
+}
+
+/// The id of a job that has none: a slug of its prompt and a hash of its own fields.
+pub fn derived_id(own: &JobFields) -> String {
+    let mut canonical: BTreeMap<&str, Value> = BTreeMap::new();
+    let prompt = own
+        .prompt
+        .as_ref()
+        .map(|p| p.value.trim())
+        .unwrap_or_default();
+    canonical.insert("prompt", Value::from(prompt));
+    if let Some(model) = &own.model {
+        canonical.insert("model", Value::from(model.value.as_str()));
+    }
+    if let Some(aspect) = &own.aspect_ratio {
+        canonical.insert("aspect_ratio", Value::from(aspect.value.as_str()));
+    }
+    if let Some(duration) = &own.duration {
+        canonical.insert("duration", Value::from(duration.value));
+    }
+    if let Some(resolution) = &own.resolution {
+        canonical.insert("resolution", Value::from(resolution.value.as_str()));
+    }
+    if let Some(urls) = &own.image_urls {
+        let urls: Vec<Value> = urls
+            .value
+            .iter()
+            .map(|u| Value::from(u.value.as_str()))
+            .collect();
+        canonical.insert("image_urls", Value::Array(urls));
+    }
+    if !own.metadata.is_empty() {
+        let metadata: Map<String, Value> = own
+            .metadata
+            .iter()
+            .map(|(k, v)| (k.clone(), v.value.clone()))
+            .collect();
+        canonical.insert("metadata", Value::Object(metadata));
+    }
+    let text = serde_json::to_string(&canonical).unwrap_or_default();
+    let hash = crate::util::sha256_hex(text.as_bytes());
+    format!("{}-{}", slug(prompt), hash.get(..8).unwrap_or(&hash))
+}
+
+/// The id suffix a matrix layer adds: its one value, sanitised to id characters.
+fn suffix(layer: &JobFields) -> String {
+    let raw = if let Some(model) = &layer.model {
+        model.value.as_str().to_owned()
+    } else if let Some(aspect) = &layer.aspect_ratio {
+        aspect.value.clone()
+    } else if let Some(duration) = &layer.duration {
+        format!("{}s", duration.value)
+    } else if let Some(resolution) = &layer.resolution {
+        resolution.value.clone()
+    } else {
+        String::new()
+    };
+    raw.chars()
+        .map(|c| match c {
+            ':' => 'x',
+            c if c.is_ascii_alphanumeric() || matches!(c, '-' | '_' | '.') => c,
+            _ => '-',
+        })
+        .collect()
+}
+
+/// Where paths are resolved and what templates are filled with.
+#[derive(Debug, Clone, Copy)]
+struct Context<'a> {
+    /// The campaign name (`{name}`).
+    pub name: &'a str,
+    /// The manifest's folder.
+    pub base_dir: &'a Path,
+    /// `output.filename`; `None` when it was invalid (already reported).
+    pub filename: Option<&'a Template>,
+}
+
+/// Turns `[[job]]` entries and CSV rows (`jobs`, in order) into concrete jobs, and
+/// resolves `[output]`. Problems go to `diags`; the jobs returned are the valid ones.
+pub fn expand(
+    raw: &RawManifest,
+    jobs: &[RawJob],
+    name: &str,
+    base_dir: &Path,
+    diags: &mut Diags,
+) -> (Output, Vec<Job>) {
+    let ctx = Context {
+        name,
+        base_dir,
+        filename: raw.output.filename.as_ref(),
+    };
+    let output = resolve_output(raw, ctx);
+    let mut out = Vec::new();
+    let per_job = raw
+        .matrix
+        .iter()
+        .try_fold(1usize, |n, dim| n.checked_mul(dim.values.len()));
+    let total = per_job.and_then(|n| n.checked_mul(jobs.len()));
+    if total.is_none_or(|total| total > MAX_JOBS) {
+        let loc = jobs
+            .first()
+            .map_or_else(|| Loc::file(&raw.file), |j| j.origin.clone());
+        diags.error(
+            &loc,
+            format!(
+                "{} jobs × the [matrix] combinations is more than {MAX_JOBS} jobs",
+                jobs.len()
+            ),
+        );
+        return (output, out);
+    }
+    for job in jobs {
+        expand_one(raw, job, ctx, diags, &mut out);
+    }
+    check_unique(&out, diags);
+    (output, out)
+}
+
+fn resolve_output(raw: &RawManifest, ctx: Context<'_>) -> Output {
+    let dir = raw
+        .output
+        .dir
+        .as_ref()
+        .map(|t| {
+            t.render(&TemplateValues {
+                id: "",
+                model: "",
+                name: ctx.name,
+                aspect_ratio: "",
+                duration: 0,
+            })
+        })
+        .unwrap_or_else(|| format!("out/{}", ctx.name));
+    let resolve =
+        |p: &Option<Located<String>>| p.as_ref().map(|p| ctx.base_dir.join(p.value.trim()));
+    Output {
+        dir: ctx.base_dir.join(dir),
+        state: resolve(&raw.output.state),
+        report: resolve(&raw.output.report),
+    }
+}
+
+fn expand_one(
+    raw: &RawManifest,
+    job: &RawJob,
+    ctx: Context<'_>,
+    diags: &mut Diags,
+    out: &mut Vec<Job>,
+) {
+    let own = &job.fields;
+    let base = raw.defaults.merged(own);
+
+    let base_id = match &own.id {
+        Some(id) => {
+            if let Some(problem) = id_problem(&id.value) {
+                diags.error(&id.loc, problem);
+                None
+            } else {
+                Some(id.value.clone())
+            }
+        }
+        None if own.invalid.contains("id") => None,
+        None => Some(derived_id(own)),
+    };
+    // Messages about a job with a bad id still need a name for it.
+    let label = base_id
+        .clone()
+        .or_else(|| own.id.as_ref().map(|id| id.value.clone()))
+        .unwrap_or_else(|| "?".into());
+
+    let prompt = match &base.prompt {
+        Some(p) if !p.value.trim().is_empty() => Some(p.value.trim().to_owned()),
+        Some(p) => {
+            diags.job_error(&p.loc, &label, "`prompt` is empty");
+            None
+        }
+        None if base.invalid.contains("prompt") => None,
+        None => {
+            diags.job_error(&job.origin, &label, "no `prompt`: every job needs one");
+            None
+        }
+    };
+
+    let images = base
+        .image_urls
+        .as_ref()
+        .map(|urls| {
+            urls.value
+                .iter()
+                .filter_map(|url| image_ref(url, ctx.base_dir, &label, diags))
+                .collect::<Vec<_>>()
+        })
+        .unwrap_or_default();
+    let images_ok = base
+        .image_urls
+        .as_ref()
+        .is_none_or(|urls| urls.value.len() == images.len());
+
+    let dims: Vec<&MatrixDim> = raw.matrix.iter().filter(|d| !own.sets(d.key)).collect();
+    let mut pick = vec![0usize; dims.len()];
+    loop {
+        let mut layered = raw.defaults.clone();
+        let mut id = base_id.clone();
+        for (dim, &i) in dims.iter().zip(&pick) {
+            if let Some(layer) = dim.values.get(i) {
+                layered = layered.merged(layer);
+                if let Some(id) = &mut id {
+                    id.push('-');
+                    id.push_str(&suffix(layer));
+                }
+            }
+        }
+        let layered = layered.merged(own);
+        let label = id.clone().unwrap_or_else(|| label.clone());
+        let finished = finish(
+            &layered,
+            id.as_deref(),
+            &label,
+            job,
+            prompt.as_deref(),
+            &images,
+            ctx,
+            diags,
+        );
+        if let (Some(job), true) = (finished, images_ok) {
+            out.push(job);
+        }
+        // Next combination, last dimension fastest.
+        let mut advanced = false;
+        for d in (0..dims.len()).rev() {
+            let (Some(slot), Some(dim)) = (pick.get_mut(d), dims.get(d)) else {
+                break;
+            };
+            *slot += 1;
+            if *slot < dim.values.len() {
+                advanced = true;
+                break;
+            }
+            *slot = 0;
+        }
+        if !advanced {
+            break;
+        }
+    }
+}
+
+/// One expanded job, validated against its model. `None` when it has problems (reported).
+/// `id` is `None` when the job's own id is invalid; `label` names it in messages.
+#[expect(
+    clippy::too_many_arguments,
+    reason = "private; the pieces of one job in the making"
+)]
+fn finish(
+    fields: &JobFields,
+    id: Option<&str>,
+    label: &str,
+    raw: &RawJob,
+    prompt: Option<&str>,
+    images: &[ImageRef],
+    ctx: Context<'_>,
+    diags: &mut Diags,
+) -> Option<Job> {
+    let origin = &raw.origin;
+    let Some(model) = &fields.model else {
+        if !fields.invalid.contains("model") {
+            diags.job_error(
+                origin,
+                label,
+                "no model: set `model` in [defaults] or on the job",
+            );
+        }
+        return None;
+    };
+    let model: Model = model.value;
+    let mut ok = true;
+
+    let duration = fields
+        .duration
+        .as_ref()
+        .map_or(i64::from(model.default_duration()), |d| d.value);
+    let aspect_ratio = fields
+        .aspect_ratio
+        .as_ref()
+        .map_or(models::DEFAULT_ASPECT_RATIO, |a| a.value.as_str());
+    let mut metadata: Map<String, Value> = fields
+        .metadata
+        .iter()
+        .map(|(k, v)| (k.clone(), v.value.clone()))
+        .collect();
+
+    // veo takes its resolution in metadata; a job-level one is moved there.
+    let mut resolution = fields.resolution.as_ref().map(|r| r.value.clone());
+    if model.is_veo()
+        && let Some(r) = fields.resolution.as_ref()
+    {
+        match metadata.get("resolution") {
+            Some(existing) if existing.as_str() != Some(r.value.as_str()) => {
+                diags.job_error(
+                    &r.loc,
+                    label,
+                    format!(
+                        "`resolution` {} and `metadata.resolution` {} disagree; for {model} set only one",
+                        quoted(&r.value),
+                        models::describe_json(existing)
+                    ),
+                );
+                ok = false;
+            }
+            _ => {
+                metadata.insert("resolution".into(), Value::from(r.value.clone()));
+            }
+        }
+        resolution = None;
+    }
+    if resolution.is_none() {
+        resolution = model.default_resolution().map(str::to_owned);
+    }
+
+    let params = Params {
+        duration,
+        aspect_ratio,
+        resolution: resolution.as_deref(),
+        image_count: fields.image_urls.as_ref().map_or(0, |u| u.value.len()),
+        metadata: &metadata,
+    };
+    for violation in model.check(&params) {
+        let loc = match &violation.field {
+            Field::Duration => fields.duration.as_ref().map(|d| &d.loc),
+            Field::AspectRatio => fields.aspect_ratio.as_ref().map(|a| &a.loc),
+            Field::Resolution => fields.resolution.as_ref().map(|r| &r.loc),
+            Field::ImageUrls => fields.image_urls.as_ref().map(|u| &u.loc),
+            Field::Metadata(key) => fields
+                .metadata
+                .get(key)
+                .map(|m| &m.loc)
+                .or_else(|| fields.resolution.as_ref().map(|r| &r.loc)),
+        };
+        diags.job_error(loc.unwrap_or(origin), label, violation.message);
+        ok = false;
+    }
+
+    let id = id?;
+    if id.len() > MAX_ID_LEN {
+        diags.job_error(
+            origin,
+            id,
+            format!("the id with its matrix suffixes is longer than {MAX_ID_LEN} characters"),
+        );
+        ok = false;
+    }
+
+    let duration = u32::try_from(duration).ok()?;
+    let prompt = prompt?;
+    if !ok {
+        return None;
+    }
+
+    // An invalid template was reported when it was read.
+    let template = ctx.filename?;
+    let filename = template.render(&TemplateValues {
+        id,
+        model: model.as_str(),
+        name: ctx.name,
+        aspect_ratio,
+        duration,
+    });
+    if let Some(problem) = filename_problem(&filename) {
+        diags.job_error(&template.loc, id, format!("output file name: {problem}"));
+        return None;
+    }
+    Some(Job {
+        id: id.to_owned(),
+        model,
+        prompt: prompt.to_owned(),
+        duration,
+        aspect_ratio: aspect_ratio.to_owned(),
+        resolution,
+        images: images.to_vec(),
+        metadata,
+        filename,
+        origin: Origin {
+            file: origin.file.to_path_buf(),
+            line: origin.line.unwrap_or(1),
+        },
+    })
+}
+
+/// An `image_urls` entry: an http(s) URL, or a local file that exists and fits.
+fn image_ref(
+    entry: &Located<String>,
+    base_dir: &Path,
+    job: &str,
+    diags: &mut Diags,
+) -> Option<ImageRef> {
+    let text = entry.value.trim();
+    let lower = text.to_ascii_lowercase();
+    let mut error = |message: String| {
+        diags.job_error(&entry.loc, job, message);
+        None
+    };
+    let accepted = ".jpeg, .jpg, .png or .webp";
+    if lower.starts_with("data:") {
+        return error(
+            "base64/data URIs are not accepted; save the image to a file and list its path".into(),
+        );
+    }
+    if let Some(rest) = lower
+        .strip_prefix("https://")
+        .or_else(|| lower.strip_prefix("http://"))
+    {
+        let host_end = rest.find(['/', '?', '#']).unwrap_or(rest.len());
+        if rest.get(..host_end).is_none_or(str::is_empty) || text.contains(char::is_whitespace) {
+            return error(format!("{} is not a valid URL", quoted(text)));
+        }
+        let path = rest.get(host_end..).unwrap_or_default();
+        let path = path.split(['?', '#']).next().unwrap_or_default();
+        let last = path.rsplit('/').next().unwrap_or_default();
+        if let Some((_, ext)) = last.rsplit_once('.')
+            && !models::IMAGE_EXTENSIONS.contains(&ext)
+        {
+            return error(format!(
+                "image URL {} must end in {accepted} (or have no extension), got `.{ext}`",
+                quoted(text)
+            ));
+        }
+        return Some(ImageRef::Url(text.to_owned()));
+    }
+    if let Some((scheme, _)) = text.split_once("://")
+        && !scheme.is_empty()
+        && scheme
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || matches!(c, '+' | '-' | '.'))
+    {
+        return error(format!(
+            "unsupported URL scheme `{scheme}://` in {}: use an http:// or https:// URL, or a local file path",
+            quoted(text)
+        ));
+    }
+
+    let path = base_dir.join(text);
+    let ext = path
+        .extension()
+        .map(|e| e.to_string_lossy().to_ascii_lowercase());
+    match ext {
+        Some(ext) if models::IMAGE_EXTENSIONS.contains(&ext.as_str()) => {}
+        Some(ext) => {
+            return error(format!(
+                "image file {} must be {accepted}, got `.{ext}`",
+                quoted(text)
+            ));
+        }
+        None => {
+            return error(format!(
+                "image file {} has no extension; it must be {accepted}",
+                quoted(text)
+            ));
+        }
+    }
+    match std::fs::metadata(&path) {
+        Err(e) => error(format!("cannot read image file `{}`: {e}", path.display())),
+        Ok(meta) if !meta.is_file() => {
+            error(format!("image path `{}` is not a file", path.display()))
+        }
+        Ok(meta) if meta.len() > models::MAX_IMAGE_BYTES => error(format!(
+            "image file `{}` is {} bytes; at most 10 MB ({} bytes) is accepted",
+            path.display(),
+            meta.len(),
+            models::MAX_IMAGE_BYTES
+        )),
+        Ok(_) => Some(ImageRef::Local(path)),
+    }
+}
+
+/// Ids unique; file names unique (case-insensitively: they may land on macOS or Windows).
+fn check_unique(jobs: &[Job], diags: &mut Diags) {
+    let mut ids: HashMap<&str, &Origin> = HashMap::new();
+    let mut files: HashMap<String, &Job> = HashMap::new();
+    for job in jobs {
+        let loc = Loc {
+            file: std::sync::Arc::from(job.origin.file.as_path()),
+            line: Some(job.origin.line),
+            column: None,
+        };
+        if let Some(first) = ids.get(job.id.as_str()) {
+            diags.error(
+                &loc,
+                format!("duplicate job id `{}` (also at {first})", job.id),
+            );
+            continue;
+        }
+        ids.insert(&job.id, &job.origin);
+        let key = job.filename.to_lowercase();
+        if let Some(first) = files.get(&key) {
+            diags.job_error(
+                &loc,
+                &job.id,
+                format!(
+                    "output file `{}` is also written by job `{}` ({}); put `{{id}}` in `output.filename`",
+                    job.filename, first.id, first.origin
+                ),
+            );
+            continue;
+        }
+        files.insert(key, job);
+    }
+}
