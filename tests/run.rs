@@ -156,7 +156,7 @@ async fn interrupted_run_resumes_without_submitting_twice() {
     }
     dir.write("stop.toml", &toml);
 
-    let mut child = run_against(&dir, &sim, "stop.toml", &[])
+    let child = run_against(&dir, &sim, "stop.toml", &[])
         .stdout(std::process::Stdio::piped())
         .stderr(std::process::Stdio::piped())
         .spawn()

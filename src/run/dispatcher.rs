@@ -395,7 +395,7 @@ impl Dispatcher {
         self.start_downloads()?;
         let mut submits = Vec::new();
         while let Some(action) = self.next_action() {
-            if !self.verified && self.active_calls > 0 {
+            if !self.verified && self.active_calls + submits.len() > 0 {
                 self.put_back(action);
                 break;
             }

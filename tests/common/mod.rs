@@ -1,7 +1,7 @@
 //! Shared helpers for the end-to-end tests: a simulator per test on 127.0.0.1:0,
 //! a temp folder with a manifest, and the real `runner` binary with a cleared environment.
 
-#![allow(dead_code)]
+#![allow(dead_code, clippy::expect_used, clippy::unwrap_used)]
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};

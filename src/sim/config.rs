@@ -1,0 +1,264 @@
+//! The simulator's knobs: timings, fault probabilities and limits, as clap flags.
+
+use std::time::Duration;
+
+/// Queue time before a task starts, in unscaled seconds.
+const DEFAULT_QUEUE_TIME: f64 = 5.0;
+/// Lifetime of a video URL after completion, in unscaled seconds (24 h as documented).
+const DEFAULT_URL_TTL: f64 = 24.0 * 3600.0;
+/// Size of every generated video.
+const DEFAULT_VIDEO_SIZE: u64 = 1024 * 1024;
+/// Generation time of the veo3.1 models, in unscaled seconds.
+const VEO_GENERATION_TIME: f64 = 60.0;
+/// Generation time of gemini_omni_flash, in unscaled seconds.
+const GEMINI_GENERATION_TIME: f64 = 40.0;
+/// No simulated duration is longer than this, so instant arithmetic cannot overflow.
+const MAX_DURATION: Duration = Duration::from_secs(100 * 365 * 24 * 3600);
+
+/// Built-in simulator of the video generation API, with fault injection.
+///
+/// Every probability is decided with one RNG seeded by `--seed`, so a run
+/// with the same requests in the same order injects the same faults.
+#[derive(Debug, Clone, PartialEq, clap::Args)]
+#[command(next_help_heading = "Simulator")]
+pub struct SimConfig {
+    /// Multiply every simulated duration (queue, generation, URL lifetime) by this; 0.01 runs 100x faster
+    #[arg(long, default_value_t = 1.0, value_parser = parse_non_negative)]
+    pub time_scale: f64,
+
+    /// Seconds a task stays `queued` before it starts
+    #[arg(long, default_value_t = DEFAULT_QUEUE_TIME, value_parser = parse_non_negative)]
+    pub queue_time: f64,
+
+    /// Seconds a task stays `in_progress`, for every model [default: veo 60, gemini 40]
+    #[arg(long, value_parser = parse_non_negative)]
+    pub generation_time: Option<f64>,
+
+    /// Random spread of the generation time, as a fraction (0.2 means ±20%)
+    #[arg(long, default_value_t = 0.0, value_parser = parse_probability)]
+    pub generation_jitter: f64,
+
+    /// Seconds a finished video's URL stays downloadable before it answers 410
+    #[arg(long, default_value_t = DEFAULT_URL_TTL, value_parser = parse_non_negative)]
+    pub url_ttl: f64,
+
+    /// Size in bytes of every generated video (streamed, never held in memory)
+    #[arg(long, default_value_t = DEFAULT_VIDEO_SIZE)]
+    pub video_size: u64,
+
+    /// Seed of the RNG that decides faults, failures and task IDs
+    #[arg(long, default_value_t = 1)]
+    pub seed: u64,
+
+    /// Probability that a submit answers 429 with Retry-After (no task is created)
+    #[arg(long = "submit-429", default_value_t = 0.0, value_parser = parse_probability)]
+    pub submit_429: f64,
+
+    /// Probability that a submit answers 503 (no task is created)
+    #[arg(long = "submit-503", default_value_t = 0.0, value_parser = parse_probability)]
+    pub submit_503: f64,
+
+    /// Probability that a submit creates the task and then drops the connection without an answer
+    #[arg(long, default_value_t = 0.0, value_parser = parse_probability)]
+    pub submit_drop: f64,
+
+    /// Probability that a poll answers 429 with Retry-After
+    #[arg(long = "poll-429", default_value_t = 0.0, value_parser = parse_probability)]
+    pub poll_429: f64,
+
+    /// Probability that a poll answers 500
+    #[arg(long = "poll-500", default_value_t = 0.0, value_parser = parse_probability)]
+    pub poll_500: f64,
+
+    /// Probability that a poll drops the connection without an answer
+    #[arg(long, default_value_t = 0.0, value_parser = parse_probability)]
+    pub poll_drop: f64,
+
+    /// Probability that a download sends the full Content-Length, then aborts part-way through
+    #[arg(long, default_value_t = 0.0, value_parser = parse_probability)]
+    pub download_cut: f64,
+
+    /// Probability that a generation ends `failed` instead of `completed`
+    #[arg(long, default_value_t = 0.0, value_parser = parse_probability)]
+    pub fail_rate: f64,
+
+    /// Seconds sent in the Retry-After header of injected 429 answers (not scaled)
+    #[arg(long, default_value_t = 1)]
+    pub retry_after: u64,
+
+    /// Require exactly this bearer token [default: any non-empty token]
+    #[arg(long)]
+    pub api_key: Option<String>,
+
+    /// Answer 429 to submits, polls and uploads above this many requests per second (token bucket)
+    #[arg(long, value_parser = parse_positive)]
+    pub rate_limit: Option<f64>,
+
+    /// Where the video URL sits in a completed task
+    #[arg(long, value_enum, default_value_t = ResultShape::DataUrl)]
+    pub result_shape: ResultShape,
+}
+
+impl Default for SimConfig {
+    fn default() -> Self {
+        SimConfig {
+            time_scale: 1.0,
+            queue_time: DEFAULT_QUEUE_TIME,
+            generation_time: None,
+            generation_jitter: 0.0,
+            url_ttl: DEFAULT_URL_TTL,
+            video_size: DEFAULT_VIDEO_SIZE,
+            seed: 1,
+            submit_429: 0.0,
+            submit_503: 0.0,
+            submit_drop: 0.0,
+            poll_429: 0.0,
+            poll_500: 0.0,
+            poll_drop: 0.0,
+            download_cut: 0.0,
+            fail_rate: 0.0,
+            retry_after: 1,
+            api_key: None,
+            rate_limit: None,
+            result_shape: ResultShape::DataUrl,
+        }
+    }
+}
+
+impl SimConfig {
+    /// A simulated duration of `secs` unscaled seconds, after `time_scale`.
+    pub(crate) fn scaled(&self, secs: f64) -> Duration {
+        let secs = secs * self.time_scale;
+        if secs.is_nan() || secs <= 0.0 {
+            return Duration::ZERO;
+        }
+        Duration::try_from_secs_f64(secs)
+            .unwrap_or(MAX_DURATION)
+            .min(MAX_DURATION)
+    }
+
+    /// Unscaled generation time of `model`.
+    pub(crate) fn generation_secs(&self, model: &str) -> f64 {
+        self.generation_time.unwrap_or(if model.starts_with("veo") {
+            VEO_GENERATION_TIME
+        } else {
+            GEMINI_GENERATION_TIME
+        })
+    }
+}
+
+/// Where a completed task carries its video URL; the docs do not pin it down,
+/// so clients must accept every one of these (SPEC §1).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, clap::ValueEnum)]
+pub enum ResultShape {
+    /// `"result":{"data":[{"url":U}]}`
+    #[default]
+    DataUrl,
+    /// `"result":{"videos":[{"url":U}]}`
+    Videos,
+    /// `"result":{"url":U}`
+    ResultUrl,
+    /// top-level `"url":U`
+    Url,
+    /// top-level `"video_url":U`
+    VideoUrl,
+}
+
+fn parse_non_negative(s: &str) -> Result<f64, String> {
+    let v: f64 = s.parse().map_err(|e| format!("{e}"))?;
+    if v.is_finite() && v >= 0.0 {
+        Ok(v)
+    } else {
+        Err(format!("{s} is not a finite number >= 0"))
+    }
+}
+
+fn parse_positive(s: &str) -> Result<f64, String> {
+    let v = parse_non_negative(s)?;
+    if v > 0.0 {
+        Ok(v)
+    } else {
+        Err(format!("{s} is not > 0"))
+    }
+}
+
+fn parse_probability(s: &str) -> Result<f64, String> {
+    let v = parse_non_negative(s)?;
+    if v <= 1.0 {
+        Ok(v)
+    } else {
+        Err(format!("{s} is not between 0.0 and 1.0"))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use clap::Parser;
+
+    #[derive(Debug, Parser)]
+    struct Cli {
+        #[command(flatten)]
+        sim: SimConfig,
+    }
+
+    #[test]
+    fn clap_defaults_match_default() {
+        let cli = Cli::try_parse_from(["sim"]);
+        assert_eq!(cli.ok().map(|c| c.sim), Some(SimConfig::default()));
+    }
+
+    #[test]
+    fn flags_parse() {
+        let cli = Cli::try_parse_from([
+            "sim",
+            "--time-scale",
+            "0.01",
+            "--submit-429",
+            "0.5",
+            "--poll-drop",
+            "1",
+            "--result-shape",
+            "video-url",
+            "--generation-time",
+            "3",
+            "--rate-limit",
+            "2",
+        ]);
+        let sim = cli.map(|c| c.sim).map_err(|e| e.to_string());
+        let Ok(sim) = sim else {
+            panic!("{sim:?}");
+        };
+        assert_eq!(sim.time_scale, 0.01);
+        assert_eq!(sim.submit_429, 0.5);
+        assert_eq!(sim.poll_drop, 1.0);
+        assert_eq!(sim.result_shape, ResultShape::VideoUrl);
+        assert_eq!(sim.generation_secs("veo3.1-fast"), 3.0);
+        assert_eq!(sim.rate_limit, Some(2.0));
+    }
+
+    #[test]
+    fn bad_flags_are_rejected() {
+        for args in [
+            ["sim", "--fail-rate", "1.5"],
+            ["sim", "--time-scale", "-1"],
+            ["sim", "--rate-limit", "0"],
+            ["sim", "--queue-time", "NaN"],
+        ] {
+            assert!(Cli::try_parse_from(args).is_err(), "{args:?}");
+        }
+    }
+
+    #[test]
+    fn scaling() {
+        let c = SimConfig {
+            time_scale: 0.01,
+            ..SimConfig::default()
+        };
+        assert_eq!(c.scaled(60.0), Duration::from_millis(600));
+        assert_eq!(c.scaled(-1.0), Duration::ZERO);
+        assert_eq!(c.scaled(f64::INFINITY), MAX_DURATION);
+        assert_eq!(c.generation_secs("veo3.1-quality"), 60.0);
+        assert_eq!(c.generation_secs("gemini_omni_flash"), 40.0);
+    }
+}
