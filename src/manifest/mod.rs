@@ -341,7 +341,6 @@ impl Job {
 }
 
 #[cfg(test)]
-#[expect(clippy::unwrap_used, reason = "tests")]
 mod tests {
     use std::path::{Path, PathBuf};
 

@@ -1,5 +1,4 @@
 //! End-to-end tests: a real simulator on 127.0.0.1:0 and a reqwest client.
-#![expect(clippy::unwrap_used, clippy::expect_used, reason = "tests")]
 
 use std::time::Duration;
 
