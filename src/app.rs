@@ -122,6 +122,7 @@ async fn run_command(args: RunArgs, quiet: bool) -> Result<i32, AppError> {
     let summary = if args.simulate {
         let config = crate::sim::SimConfig {
             time_scale: args.sim_time_scale,
+            revive: true,
             ..Default::default()
         };
         let sim = crate::sim::SimHandle::start(config)

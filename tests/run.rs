@@ -5,13 +5,13 @@ mod common;
 use common::*;
 use runner::sim::{ResultShape, SimConfig, SimHandle};
 
-/// Ten `[[job]]`s (one with two image URLs, one with two local frames) and twenty CSV rows.
+/// Ten `[[job]]`s (one with two image URLs, one with two local frames) and thirty CSV rows.
 fn mixed_campaign(dir: &Dir) {
     // Tiny but real PNG bytes are not needed by the simulator; extension and size are checked.
     dir.write("frames/start.png", "\u{89}PNG fake start frame");
     dir.write("frames/end.png", "\u{89}PNG fake end frame");
     let mut rows = String::from("id,prompt,aspect_ratio,duration\n");
-    for i in 0..20 {
+    for i in 0..30 {
         let ratio = if i % 2 == 0 { "16:9" } else { "9:16" };
         let duration = if i % 3 == 0 { 10 } else { 6 };
         rows.push_str(&format!(
@@ -58,7 +58,7 @@ async fn mixed_campaign_runs_to_the_end_then_resumes_with_nothing_to_do() {
     assert_eq!(out.status.code(), Some(0), "{}", text(&out));
 
     let rows = dir.report("out/report.csv");
-    assert_eq!(rows.len(), 30);
+    assert_eq!(rows.len(), 40);
     for row in &rows {
         assert_eq!(row["status"], "succeeded", "{row:?}");
         let path = std::path::Path::new(&row["output_path"]);
@@ -76,7 +76,7 @@ async fn mixed_campaign_runs_to_the_end_then_resumes_with_nothing_to_do() {
         assert_eq!(row["attempts"], "1");
     }
     let stats = sim.stats();
-    assert_eq!(stats.submits, 30);
+    assert_eq!(stats.submits, 40);
     assert!(
         stats.submits_by_prompt.values().all(|n| *n == 1),
         "{:?}",
@@ -100,6 +100,64 @@ async fn mixed_campaign_runs_to_the_end_then_resumes_with_nothing_to_do() {
     assert_eq!(again.downloads, stats.downloads);
     assert_eq!(again.polls, stats.polls);
     assert_eq!(again.uploads, stats.uploads);
+
+    // status and report work from the state file alone: no key, no server.
+    let mut cmd = runner_cmd(&dir);
+    cmd.env_remove("TOAPIS_API_KEY")
+        .args(["status", "campaign.toml"]);
+    let out = run(cmd).await;
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out));
+    assert!(
+        String::from_utf8_lossy(&out.stdout).contains("40 jobs: 40 succeeded"),
+        "{}",
+        text(&out)
+    );
+    let before = std::fs::read_to_string(dir.path().join("out/report.csv")).unwrap();
+    std::fs::remove_file(dir.path().join("out/report.csv")).unwrap();
+    let mut cmd = runner_cmd(&dir);
+    cmd.env_remove("TOAPIS_API_KEY")
+        .args(["report", "campaign.toml"]);
+    let out = run(cmd).await;
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out));
+    assert_eq!(
+        std::fs::read_to_string(dir.path().join("out/report.csv")).unwrap(),
+        before
+    );
+    assert_eq!(
+        sim.stats().request_times_ms.len(),
+        again.request_times_ms.len()
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn changed_jobs_are_reported_and_added_jobs_are_run() {
+    let sim = SimHandle::start(fast_sim()).await.unwrap();
+    let dir = Dir::new();
+    let head =
+        format!("name = \"grow\"\n{FAST_LIMITS}\n[defaults]\nmodel = \"gemini_omni_flash\"\n");
+    dir.write("g.toml", &format!("{head}[[job]]\nid = \"a\"\nprompt = \"first prompt\"\n[[job]]\nid = \"b\"\nprompt = \"second prompt\"\n"));
+    let out = run(run_against(&dir, &sim, "g.toml", &[])).await;
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out));
+    assert_eq!(sim.stats().submits, 2);
+
+    // `a` changes its prompt; `c` is new.
+    dir.write(
+        "g.toml",
+        &format!("{head}[[job]]\nid = \"a\"\nprompt = \"first prompt, edited\"\n[[job]]\nid = \"b\"\nprompt = \"second prompt\"\n[[job]]\nid = \"c\"\nprompt = \"third prompt\"\n"),
+    );
+    let out = run(run_against(&dir, &sim, "g.toml", &[])).await;
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out));
+    let stats = sim.stats();
+    assert_eq!(stats.submits, 3, "only the new job was sent");
+    assert_eq!(stats.submits_by_prompt.get("third prompt"), Some(&1));
+    assert!(
+        String::from_utf8_lossy(&out.stderr).contains("changed in the manifest"),
+        "{}",
+        text(&out)
+    );
+    let rows = dir.report("out/grow/report.csv");
+    let a = rows.iter().find(|r| r["job_id"] == "a").unwrap();
+    assert!(a["error"].contains("manifest changed"), "{a:?}");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -274,4 +332,77 @@ async fn missing_key_is_a_clear_error() {
     let out = run(cmd).await;
     assert_eq!(out.status.code(), Some(2), "{}", text(&out));
     assert!(String::from_utf8_lossy(&out.stderr).contains("TOAPIS_API_KEY"));
+}
+
+/// Waits until the state file records `n` submits.
+async fn wait_for_submits(state: &std::path::Path, n: usize) {
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
+    loop {
+        let text = std::fs::read_to_string(state).unwrap_or_default();
+        if text.matches("\"event\":\"submitted\"").count() >= n {
+            return;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "no submits recorded: {text}"
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(10)).await;
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn simulated_run_resumes_against_a_fresh_simulator() {
+    let dir = Dir::new();
+    let mut toml = String::from(
+        "name = \"simres\"\n[limits]\nrequests_per_second = 200\nburst = 5\nmax_in_flight = 6\n[defaults]\nmodel = \"gemini_omni_flash\"\n",
+    );
+    for i in 0..12 {
+        toml.push_str(&format!(
+            "[[job]]\nid = \"s{i}\"\nprompt = \"simulated resume {i}\"\n"
+        ));
+    }
+    dir.write("simres.toml", &toml);
+    // 40 s generations at 1/100 speed: 0.4 s each, so the interrupt lands mid-run.
+    let args = [
+        "run",
+        "simres.toml",
+        "--simulate",
+        "--sim-time-scale",
+        "0.01",
+    ];
+    let child = runner_cmd(&dir)
+        .args(args)
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let state = dir.path().join("out/simres/simulated/state.jsonl");
+    wait_for_submits(&state, 3).await;
+    std::process::Command::new("kill")
+        .args(["-INT", &child.id().to_string()])
+        .status()
+        .unwrap();
+    let out = tokio::task::spawn_blocking(move || child.wait_with_output().unwrap())
+        .await
+        .unwrap();
+    assert_eq!(out.status.code(), Some(130), "{}", text(&out));
+
+    let mut cmd = runner_cmd(&dir);
+    cmd.args(args);
+    let out = run(cmd).await;
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out));
+    let journal = std::fs::read_to_string(&state).unwrap();
+    for i in 0..12 {
+        let needle = format!("\"event\":\"submitted\",\"job\":\"s{i}\"");
+        assert_eq!(
+            journal.matches(&needle).count(),
+            1,
+            "s{i} submitted once:\n{journal}"
+        );
+    }
+    assert!(
+        dir.report("out/simres/simulated/report.csv")
+            .iter()
+            .all(|r| r["status"] == "succeeded")
+    );
 }

@@ -97,6 +97,11 @@ pub struct SimConfig {
     /// Where the video URL sits in a completed task
     #[arg(long, value_enum, default_value_t = ResultShape::DataUrl)]
     pub result_shape: ResultShape,
+
+    /// Answer for task ids of an earlier simulator run (rebuilt from the time inside the id),
+    /// so a campaign run against a restarted simulator can resume.
+    #[arg(long)]
+    pub revive: bool,
 }
 
 impl Default for SimConfig {
@@ -121,6 +126,7 @@ impl Default for SimConfig {
             api_key: None,
             rate_limit: None,
             result_shape: ResultShape::DataUrl,
+            revive: false,
         }
     }
 }

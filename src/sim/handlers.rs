@@ -160,8 +160,8 @@ async fn poll(
     if inner.roll(Fault::PollDrop, config) {
         return dropped();
     }
-    match inner.tasks.get(&task_id) {
-        Some(task) => Json(state.task_json(task, task.phase(now))).into_response(),
+    match state.find_task(&mut inner, &task_id, now) {
+        Some(task) => Json(state.task_json(&task, task.phase(now))).into_response(),
         None => not_found_response(&mut inner, &format!("task not found: {task_id}")),
     }
 }
@@ -300,9 +300,8 @@ async fn download(
     let now = Instant::now();
     let mut inner = state.lock();
     let task_id = name.strip_suffix(".mp4").unwrap_or(&name);
-    let found = inner
-        .tasks
-        .get(task_id)
+    let found = state
+        .find_task(&mut inner, task_id, now)
         .map(|task| (task.id.clone(), task.phase(now), task.expires));
     let Some((task_id, Phase::Completed, expires)) = found else {
         // Unknown, or not finished yet, or failed: there is no video.

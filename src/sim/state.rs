@@ -187,6 +187,20 @@ impl Inner {
     }
 }
 
+/// The creation time inside an id made by [`Inner::new_id`] (after its prefix).
+fn id_unix_ms(body: &str) -> Option<u64> {
+    const ALPHABET: &[u8; 32] = b"0123456789ABCDEFGHJKMNPQRSTVWXYZ";
+    if body.len() != 26 {
+        return None;
+    }
+    let mut value: u128 = 0;
+    for c in body.bytes() {
+        let digit = ALPHABET.iter().position(|a| *a == c)?;
+        value = (value << 5) | digit as u128;
+    }
+    u64::try_from(value >> 80).ok()
+}
+
 /// State shared by all handlers.
 #[derive(Debug)]
 pub(crate) struct SimState {
@@ -300,6 +314,37 @@ impl SimState {
         task
     }
 
+    /// A task by id. With `revive`, an id this simulator never issued but
+    /// shaped like one of ours is rebuilt from the creation time inside it, so
+    /// a resumed `runner run --simulate` finds the tasks of the earlier run.
+    pub fn find_task(&self, inner: &mut Inner, id: &str, now: Instant) -> Option<Task> {
+        if let Some(task) = inner.tasks.get(id) {
+            return Some(task.clone());
+        }
+        if !self.config.revive {
+            return None;
+        }
+        let created_ms = id_unix_ms(id.strip_prefix("video_")?)?;
+        let age = Duration::from_millis(self.unix_ms(now).saturating_sub(created_ms));
+        let created = now.checked_sub(age).unwrap_or(self.start);
+        let config = &self.config;
+        // The model is not in the id: the slower model's timing is the safe guess.
+        let started = created + config.scaled(config.queue_time);
+        let done = started + config.scaled(config.generation_secs("veo"));
+        let task = Task {
+            id: id.to_string(),
+            model: "unknown".into(),
+            metadata: Map::new(),
+            created,
+            started,
+            done,
+            expires: done + config.scaled(config.url_ttl),
+            fails: false,
+        };
+        inner.tasks.insert(id.to_string(), task.clone());
+        Some(task)
+    }
+
     /// URL of a task's video.
     pub fn video_url(&self, task_id: &str) -> String {
         format!("{}/files/{task_id}.mp4", self.base_url)
@@ -377,5 +422,7 @@ mod tests {
         assert_eq!(a.len(), "video_".len() + 26);
         assert!(a.starts_with("video_01K"), "{a}");
         assert_ne!(a, b);
+        assert_eq!(id_unix_ms(&a["video_".len()..]), Some(1_768_380_224_000));
+        assert_eq!(id_unix_ms("not-an-id"), None);
     }
 }
