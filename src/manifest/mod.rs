@@ -190,6 +190,9 @@ pub struct Limits {
     pub burst: u32,
     /// Tasks submitted and not yet finished.
     pub max_in_flight: usize,
+    /// Submit requests awaiting their answer at once. Each one may end `unknown`
+    /// if the process dies, so this bounds what a crash can cost.
+    pub submit_concurrency: usize,
     /// Concurrent downloads.
     pub downloads: usize,
     /// Give up polling a task this long after it was submitted.
@@ -210,6 +213,7 @@ impl Default for Limits {
             requests_per_second: 2.0,
             burst: 1,
             max_in_flight: 10,
+            submit_concurrency: 2,
             downloads: 4,
             task_timeout: Duration::from_secs(30 * 60),
             max_attempts: 2,

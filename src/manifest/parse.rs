@@ -38,10 +38,11 @@ const TOP_KEYS: [&str; 8] = [
     "name", "api", "limits", "output", "defaults", "matrix", "job", "source",
 ];
 const API_KEYS: [&str; 2] = ["base_url", "api_key_env"];
-const LIMIT_KEYS: [&str; 9] = [
+const LIMIT_KEYS: [&str; 10] = [
     "requests_per_second",
     "burst",
     "max_in_flight",
+    "submit_concurrency",
     "downloads",
     "task_timeout",
     "max_attempts",
@@ -746,6 +747,11 @@ impl Walker<'_, '_> {
                 "max_in_flight" => {
                     if let Some(n) = self.count("max_in_flight", PLACE, value) {
                         limits.max_in_flight = n;
+                    }
+                }
+                "submit_concurrency" => {
+                    if let Some(n) = self.count("submit_concurrency", PLACE, value) {
+                        limits.submit_concurrency = n;
                     }
                 }
                 "downloads" => {

@@ -19,7 +19,7 @@ use tokio::time::Instant;
 use super::download::{self, DownloadError, Fetched};
 use super::limiter::Limiter;
 use super::progress::Progress;
-use super::retry::Backoff;
+use super::retry::{self, Backoff, PollVerdict, SubmitVerdict};
 use super::shutdown::Signal;
 use super::{RunError, RunOptions};
 use crate::api::{ApiError, Client, Task, TaskStatus};
@@ -27,14 +27,7 @@ use crate::journal::{Journal, Record};
 use crate::manifest::{Campaign, ImageRef, Job};
 use crate::state::{CampaignState, JobState, Phase, Status};
 
-/// Submits that failed with a clear "not created" answer (5xx, no connection) are
-/// tried this many times in a row before the job fails.
-const MAX_SUBMIT_TRIES: u32 = 6;
-/// Downloads are tried this many times per run before the job is reported failed
-/// (its URL is kept: the next run tries again).
-const MAX_DOWNLOAD_TRIES: u32 = 6;
-/// A poll answered 404 this many times in a row: the task is gone.
-const MAX_POLL_NOT_FOUND: u32 = 5;
+use retry::MAX_DOWNLOAD_TRIES;
 /// How long a first Ctrl-C waits for submits already sent, so their task ids are kept.
 const STOP_GRACE: Duration = Duration::from_secs(8);
 
@@ -120,6 +113,8 @@ pub(super) struct Dispatcher {
     /// Tasks submitted (or being submitted) and not finished.
     in_flight: usize,
     active_submits: usize,
+    /// Submits whose write-ahead record is written in this pump, not yet spawned.
+    preparing: usize,
     active_calls: usize,
     active_downloads: usize,
     /// No API call has succeeded yet: one at a time, so a bad key or URL costs one request.
@@ -178,6 +173,7 @@ impl Dispatcher {
             download_queue: BinaryHeap::new(),
             in_flight: 0,
             active_submits: 0,
+            preparing: 0,
             active_calls: 0,
             active_downloads: 0,
             verified: false,
@@ -395,7 +391,7 @@ impl Dispatcher {
         self.start_downloads()?;
         let mut submits = Vec::new();
         while let Some(action) = self.next_action() {
-            if !self.verified && self.active_calls + submits.len() > 0 {
+            if !self.verified && self.active_calls + self.preparing > 0 {
                 self.put_back(action);
                 break;
             }
@@ -409,6 +405,7 @@ impl Dispatcher {
                 Action::Poll(idx) => self.spawn_poll(idx),
                 Action::Submit(idx) => {
                     if let Some(submit) = self.prepare_submit(idx)? {
+                        self.preparing += 1;
                         submits.push(submit);
                     }
                 }
@@ -416,6 +413,7 @@ impl Dispatcher {
         }
         if !submits.is_empty() {
             // The write-ahead records must be on disk before any of these requests leave.
+            self.preparing = 0;
             self.journal.sync()?;
             for (idx, attempt, body) in submits {
                 self.spawn_submit(idx, attempt, body);
@@ -429,7 +427,11 @@ impl Dispatcher {
         if let Some(path) = self.upload_queue.pop_front() {
             return Some(Action::Upload(path));
         }
-        while self.in_flight + self.active_submits < self.campaign.limits.max_in_flight {
+        let campaign = Arc::clone(&self.campaign);
+        let limits = &campaign.limits;
+        while self.in_flight + self.active_submits + self.preparing < limits.max_in_flight
+            && self.active_submits + self.preparing < limits.submit_concurrency
+        {
             let Some(idx) = self.submit_queue.pop_front() else {
                 break;
             };
@@ -709,45 +711,51 @@ impl Dispatcher {
                 let first = self.scaled(self.campaign.limits.poll_queued);
                 self.start_tracking(idx, now, first);
             }
-            Err(e) if e.may_have_reached_server() => {
-                tracing::warn!(job = %id, "submit outcome unknown: {e}");
-                self.record(Record::SubmitUnknown {
-                    job: id,
-                    attempt,
-                    error: format!("submit outcome unknown: {e}"),
-                })?;
-            }
             Err(e) => {
+                self.live[idx].submit_errors += 1;
+                let tries = self.live[idx].submit_errors;
+                let verdict = retry::after_submit_error(&e, tries, Backoff::DEFAULT);
+                if verdict == SubmitVerdict::Unknown {
+                    tracing::warn!(job = %id, "submit outcome unknown: {e}");
+                    return self.record(Record::SubmitUnknown {
+                        job: id,
+                        attempt,
+                        error: format!("submit outcome unknown: {e}"),
+                    });
+                }
                 self.record(Record::SubmitRejected {
                     job: id.clone(),
                     attempt,
                     error: e.to_string(),
                 })?;
-                if e.is_auth() {
-                    self.auth_failure(&e);
-                } else if e.is_rate_limited() {
-                    let until = self.limiter.slow_down(now, e.retry_after());
-                    tracing::warn!(job = %id, "429 on submit: every call waits {:.1}s", (until - now).as_secs_f64());
-                    self.submit_queue.push_front(idx);
-                } else if e.is_transient() && self.live[idx].submit_errors + 1 < MAX_SUBMIT_TRIES {
-                    let n = self.live[idx].submit_errors;
-                    self.live[idx].submit_errors += 1;
-                    let delay = self.scaled(Backoff::DEFAULT.delay(n));
-                    tracing::warn!(job = %id, "submit failed ({e}); retrying in {:.1}s", delay.as_secs_f64());
-                    self.timers
-                        .push(Reverse((now + delay, Wake::RetrySubmit(idx))));
-                } else {
-                    let error = if e.is_transient() {
-                        format!("submit failed {MAX_SUBMIT_TRIES} times, last: {e}")
-                    } else {
-                        format!("rejected by the API: {e}")
-                    };
-                    tracing::error!(job = %id, "{error}");
-                    self.record(Record::Finished {
-                        job: id,
-                        status: Status::Failed.as_str().into(),
-                        error,
-                    })?;
+                match verdict {
+                    SubmitVerdict::StopRun => self.auth_failure(&e),
+                    SubmitVerdict::SlowDown(retry_after) => {
+                        // Not the job's fault: it keeps its place and its tries.
+                        self.live[idx].submit_errors -= 1;
+                        let until = self.limiter.slow_down(now, retry_after);
+                        tracing::warn!(job = %id, "429 on submit: every call waits {:.1}s", (until - now).as_secs_f64());
+                        self.submit_queue.push_front(idx);
+                    }
+                    SubmitVerdict::RetryAfter(delay) => {
+                        let delay = self.scaled(delay);
+                        tracing::warn!(job = %id, "submit failed ({e}); retrying in {:.1}s", delay.as_secs_f64());
+                        self.timers
+                            .push(Reverse((now + delay, Wake::RetrySubmit(idx))));
+                    }
+                    SubmitVerdict::Unknown | SubmitVerdict::Fail => {
+                        let error = if e.is_transient() {
+                            format!("submit failed {tries} times, last: {e}")
+                        } else {
+                            format!("rejected by the API: {e}")
+                        };
+                        tracing::error!(job = %id, "{error}");
+                        self.record(Record::Finished {
+                            job: id,
+                            status: Status::Failed.as_str().into(),
+                            error,
+                        })?;
+                    }
                 }
             }
         }
@@ -832,34 +840,41 @@ impl Dispatcher {
                     }
                 }
             }
-            Err(e) if e.is_auth() => self.auth_failure(&e),
-            Err(e) if e.is_rate_limited() => {
-                let until = self.limiter.slow_down(now, e.retry_after());
-                tracing::warn!(
-                    "429 on poll: every call waits {:.1}s",
-                    (until - now).as_secs_f64()
-                );
-                self.due_polls.push_front(idx);
-            }
             Err(e) => {
                 let live = &mut self.live[idx];
+                live.poll_errors += 1;
                 if e.status() == Some(404) {
                     live.not_found += 1;
                 }
-                let n = live.poll_errors;
-                live.poll_errors += 1;
-                if live.not_found >= MAX_POLL_NOT_FOUND {
-                    self.in_flight -= 1;
-                    return self.record(Record::Finished {
-                        job: id,
-                        status: Status::Failed.as_str().into(),
-                        error: format!("task {task_id} not found on the server: {e}"),
-                    });
+                match retry::after_poll_error(
+                    &e,
+                    live.poll_errors,
+                    live.not_found,
+                    Backoff::DEFAULT,
+                ) {
+                    PollVerdict::StopRun => self.auth_failure(&e),
+                    PollVerdict::SlowDown(retry_after) => {
+                        let until = self.limiter.slow_down(now, retry_after);
+                        tracing::warn!(
+                            "429 on poll: every call waits {:.1}s",
+                            (until - now).as_secs_f64()
+                        );
+                        self.due_polls.push_front(idx);
+                    }
+                    PollVerdict::Gone => {
+                        self.in_flight -= 1;
+                        return self.record(Record::Finished {
+                            job: id,
+                            status: Status::Failed.as_str().into(),
+                            error: format!("task {task_id} not found on the server: {e}"),
+                        });
+                    }
+                    PollVerdict::RetryAfter(delay) => {
+                        tracing::debug!(job = %id, "poll failed ({e}); retrying");
+                        let delay = self.scaled(limits.poll_queued.max(delay));
+                        self.next_poll_or_timeout(idx, now, delay)?;
+                    }
                 }
-                tracing::debug!(job = %id, "poll failed ({e}); retrying");
-                let base = self.scaled(limits.poll_queued);
-                let delay = base.max(self.scaled(Backoff::DEFAULT.delay(n)));
-                self.next_poll_or_timeout(idx, now, delay)?;
             }
         }
         Ok(())

@@ -1,8 +1,84 @@
-//! Backoff for calls that are safe to repeat: exponential, capped, with full jitter.
+//! The retry policy, in one place: what each kind of failure leads to, and the
+//! backoff (exponential, capped, full jitter) for calls that are safe to repeat.
+//!
+//! The rule that matters most: a submit that may have reached the server is
+//! never repeated automatically, because it may have created a paid task.
 
 use std::time::Duration;
 
 use rand::Rng;
+
+use crate::api::ApiError;
+
+/// Submits that failed with a clear "no task was created" (5xx, no connection)
+/// are tried this many times in a row before the job fails.
+pub const MAX_SUBMIT_TRIES: u32 = 6;
+/// A poll answered 404 this many times in a row: the task is gone.
+pub const MAX_POLL_NOT_FOUND: u32 = 5;
+/// Downloads are tried this many times per run before the job is reported failed
+/// (its URL is kept: the next run tries again).
+pub const MAX_DOWNLOAD_TRIES: u32 = 6;
+
+/// What to do after a submit failed.
+#[derive(Debug, Clone, PartialEq)]
+pub enum SubmitVerdict {
+    /// The key was refused: stop the whole run.
+    StopRun,
+    /// 429: pause every call (for `Retry-After` when given), then send again;
+    /// the job keeps its place and its attempt count.
+    SlowDown(Option<Duration>),
+    /// No task was created and trying again may help: retry after this delay.
+    RetryAfter(Duration),
+    /// The request may have created a task: the job is `unknown` until the user
+    /// asks for a resend.
+    Unknown,
+    /// No task was created and retrying will not help (400, or too many tries).
+    Fail,
+}
+
+/// `tries` is how many submits of this job already failed in a row, this one included.
+pub fn after_submit_error(e: &ApiError, tries: u32, backoff: Backoff) -> SubmitVerdict {
+    if e.is_auth() {
+        SubmitVerdict::StopRun
+    } else if e.is_rate_limited() {
+        SubmitVerdict::SlowDown(e.retry_after())
+    } else if e.may_have_reached_server() {
+        SubmitVerdict::Unknown
+    } else if e.is_transient() && tries < MAX_SUBMIT_TRIES {
+        SubmitVerdict::RetryAfter(backoff.delay(tries.saturating_sub(1)))
+    } else {
+        SubmitVerdict::Fail
+    }
+}
+
+/// What to do after a poll failed. Polls create nothing, so they are always safe to repeat.
+#[derive(Debug, Clone, PartialEq)]
+pub enum PollVerdict {
+    StopRun,
+    SlowDown(Option<Duration>),
+    RetryAfter(Duration),
+    /// The server says the task does not exist, again and again.
+    Gone,
+}
+
+/// `errors` counts failed polls of this task in a row, `not_found` the 404s among them
+/// (both including this one).
+pub fn after_poll_error(
+    e: &ApiError,
+    errors: u32,
+    not_found: u32,
+    backoff: Backoff,
+) -> PollVerdict {
+    if e.is_auth() {
+        PollVerdict::StopRun
+    } else if e.is_rate_limited() {
+        PollVerdict::SlowDown(e.retry_after())
+    } else if not_found >= MAX_POLL_NOT_FOUND {
+        PollVerdict::Gone
+    } else {
+        PollVerdict::RetryAfter(backoff.delay(errors.saturating_sub(1)))
+    }
+}
 
 /// Exponential backoff: attempt `n` (from 0) waits a random time in
 /// `0..=min(max, base * 2^n)` ("full jitter"), so many jobs failing together
@@ -40,6 +116,87 @@ impl Backoff {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    fn status(status: u16) -> ApiError {
+        ApiError::Status {
+            status,
+            message: "m".into(),
+            retry_after: None,
+        }
+    }
+
+    #[test]
+    fn submit_verdicts() {
+        let b = Backoff::DEFAULT;
+        assert_eq!(
+            after_submit_error(&status(401), 1, b),
+            SubmitVerdict::StopRun
+        );
+        assert_eq!(
+            after_submit_error(&status(403), 1, b),
+            SubmitVerdict::StopRun
+        );
+        let e = ApiError::Status {
+            status: 429,
+            message: "slow".into(),
+            retry_after: Some(Duration::from_secs(3)),
+        };
+        assert_eq!(
+            after_submit_error(&e, 1, b),
+            SubmitVerdict::SlowDown(Some(Duration::from_secs(3)))
+        );
+        assert!(matches!(
+            after_submit_error(&status(503), 1, b),
+            SubmitVerdict::RetryAfter(_)
+        ));
+        assert!(matches!(
+            after_submit_error(&ApiError::Connect("refused".into()), 2, b),
+            SubmitVerdict::RetryAfter(_)
+        ));
+        assert_eq!(
+            after_submit_error(&status(503), MAX_SUBMIT_TRIES, b),
+            SubmitVerdict::Fail
+        );
+        assert_eq!(after_submit_error(&status(400), 1, b), SubmitVerdict::Fail);
+        // The one that costs money: never resent.
+        assert_eq!(
+            after_submit_error(&ApiError::Transport("reset".into()), 1, b),
+            SubmitVerdict::Unknown
+        );
+        assert_eq!(
+            after_submit_error(&ApiError::Decode("no id".into()), 1, b),
+            SubmitVerdict::Unknown
+        );
+    }
+
+    #[test]
+    fn poll_verdicts() {
+        let b = Backoff::DEFAULT;
+        assert_eq!(
+            after_poll_error(&status(401), 1, 0, b),
+            PollVerdict::StopRun
+        );
+        assert!(matches!(
+            after_poll_error(&status(500), 1, 0, b),
+            PollVerdict::RetryAfter(_)
+        ));
+        assert!(matches!(
+            after_poll_error(&ApiError::Transport("reset".into()), 9, 0, b),
+            PollVerdict::RetryAfter(_)
+        ));
+        assert!(matches!(
+            after_poll_error(&status(404), 1, 1, b),
+            PollVerdict::RetryAfter(_)
+        ));
+        assert_eq!(
+            after_poll_error(&status(404), 5, MAX_POLL_NOT_FOUND, b),
+            PollVerdict::Gone
+        );
+        assert_eq!(
+            after_poll_error(&status(429), 1, 0, b),
+            PollVerdict::SlowDown(None)
+        );
+    }
 
     #[test]
     fn ceilings_double_then_cap() {
