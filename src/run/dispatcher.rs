@@ -18,6 +18,7 @@ use tokio::time::Instant;
 
 use super::download::{self, DownloadError, Fetched};
 use super::limiter::Limiter;
+use super::poller::Poller;
 use super::progress::Progress;
 use super::retry::{self, Backoff, PollVerdict, SubmitVerdict};
 use super::shutdown::Signal;
@@ -56,7 +57,8 @@ pub(super) enum Event {
 /// Something to do at a given time.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
 enum Wake {
-    Poll(usize),
+    /// A poll of job `.0`, valid while the job's poll generation is `.1`.
+    Poll(usize, u32),
     RetrySubmit(usize),
     RetryDownload(usize),
 }
@@ -78,6 +80,16 @@ struct Live {
     download_errors: u32,
     /// When this run gives up polling the current task.
     deadline: Option<Instant>,
+    /// When the current task was submitted, if in this run (resumed tasks teach the poller nothing).
+    submitted: Option<Instant>,
+    /// Polls of the current task that found it unfinished.
+    misses: u32,
+    /// When (after submit) the last of those polls was.
+    unfinished_at: Duration,
+    /// Bumped when a scheduled poll is moved: older timers for the job are stale.
+    poll_generation: u32,
+    /// This task probes for its model's first time estimate.
+    scout: bool,
     /// The last status and progress seen, for progress lines.
     last_status: Option<TaskStatus>,
     /// A poll for this job is in flight (never two at once).
@@ -100,6 +112,7 @@ pub(super) struct Dispatcher {
     state: CampaignState,
     live: Vec<Live>,
     limiter: Limiter,
+    poller: Poller,
     /// Jobs waiting to be submitted, in manifest order.
     submit_queue: VecDeque<usize>,
     /// Jobs waiting for their local images to be uploaded.
@@ -156,6 +169,11 @@ impl Dispatcher {
         let limits = &campaign.limits;
         let limiter = Limiter::new(limits.requests_per_second, limits.burst);
         let progress = Progress::new(&opts, campaign.jobs.len());
+        let poller = Poller::new(
+            limits.poll_queued.mul_f64(opts.time_scale),
+            limits.poll_in_progress.mul_f64(opts.time_scale),
+            opts.time_scale,
+        );
         Dispatcher {
             live: campaign.jobs.iter().map(|_| Live::default()).collect(),
             campaign,
@@ -164,6 +182,7 @@ impl Dispatcher {
             journal,
             state,
             limiter,
+            poller,
             submit_queue: VecDeque::new(),
             blocked_on_upload: Vec::new(),
             uploads: HashMap::new(),
@@ -232,6 +251,7 @@ impl Dispatcher {
                 Phase::Running { .. } => {
                     self.in_flight += 1;
                     self.start_tracking(idx, now, Duration::ZERO);
+                    self.live[idx].submitted = None;
                 }
                 Phase::Completed { .. } => self.queue_download(idx),
                 _ => {}
@@ -383,7 +403,11 @@ impl Dispatcher {
             }
             self.timers.pop();
             match what {
-                Wake::Poll(idx) => self.due_polls.push_back(idx),
+                Wake::Poll(idx, generation) => {
+                    if self.live[idx].poll_generation == generation {
+                        self.due_polls.push_back(idx);
+                    }
+                }
                 Wake::RetrySubmit(idx) => self.submit_queue.push_front(idx),
                 Wake::RetryDownload(idx) => self.queue_download(idx),
             }
@@ -708,8 +732,9 @@ impl Dispatcher {
                 tracing::info!(job = %id, task = %task.id, attempt, "submitted");
                 self.in_flight += 1;
                 self.live[idx].submit_errors = 0;
-                let first = self.scaled(self.campaign.limits.poll_queued);
+                let (first, scout) = self.poller.first(self.job(idx).model);
                 self.start_tracking(idx, now, first);
+                self.live[idx].scout = scout;
             }
             Err(e) => {
                 self.live[idx].submit_errors += 1;
@@ -767,10 +792,57 @@ impl Dispatcher {
         let timeout = self.scaled(self.campaign.limits.task_timeout);
         let live = &mut self.live[idx];
         live.deadline = Some(now + timeout);
+        live.submitted = Some(now);
+        live.misses = 0;
+        live.unfinished_at = Duration::ZERO;
         live.poll_errors = 0;
         live.not_found = 0;
         live.last_status = None;
-        self.timers.push(Reverse((now + first, Wake::Poll(idx))));
+        live.scout = false;
+        self.schedule_poll(idx, now + first);
+    }
+
+    /// A task that was probing for its model's time is gone without an answer.
+    fn lose_scout(&mut self, idx: usize) {
+        if std::mem::take(&mut self.live[idx].scout) {
+            self.poller.scout_lost(self.job(idx).model);
+        }
+    }
+
+    /// (Re)schedules a job's next poll; any earlier timer for it goes stale.
+    fn schedule_poll(&mut self, idx: usize, at: Instant) {
+        let live = &mut self.live[idx];
+        live.poll_generation = live.poll_generation.wrapping_add(1);
+        self.timers
+            .push(Reverse((at, Wake::Poll(idx, live.poll_generation))));
+    }
+
+    /// A model just got its first time estimate: tasks that waited for it are
+    /// moved to their expected finish.
+    fn reschedule_waiting(&mut self, model: crate::models::Model, now: Instant) {
+        for idx in 0..self.live.len() {
+            let live = &self.live[idx];
+            if self.campaign.jobs[idx].model != model || live.polling || live.misses > 0 {
+                continue;
+            }
+            let Some(submitted) = live.submitted else {
+                continue;
+            };
+            if !matches!(
+                self.state
+                    .job(&self.campaign.jobs[idx].id)
+                    .map(|s| &s.phase),
+                Some(Phase::Running { .. })
+            ) {
+                continue;
+            }
+            if let Some(wait) = self
+                .poller
+                .until_expected(model, now.duration_since(submitted))
+            {
+                self.schedule_poll(idx, now + wait);
+            }
+        }
     }
 
     fn on_polled(&mut self, idx: usize, result: Result<Task, ApiError>) -> Result<(), RunError> {
@@ -783,10 +855,21 @@ impl Dispatcher {
             return Ok(());
         };
         let limits = self.campaign.limits.clone();
+        let model = self.job(idx).model;
         match result {
             Ok(task) => {
-                self.live[idx].poll_errors = 0;
-                self.live[idx].not_found = 0;
+                let live = &mut self.live[idx];
+                live.poll_errors = 0;
+                live.not_found = 0;
+                let elapsed = live.submitted.map(|at| now.duration_since(at));
+                if matches!(task.status, TaskStatus::Completed | TaskStatus::Failed)
+                    && let Some(elapsed) = elapsed
+                    && self
+                        .poller
+                        .finished(model, elapsed, live.misses, live.unfinished_at)
+                {
+                    self.reschedule_waiting(model, now);
+                }
                 match task.status {
                     TaskStatus::Completed => {
                         self.in_flight -= 1;
@@ -830,13 +913,15 @@ impl Dispatcher {
                         {
                             tracing::warn!(job = %id, "task {task_id} has undocumented status `{s}`; still polling");
                         }
-                        let interval = if status == TaskStatus::Queued {
-                            limits.poll_queued
-                        } else {
-                            limits.poll_in_progress
-                        };
-                        self.live[idx].last_status = Some(status);
-                        self.next_poll_or_timeout(idx, now, self.scaled(interval))?;
+                        let live = &mut self.live[idx];
+                        live.misses += 1;
+                        let elapsed = live
+                            .submitted
+                            .map_or(Duration::ZERO, |at| now.duration_since(at));
+                        let queued = status == TaskStatus::Queued;
+                        let wait = self.poller.next(model, elapsed, queued, live.misses);
+                        live.last_status = Some(status);
+                        self.next_poll_or_timeout(idx, now, wait)?;
                     }
                 }
             }
@@ -863,6 +948,7 @@ impl Dispatcher {
                     }
                     PollVerdict::Gone => {
                         self.in_flight -= 1;
+                        self.lose_scout(idx);
                         return self.record(Record::Finished {
                             job: id,
                             status: Status::Failed.as_str().into(),
@@ -889,6 +975,7 @@ impl Dispatcher {
         let deadline = self.live[idx].deadline.unwrap_or(now);
         if now >= deadline {
             self.in_flight -= 1;
+            self.lose_scout(idx);
             let id = self.job(idx).id.clone();
             let task = self.job_state(idx).task_id().unwrap_or("?").to_string();
             return self.record(Record::Finished {
@@ -901,7 +988,7 @@ impl Dispatcher {
             });
         }
         let at = (now + delay).min(deadline);
-        self.timers.push(Reverse((at, Wake::Poll(idx))));
+        self.schedule_poll(idx, at);
         Ok(())
     }
 

@@ -11,6 +11,7 @@
 mod dispatcher;
 pub mod download;
 pub mod limiter;
+mod poller;
 mod progress;
 pub mod retry;
 pub mod shutdown;

@@ -1,0 +1,252 @@
+//! When to poll each task: learn each model's generation time and poll near
+//! the expected finish, instead of on a fixed beat.
+//!
+//! Per model, an estimate `E` of the time from submit to "completed":
+//! - no estimate yet: probe in ×1.5 steps from a short first look, capped by
+//!   the configured cadence (`poll_queued` while queued, `poll_in_progress` after);
+//! - with one: the first poll goes at `E`. A task found unfinished there is
+//!   looked at again after a short gap that doubles while it runs long (up to
+//!   the cadence).
+//!
+//! `E` tracks a quantile online: a task found finished at its first poll
+//! lowers it by a small step, one found unfinished raises it by about six
+//! (and at least to the last time it was seen unfinished), so about one in seven
+//! of first polls come early. Each update is small and bounded, so a wave of
+//! tasks finishing together cannot swing it. With steady generation times
+//! this costs about 1.3 polls per job and holds each task's slot only a few
+//! percent past its finish.
+
+use std::collections::HashMap;
+use std::time::Duration;
+
+use crate::models::Model;
+
+/// First look at a task of a model never seen finishing (before time scaling).
+const FIRST_PROBE: Duration = Duration::from_secs(1);
+/// Probe growth while a model's time is unknown.
+const PROBE_GROWTH: f64 = 1.5;
+/// The gap after a poll that came too early, as a fraction of the estimate.
+const GAP_FRACTION: f64 = 0.05;
+/// One step of the estimate, as a fraction of it.
+const STEP: f64 = 0.05;
+/// The share of first polls meant to come too early (the quantile tracked is 1 − this).
+const EARLY_SHARE: f64 = 0.15;
+
+#[derive(Debug, Clone, Copy, Default)]
+struct ModelEstimate {
+    /// Submit to completed, as far as polls could tell.
+    estimate: Option<Duration>,
+    /// A task of this model is probing for the first estimate; the others wait for it.
+    scouting: bool,
+}
+
+/// Poll timing for every model of a run. Durations here are already time-scaled.
+#[derive(Debug)]
+pub struct Poller {
+    models: HashMap<Model, ModelEstimate>,
+    /// Cadence caps from the manifest.
+    queued: Duration,
+    in_progress: Duration,
+    first_probe: Duration,
+    min_gap: Duration,
+}
+
+impl Poller {
+    /// `queued`/`in_progress`: the longest wait between polls; `scale` the run's time scale.
+    pub fn new(queued: Duration, in_progress: Duration, scale: f64) -> Poller {
+        let first_probe = FIRST_PROBE.mul_f64(scale).min(queued);
+        Poller {
+            models: HashMap::new(),
+            queued,
+            in_progress,
+            first_probe,
+            min_gap: Duration::from_millis(10)
+                .mul_f64(scale.min(1.0))
+                .min(first_probe),
+        }
+    }
+
+    /// How long after submitting to look first, and whether this task is the
+    /// model's scout. While a model's time is unknown one task probes; the
+    /// others wait at the cadence and are moved to the expected finish
+    /// ([`Poller::finished`] says when) once the scout has learnt it.
+    pub fn first(&mut self, model: Model) -> (Duration, bool) {
+        let m = self.models.entry(model).or_default();
+        match m.estimate {
+            Some(estimate) => (estimate, false),
+            None if m.scouting => (self.queued, false),
+            None => {
+                m.scouting = true;
+                (self.first_probe, true)
+            }
+        }
+    }
+
+    /// The scout of a model stopped without teaching anything (it failed to
+    /// poll, or the run lost it): let the next task scout.
+    pub fn scout_lost(&mut self, model: Model) {
+        if let Some(m) = self.models.get_mut(&model) {
+            m.scouting = false;
+        }
+    }
+
+    /// Where an unfinished task's next poll belongs now that the model has an
+    /// estimate: `estimate - elapsed` from now (zero if past it).
+    pub fn until_expected(&self, model: Model, elapsed: Duration) -> Option<Duration> {
+        let estimate = self.models.get(&model)?.estimate?;
+        Some(estimate.saturating_sub(elapsed))
+    }
+
+    /// A poll `elapsed` after submit found the task unfinished (`queued` or not);
+    /// `misses` counts such polls of this task so far, this one included.
+    pub fn next(&self, model: Model, elapsed: Duration, queued: bool, misses: u32) -> Duration {
+        let cap = if queued {
+            self.queued
+        } else {
+            self.in_progress
+        };
+        let wait = match self.models.get(&model).and_then(|m| m.estimate) {
+            Some(estimate) if elapsed + self.min_gap >= estimate => {
+                let gap = estimate.mul_f64(GAP_FRACTION).max(self.min_gap);
+                gap.saturating_mul(1 << misses.saturating_sub(1).min(16))
+            }
+            Some(estimate) => estimate - elapsed,
+            None => elapsed.mul_f64(PROBE_GROWTH - 1.0).max(self.min_gap),
+        };
+        wait.min(cap).max(self.min_gap.min(cap))
+    }
+
+    /// A task was seen finished `elapsed` after submit, after `misses` polls that found it
+    /// unfinished, the last of them `unfinished_at` after submit. Returns true when this
+    /// gave the model its first estimate.
+    pub fn finished(
+        &mut self,
+        model: Model,
+        elapsed: Duration,
+        misses: u32,
+        unfinished_at: Duration,
+    ) -> bool {
+        let m = self.models.entry(model).or_default();
+        m.scouting = false;
+        let Some(estimate) = m.estimate else {
+            // The scout: the finish lies between its last two looks. Start from the
+            // later one: the tasks waiting on this estimate then need one poll each.
+            m.estimate = Some(elapsed);
+            return true;
+        };
+        let step = estimate.mul_f64(STEP);
+        m.estimate = Some(if misses == 0 {
+            estimate
+                .saturating_sub(step.mul_f64(EARLY_SHARE))
+                .min(elapsed)
+        } else {
+            (estimate + step.mul_f64(1.0 - EARLY_SHARE)).max(unfinished_at)
+        });
+        false
+    }
+
+    /// The current estimate for a model.
+    #[cfg(test)]
+    pub fn estimate(&self, model: Model) -> Option<Duration> {
+        self.models.get(&model).and_then(|m| m.estimate)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const MODEL: Model = Model::GeminiOmniFlash;
+
+    fn ms(n: u64) -> Duration {
+        Duration::from_millis(n)
+    }
+
+    /// Simulates tasks of a steady `generation` time one after another; returns polls per task
+    /// and the mean time a task's slot was held past its finish.
+    fn simulate(poller: &mut Poller, generation: Duration, tasks: u32) -> (f64, Duration) {
+        let mut polls = 0;
+        let mut overrun = Duration::ZERO;
+        for _ in 0..tasks {
+            let mut t = poller.first(MODEL).0;
+            let mut misses = 0;
+            let mut unfinished_at = Duration::ZERO;
+            loop {
+                polls += 1;
+                if t >= generation {
+                    poller.finished(MODEL, t, misses, unfinished_at);
+                    overrun += t - generation;
+                    break;
+                }
+                misses += 1;
+                unfinished_at = t;
+                t += poller.next(MODEL, t, false, misses);
+            }
+        }
+        (f64::from(polls) / f64::from(tasks), overrun / tasks)
+    }
+
+    #[test]
+    fn steady_times_cost_few_polls_and_little_overrun() {
+        let mut p = Poller::new(Duration::from_secs(5), Duration::from_secs(10), 1.0);
+        let g = Duration::from_secs(2);
+        simulate(&mut p, g, 20); // learn
+        let (polls, overrun) = simulate(&mut p, g, 200);
+        assert!(polls <= 1.5, "{polls} polls per task");
+        assert!(overrun <= g.mul_f64(0.1), "{overrun:?} past the finish");
+    }
+
+    #[test]
+    fn learns_a_long_model_and_never_waits_past_the_cadence() {
+        let mut p = Poller::new(Duration::from_secs(5), Duration::from_secs(10), 1.0);
+        let g = Duration::from_secs(60);
+        let (first_wave, _) = simulate(&mut p, g, 1);
+        assert!(first_wave <= 14.0, "{first_wave}");
+        let (polls, overrun) = simulate(&mut p, g, 100);
+        assert!(polls <= 1.5, "{polls}");
+        assert!(overrun <= Duration::from_secs(4), "{overrun:?}");
+        // A task running far past the estimate is still looked at every `poll_in_progress`.
+        assert!(p.next(MODEL, Duration::from_secs(600), false, 30) <= Duration::from_secs(10));
+        assert!(p.next(MODEL, Duration::from_secs(600), true, 30) <= Duration::from_secs(5));
+    }
+
+    #[test]
+    fn a_wave_finishing_together_barely_moves_the_estimate() {
+        let mut p = Poller::new(Duration::from_secs(5), Duration::from_secs(10), 1.0);
+        p.finished(MODEL, ms(2000), 0, Duration::ZERO);
+        for _ in 0..20 {
+            p.finished(MODEL, ms(2300), 0, Duration::ZERO);
+        }
+        let e = p.estimate(MODEL).unwrap();
+        assert!(e >= ms(1500), "{e:?}");
+    }
+
+    #[test]
+    fn a_slower_spell_raises_the_estimate_at_once() {
+        let mut p = Poller::new(Duration::from_secs(5), Duration::from_secs(10), 1.0);
+        simulate(&mut p, ms(2000), 50);
+        p.finished(MODEL, ms(3100), 2, ms(3000));
+        assert!(p.estimate(MODEL).unwrap() >= ms(3000));
+    }
+
+    #[test]
+    fn one_scout_per_model_until_the_first_estimate() {
+        let mut p = Poller::new(Duration::from_secs(5), Duration::from_secs(10), 1.0);
+        assert_eq!(p.first(MODEL), (Duration::from_secs(1), true));
+        assert_eq!(p.first(MODEL), (Duration::from_secs(5), false));
+        assert_eq!(p.first(Model::Veo31Fast), (Duration::from_secs(1), true));
+        assert_eq!(p.until_expected(MODEL, ms(500)), None);
+        assert!(p.finished(MODEL, ms(2250), 2, ms(1500)));
+        assert_eq!(p.until_expected(MODEL, ms(500)), Some(ms(1750)));
+        assert_eq!(p.first(MODEL), (ms(2250), false));
+        p.scout_lost(Model::Veo31Fast);
+        assert!(p.first(Model::Veo31Fast).1, "a lost scout is replaced");
+    }
+
+    #[test]
+    fn time_scale_shrinks_the_probes() {
+        let mut p = Poller::new(ms(50), ms(100), 0.01);
+        assert_eq!(p.first(MODEL).0, ms(10));
+        assert!(p.next(MODEL, ms(10), true, 1) <= ms(50));
+    }
+}
