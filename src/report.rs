@@ -82,7 +82,9 @@ pub fn rows(campaign: &Campaign, state: &CampaignState) -> Vec<Row> {
         .map(|job| {
             let js = state.job(&job.id).unwrap_or(&empty);
             let (output_path, bytes, sha256) = match &js.phase {
-                Phase::Succeeded { path, bytes, sha256, .. } => (path.clone(), Some(*bytes), sha256.clone()),
+                Phase::Succeeded { bytes, sha256, .. } => {
+                    (campaign.video_path(job).display().to_string(), Some(*bytes), sha256.clone())
+                }
                 _ => (String::new(), None, String::new()),
             };
             let mut error = js.last_error.clone().unwrap_or_default();

@@ -120,16 +120,15 @@ impl JobState {
     pub fn status(&self) -> Status {
         match &self.phase {
             Phase::Succeeded { .. } => Status::Succeeded,
-            Phase::Unknown { .. } => Status::Unknown,
+            // Reported only once a run has ended: a submit whose answer never
+            // came may have created a task.
+            Phase::Unknown { .. } | Phase::Submitting { .. } => Status::Unknown,
             Phase::Finished { status } => *status,
             Phase::TaskFailed { .. } => Status::Failed,
             // A finished video that could not be fetched this time: the run failed it,
             // but its URL is kept and the next run tries again.
             Phase::Completed { .. } if self.last_error.is_some() => Status::Failed,
-            Phase::Pending
-            | Phase::Submitting { .. }
-            | Phase::Running { .. }
-            | Phase::Completed { .. } => Status::Pending,
+            Phase::Pending | Phase::Running { .. } | Phase::Completed { .. } => Status::Pending,
         }
     }
 

@@ -92,9 +92,10 @@ impl ApiError {
 
     fn from_reqwest(err: reqwest::Error) -> ApiError {
         // Strip the URL: it may carry signed query strings, and it adds nothing here.
-        let connect = err.is_connect();
+        // A builder error (bad URL, bad header) means the request never left.
+        let never_sent = err.is_connect() || err.is_builder();
         let text = error_chain(&err.without_url());
-        if connect {
+        if never_sent {
             ApiError::Connect(text)
         } else {
             ApiError::Transport(text)
@@ -149,6 +150,11 @@ impl Client {
     pub fn new(base_url: &str, key: ApiKey) -> Result<Client, String> {
         let base = Url::parse(&format!("{}/", base_url.trim_end_matches('/')))
             .map_err(|e| format!("bad base URL `{base_url}`: {e}"))?;
+        if !matches!(base.scheme(), "http" | "https") || base.host_str().is_none() {
+            return Err(format!(
+                "bad base URL `{base_url}`: it must start with http:// or https:// and name a host"
+            ));
+        }
         let http = reqwest::Client::builder()
             .connect_timeout(CONNECT_TIMEOUT)
             .read_timeout(READ_TIMEOUT)

@@ -56,6 +56,9 @@ pub fn load_str(text: &str, path: &Path) -> Result<Campaign, ManifestError> {
         Some(parent) if !parent.as_os_str().is_empty() => parent.to_path_buf(),
         _ => PathBuf::from("."),
     };
+    // Absolute, so that every path derived from it (videos, state, uploads, request
+    // fingerprints) is the same whichever folder the runner is started from.
+    let base_dir = std::path::absolute(&base_dir).unwrap_or(base_dir);
     let extension = path
         .extension()
         .map(|e| e.to_string_lossy().to_ascii_lowercase());
@@ -163,6 +166,14 @@ pub struct Campaign {
     pub output: Output,
     /// In manifest order: `[[job]]` entries first, then `[[source]]` rows, each × matrix.
     pub jobs: Vec<Job>,
+}
+
+impl Campaign {
+    /// Where a job's video goes. Computed from the manifest each time, never read
+    /// back from the journal, so a run from another folder finds the same files.
+    pub fn video_path(&self, job: &Job) -> PathBuf {
+        self.output.dir.join(&job.filename)
+    }
 }
 
 #[derive(Debug, Clone, PartialEq)]

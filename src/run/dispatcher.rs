@@ -600,7 +600,7 @@ impl Dispatcher {
     }
 
     fn output_path(&self, idx: usize) -> PathBuf {
-        self.campaign.output.dir.join(&self.job(idx).filename)
+        self.campaign.video_path(self.job(idx))
     }
 
     fn spawn_download(&mut self, idx: usize) -> Result<(), RunError> {

@@ -197,8 +197,8 @@ fn reconcile(
                     };
                 }
             }
-            Phase::Succeeded { path, bytes, .. } => {
-                let path = PathBuf::from(path);
+            Phase::Succeeded { bytes, .. } => {
+                let path = campaign.video_path(job);
                 if !path.exists() {
                     recover_download(&path, bytes, &job.id, js)?;
                 }
