@@ -6,13 +6,14 @@
 //! - [`api`]: the HTTP client and wire types of the video API.
 //! - [`run`]: the engine — dispatcher, rate limiter, polling, downloads, shutdown.
 //! - [`journal`]: the append-only state file; [`state`]: what it says about each job.
-//! - [`report`]: the CSV report.
+//! - [`report`]: the CSV report; [`html`]: the HTML report page.
 //! - [`sim`]: the built-in API simulator (axum).
 
 pub mod api;
 pub mod app;
 pub mod cli;
 pub mod exit;
+pub mod html;
 pub mod journal;
 pub mod manifest;
 pub mod models;

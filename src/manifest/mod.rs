@@ -222,7 +222,7 @@ impl Default for Limits {
     fn default() -> Self {
         Limits {
             requests_per_second: 2.0,
-            burst: 1,
+            burst: 2,
             max_in_flight: 10,
             submit_concurrency: 2,
             downloads: 4,
