@@ -9,9 +9,6 @@ use std::path::{Path, PathBuf};
 
 use reqwest::StatusCode;
 use reqwest::header::CONTENT_RANGE;
-use sha2::{Digest, Sha256};
-use tokio::fs::{File, OpenOptions};
-use tokio::io::{AsyncReadExt, AsyncWriteExt, BufWriter};
 
 use crate::api::{ApiError, Client};
 
@@ -33,6 +30,24 @@ pub enum DownloadError {
     /// Trying again will not help.
     #[error("{0}")]
     Fatal(String),
+}
+
+/// Streaming SHA-256. aws-lc's assembly runs several times faster than the
+/// portable code on CPUs without SHA extensions, which decides download speed.
+struct Hasher(aws_lc_rs::digest::Context);
+
+impl Hasher {
+    fn new() -> Hasher {
+        Hasher(aws_lc_rs::digest::Context::new(&aws_lc_rs::digest::SHA256))
+    }
+
+    fn update(&mut self, data: &[u8]) {
+        self.0.update(data);
+    }
+
+    fn finish(self) -> aws_lc_rs::digest::Digest {
+        self.0.finish()
+    }
 }
 
 /// `clip.mp4` → `clip.mp4.part`.
@@ -113,6 +128,11 @@ async fn restart(
     stream_to_part(response, part, 0, total, max_bytes).await
 }
 
+/// How many received chunks may wait for the writer thread (memory stays flat).
+const SINK_DEPTH: usize = 32;
+
+/// Receives on the async side while a blocking thread writes and hashes, so the
+/// hash (the costliest part) overlaps the network instead of adding to it.
 async fn stream_to_part(
     mut response: reqwest::Response,
     part: &Path,
@@ -120,77 +140,100 @@ async fn stream_to_part(
     total: Option<u64>,
     max_bytes: u64,
 ) -> Result<Fetched, DownloadError> {
-    let io = |what: &str, e: std::io::Error| {
-        DownloadError::Retry(format!("{what} {}: {e}", part.display()))
-    };
-    let mut hasher = Sha256::new();
+    let (tx, rx) = tokio::sync::mpsc::channel::<bytes::Bytes>(SINK_DEPTH);
+    let sink_path = part.to_path_buf();
+    let sink = tokio::task::spawn_blocking(move || write_and_hash(&sink_path, start, rx));
+    let mut received = start;
+    let mut failure = None;
+    loop {
+        match response.chunk().await {
+            Ok(Some(chunk)) => {
+                received += chunk.len() as u64;
+                if received > max_bytes {
+                    failure = Some(DownloadError::Fatal(format!(
+                        "video passed the limit of {max_bytes} bytes (limits.max_video_size)"
+                    )));
+                    break;
+                }
+                if tx.send(chunk).await.is_err() {
+                    break; // the writer stopped: its error says why
+                }
+            }
+            Ok(None) => break,
+            Err(e) => {
+                let of = total.map(|t| format!(" of {t}")).unwrap_or_default();
+                failure = Some(DownloadError::Retry(format!(
+                    "download broke off after {received}{of} bytes: {}",
+                    e.without_url()
+                )));
+                break;
+            }
+        }
+    }
+    drop(tx);
+    // The writer flushes what arrived even after a failure: a retry resumes from it.
+    let written = sink
+        .await
+        .map_err(|e| DownloadError::Retry(format!("writer of {} stopped: {e}", part.display())))?
+        .map_err(|e| DownloadError::Retry(format!("cannot write {}: {e}", part.display())));
+    if let Some(failure) = failure {
+        if matches!(failure, DownloadError::Fatal(_)) {
+            let _ = tokio::fs::remove_file(part).await;
+        }
+        return Err(failure);
+    }
+    let (bytes, sha256) = written?;
+    if let Some(total) = total
+        && bytes != total
+    {
+        return Err(DownloadError::Retry(format!(
+            "download ended after {bytes} of {total} bytes"
+        )));
+    }
+    Ok(Fetched { bytes, sha256 })
+}
+
+/// The writer thread: appends chunks to the `.part` (after hashing what it
+/// already holds), then flushes and fsyncs. Returns the length and sha256.
+fn write_and_hash(
+    part: &Path,
+    start: u64,
+    mut rx: tokio::sync::mpsc::Receiver<bytes::Bytes>,
+) -> std::io::Result<(u64, String)> {
+    use std::fs::OpenOptions;
+    use std::io::Write;
+    let mut hasher = Hasher::new();
     let file = if start > 0 {
-        hash_existing(part, start, &mut hasher)
-            .await
-            .map_err(|e| io("cannot read", e))?;
-        OpenOptions::new().append(true).open(part).await
+        hash_existing(part, start, &mut hasher)?;
+        OpenOptions::new().append(true).open(part)?
     } else {
         OpenOptions::new()
             .create(true)
             .write(true)
             .truncate(true)
-            .open(part)
-            .await
-    }
-    .map_err(|e| io("cannot open", e))?;
-    let mut out = BufWriter::with_capacity(1 << 20, file);
+            .open(part)?
+    };
+    let mut out = std::io::BufWriter::with_capacity(1 << 20, file);
     let mut written = start;
-    loop {
-        let chunk = match response.chunk().await {
-            Ok(Some(chunk)) => chunk,
-            Ok(None) => break,
-            Err(e) => {
-                out.flush().await.map_err(|e| io("cannot write", e))?;
-                let got = written;
-                let of = total.map(|t| format!(" of {t}")).unwrap_or_default();
-                return Err(DownloadError::Retry(format!(
-                    "download broke off after {got}{of} bytes: {}",
-                    e.without_url()
-                )));
-            }
-        };
-        written += chunk.len() as u64;
-        if written > max_bytes {
-            drop(out);
-            let _ = tokio::fs::remove_file(part).await;
-            return Err(DownloadError::Fatal(format!(
-                "video passed the limit of {max_bytes} bytes (limits.max_video_size)"
-            )));
-        }
+    while let Some(chunk) = rx.blocking_recv() {
         hasher.update(&chunk);
-        out.write_all(&chunk)
-            .await
-            .map_err(|e| io("cannot write", e))?;
+        out.write_all(&chunk)?;
+        written += chunk.len() as u64;
     }
-    out.flush().await.map_err(|e| io("cannot write", e))?;
-    let file = out.into_inner();
-    file.sync_all().await.map_err(|e| io("cannot sync", e))?;
-    if let Some(total) = total
-        && written != total
-    {
-        return Err(DownloadError::Retry(format!(
-            "download ended after {written} of {total} bytes"
-        )));
-    }
-    Ok(Fetched {
-        bytes: written,
-        sha256: crate::util::hex(&hasher.finalize()),
-    })
+    let file = out.into_inner().map_err(|e| e.into_error())?;
+    file.sync_all()?;
+    Ok((written, crate::util::hex(hasher.finish().as_ref())))
 }
 
 /// Feeds the first `len` bytes of an existing `.part` to the hasher.
-async fn hash_existing(part: &Path, len: u64, hasher: &mut Sha256) -> std::io::Result<()> {
-    let mut file = File::open(part).await?;
+fn hash_existing(part: &Path, len: u64, hasher: &mut Hasher) -> std::io::Result<()> {
+    use std::io::Read;
+    let mut file = std::fs::File::open(part)?;
     let mut buf = vec![0u8; 1 << 20];
     let mut left = len;
     while left > 0 {
         let want = buf.len().min(usize::try_from(left).unwrap_or(usize::MAX));
-        let n = file.read(&mut buf[..want]).await?;
+        let n = file.read(&mut buf[..want])?;
         if n == 0 {
             return Err(std::io::Error::other("file shorter than expected"));
         }
@@ -239,6 +282,18 @@ mod tests {
         assert_eq!(parse_content_range("bytes 5-9/*"), Some((5, None)));
         assert_eq!(parse_content_range("bytes */200"), None);
         assert_eq!(parse_content_range("items 1-2/3"), None);
+    }
+
+    #[test]
+    fn hasher_matches_sha2() {
+        let data = vec![7u8; 100_000];
+        let mut h = Hasher::new();
+        h.update(&data[..1234]);
+        h.update(&data[1234..]);
+        assert_eq!(
+            crate::util::hex(h.finish().as_ref()),
+            crate::util::sha256_hex(&data)
+        );
     }
 
     #[test]
