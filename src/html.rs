@@ -283,7 +283,7 @@ fn human_bytes(bytes: u64) -> String {
 fn human_secs(secs: u64) -> String {
     match secs {
         0..60 => format!("{secs} s"),
-        60..3600 if secs % 60 == 0 => format!("{} min", secs / 60),
+        60..3600 if secs.is_multiple_of(60) => format!("{} min", secs / 60),
         60..3600 => format!("{} min {} s", secs / 60, secs % 60),
         _ => format!("{} h {} min", secs / 3600, secs % 3600 / 60),
     }
@@ -335,7 +335,8 @@ fn timeline_svg(timeline: &[TimelineEvent]) -> String {
         .map(|&kind| (kind, cumulative(timeline, kind)))
         .collect();
     let t_end = timeline.iter().map(|e| e.at_secs).fold(0.0_f64, f64::max);
-    let span = if t_end > 0.0 { t_end } else { 1.0 };
+    // A little room after the last event, so a step at the very end stays visible.
+    let span = if t_end > 0.0 { t_end * 1.02 } else { 1.0 };
     let y_top = series
         .iter()
         .map(|(_, points)| points.len())
@@ -455,20 +456,20 @@ const CSS: &str = r#"
 body { margin:0; background:var(--bg); color:var(--ink);
   font:14px/1.45 system-ui, -apple-system, "Segoe UI", Roboto, "Helvetica Neue", Arial, sans-serif; }
 main { max-width:1240px; margin:0 auto; padding:24px 28px 48px; }
-header { display:flex; flex-wrap:wrap; gap:16px 32px; align-items:flex-end; justify-content:space-between;
-  padding-bottom:18px; border-bottom:1px solid var(--line); }
+header { display:grid; grid-template-columns:minmax(0, 5fr) minmax(0, 6fr); gap:24px; align-items:stretch; }
+@media (max-width: 860px) { header { grid-template-columns:1fr; } }
 h1 { margin:0; font-size:24px; font-weight:650; letter-spacing:-0.01em; overflow-wrap:anywhere; }
 .eyebrow { margin:0 0 2px; color:var(--muted); font-size:12px; text-transform:uppercase; letter-spacing:.06em; }
 .totals { margin:4px 0 0; color:var(--muted); }
 .totals b { color:var(--ink); font-weight:600; }
-.counts { display:flex; flex-wrap:wrap; gap:8px; margin:0; padding:0; list-style:none; }
-.counts li { min-width:84px; padding:8px 12px; background:var(--card); border:1px solid var(--line); border-radius:8px; }
+.counts { display:grid; grid-template-columns:repeat(3, minmax(0, 1fr)); gap:8px; margin:16px 0 0; padding:0; list-style:none; }
+.counts li { padding:8px 12px; background:var(--card); border:1px solid var(--line); border-radius:8px; }
 .counts b { display:block; font-size:20px; line-height:1.1; font-variant-numeric:tabular-nums; }
 .counts span { color:var(--muted); font-size:12px; }
 .counts li.zero { opacity:.45; }
 .counts li.ok b { color:#047857; } .counts li.bad b { color:#b91c1c; } .counts li.warn b { color:#b45309; }
 .counts li.exp b { color:#7c3aed; } .counts li.idle b { color:#4b5563; }
-section { margin-top:28px; }
+main > section { margin-top:28px; }
 h2 { margin:0 0 12px; font-size:16px; font-weight:650; }
 h2 .n { color:var(--muted); font-weight:400; }
 .none { color:var(--muted); margin:0; }
@@ -488,15 +489,16 @@ table { width:100%; border-collapse:collapse; }
 th, td { padding:9px 12px; text-align:left; vertical-align:top; border-bottom:1px solid var(--line); }
 tbody tr:last-child td { border-bottom:0; }
 th { font-size:12px; font-weight:600; color:var(--muted); text-transform:uppercase; letter-spacing:.04em; background:#fafafa; }
-td.mono { font-family:ui-monospace, SFMono-Regular, Menlo, Consolas, monospace; font-size:12.5px; overflow-wrap:anywhere; }
-td.err { min-width:240px; overflow-wrap:anywhere; }
+td.mono { font-family:ui-monospace, SFMono-Regular, Menlo, Consolas, monospace; font-size:12.5px; white-space:nowrap; }
+td.err { min-width:240px; overflow-wrap:break-word; }
 td.prompt { color:#4b5563; min-width:200px; }
-td.num { text-align:right; font-variant-numeric:tabular-nums; }
+th.num, td.num { text-align:right; font-variant-numeric:tabular-nums; }
 .badge { display:inline-block; padding:1px 8px; border-radius:999px; font-size:12px; font-weight:600; white-space:nowrap; }
 .badge.ok { background:#d1fae5; color:#065f46; } .badge.bad { background:#fee2e2; color:#991b1b; }
 .badge.warn { background:#fef3c7; color:#92400e; } .badge.exp { background:#ede9fe; color:#5b21b6; }
 .badge.idle { background:#f3f4f6; color:#374151; }
-.chart { background:var(--card); border:1px solid var(--line); border-radius:10px; padding:12px 12px 4px; }
+.chart { margin:0; background:var(--card); border:1px solid var(--line); border-radius:10px; padding:14px 14px 6px; }
+.chart h2 { margin-bottom:4px; }
 svg.timeline { display:block; width:100%; max-width:900px; height:auto; font-family:inherit; }
 svg .grid { stroke:#eef0f3; } svg .axis { stroke:#9ca3af; }
 svg .tick { font-size:11px; fill:#6b7280; } svg .label { font-size:11px; fill:#374151; }
@@ -543,14 +545,12 @@ pub fn render(page: &Page) -> String {
 <body>
 <main>
 <header>
-<div>
+<div class="summary">
 <p class="eyebrow">runner report</p>
 <h1>{name}</h1>
-<p class="totals"><b>{jobs}</b> · <b>{done}</b> succeeded · <b>{video}</b> of video · <b>{size}</b> on disk</p>
-</div>
+<p class="totals"><b>{jobs}</b> · <b>{video}</b> of video · <b>{size}</b> on disk</p>
 <ul class="counts">"#,
         jobs = plural(rows.len(), "job"),
-        done = succeeded.len(),
         video = human_secs(seconds),
         size = human_bytes(bytes),
     );
@@ -563,37 +563,12 @@ pub fn render(page: &Page) -> String {
             status_class(status),
         );
     }
-    h.push_str("</ul>\n</header>\n");
-
-    // The videos.
+    // The timeline sits beside the counts: both answer "how did the run go?".
     let _ = write!(
         h,
-        r#"<section id="videos"><h2>Videos <span class="n">({})</span></h2>"#,
-        succeeded.len()
+        "</ul>\n</div>\n<section id=\"timeline\" class=\"chart\"><h2>Timeline</h2>{}</section>\n</header>\n",
+        timeline_svg(&page.timeline)
     );
-    if succeeded.is_empty() {
-        h.push_str(r#"<p class="none">No video has been downloaded yet.</p>"#);
-    } else {
-        h.push_str("\n<div class=\"grid\">\n");
-        for row in &succeeded {
-            let src = video_src(page.dir, Path::new(&row.output_path));
-            let size = row.bytes.map(human_bytes).unwrap_or_default();
-            let _ = write!(
-                h,
-                r#"<figure class="card" data-job="{id}"><video controls preload="metadata" src="{src}"></video><figcaption><div class="id">{id}</div><p class="prompt" title="{prompt}">{prompt}</p><div class="meta"><span class="tag">{model}</span><span class="tag">{ar}</span><span class="tag">{dur} s</span><span class="tag">{size}</span></div><div class="broken">cannot play {path} from here</div></figcaption></figure>
-"#,
-                id = escape(&row.job_id),
-                src = escape(&src),
-                prompt = escape(&row.prompt),
-                model = escape(&row.model),
-                ar = escape(&row.aspect_ratio),
-                dur = row.duration,
-                path = escape(&row.output_path),
-            );
-        }
-        h.push_str("</div>");
-    }
-    h.push_str("</section>\n");
 
     // What did not succeed.
     let _ = write!(
@@ -605,7 +580,7 @@ pub fn render(page: &Page) -> String {
         h.push_str(r#"<p class="none">Every job succeeded.</p>"#);
     } else {
         h.push_str(
-            "\n<div class=\"table-wrap\"><table>\n<thead><tr><th>Job</th><th>Status</th><th>Attempts</th><th>Task</th><th>Reason</th><th>Prompt</th></tr></thead>\n<tbody>\n",
+            "\n<div class=\"table-wrap\"><table>\n<thead><tr><th>Job</th><th>Status</th><th class=\"num\">Attempts</th><th>Task</th><th>Reason</th><th>Prompt</th></tr></thead>\n<tbody>\n",
         );
         for row in &others {
             let task = if row.task_id.is_empty() {
@@ -635,12 +610,35 @@ pub fn render(page: &Page) -> String {
     }
     h.push_str("</section>\n");
 
-    // The timeline.
+    // The videos.
     let _ = write!(
         h,
-        "<section id=\"timeline\"><h2>Timeline</h2><div class=\"chart\">{}</div></section>\n",
-        timeline_svg(&page.timeline)
+        r#"<section id="videos"><h2>Videos <span class="n">({})</span></h2>"#,
+        succeeded.len()
     );
+    if succeeded.is_empty() {
+        h.push_str(r#"<p class="none">No video has been downloaded yet.</p>"#);
+    } else {
+        h.push_str("\n<div class=\"grid\">\n");
+        for row in &succeeded {
+            let src = video_src(page.dir, Path::new(&row.output_path));
+            let size = row.bytes.map(human_bytes).unwrap_or_default();
+            let _ = writeln!(
+                h,
+                r#"<figure class="card" data-job="{id}"><video controls preload="metadata" src="{src}"></video><figcaption><div class="id">{id}</div><p class="prompt" title="{prompt}">{prompt}</p><div class="meta"><span class="tag">{model}</span><span class="tag">{ar}</span><span class="tag">{dur} s</span><span class="tag">{size}</span></div><div class="broken">cannot play {path} from here</div></figcaption></figure>"#,
+                id = escape(&row.job_id),
+                src = escape(&src),
+                prompt = escape(&row.prompt),
+                model = escape(&row.model),
+                ar = escape(&row.aspect_ratio),
+                dur = row.duration,
+                path = escape(&row.output_path),
+            );
+        }
+        h.push_str("</div>");
+    }
+    h.push_str("</section>\n");
+
     let _ = write!(
         h,
         "<footer>Written by runner {} from the state file. Videos play from their paths relative to this page.</footer>\n</main>\n<script>{JS}</script>\n</body>\n</html>\n",
