@@ -3,12 +3,12 @@
 use std::collections::BTreeMap;
 
 use crate::api::{ApiKey, Client};
-use crate::cli::{Cli, Command, ManifestArg, RunArgs, SimulateArgs};
+use crate::cli::{Cli, Command, ManifestArg, ReportArgs, RunArgs, SimulateArgs};
 use crate::journal::{self, JournalError};
 use crate::manifest::{self, Campaign, ManifestError};
 use crate::run::{self, RunError, RunOptions, RunSummary};
 use crate::state::{CampaignState, Status};
-use crate::{exit, report};
+use crate::{exit, html, report};
 
 /// Everything that ends a command before or instead of a normal run.
 #[derive(Debug, thiserror::Error)]
@@ -257,6 +257,11 @@ fn dry_run(campaign: &Campaign) -> Result<i32, AppError> {
 }
 
 fn read_state(campaign: &Campaign) -> Result<CampaignState, AppError> {
+    Ok(CampaignState::from_entries(&read_journal(campaign)?))
+}
+
+/// The journal's entries, refusing one that belongs to another campaign.
+fn read_journal(campaign: &Campaign) -> Result<Vec<journal::Entry>, AppError> {
     let path = campaign.output.state_path();
     let replay = journal::read(&path)?;
     if let Some(journal::Entry {
@@ -274,7 +279,7 @@ fn read_state(campaign: &Campaign) -> Result<CampaignState, AppError> {
         }
         .into());
     }
-    Ok(CampaignState::from_entries(&replay.entries))
+    Ok(replay.entries)
 }
 
 /// `runner status`: counts, then every job that is not done with its reason.
@@ -310,10 +315,11 @@ fn status(args: &ManifestArg) -> Result<i32, AppError> {
     Ok(exit::SUCCESS)
 }
 
-/// `runner report`: rewrite the CSV from the state file.
-fn rewrite_report(args: &ManifestArg) -> Result<i32, AppError> {
-    let campaign = load(args)?;
-    let state = read_state(&campaign)?;
+/// `runner report`: rewrite the CSV (and with `--html` the page) from the state file.
+fn rewrite_report(args: &ReportArgs) -> Result<i32, AppError> {
+    let campaign = load(&args.paths)?;
+    let entries = read_journal(&campaign)?;
+    let state = CampaignState::from_entries(&entries);
     let rows = report::rows(&campaign, &state);
     let path = campaign.output.report_path();
     report::write_csv(&path, &rows).map_err(|source| AppError::Io {
@@ -321,6 +327,24 @@ fn rewrite_report(args: &ManifestArg) -> Result<i32, AppError> {
         source,
     })?;
     println!("report: {} ({} jobs)", path.display(), rows.len());
+    if args.html {
+        let html_path = html::path_next_to(&path);
+        let dir = html_path
+            .parent()
+            .filter(|p| !p.as_os_str().is_empty())
+            .unwrap_or(std::path::Path::new("."));
+        let page = html::Page {
+            campaign: &campaign.name,
+            dir,
+            rows: &rows,
+            timeline: html::timeline_from_journal(&entries),
+        };
+        html::write(&html_path, &html::render(&page)).map_err(|source| AppError::Io {
+            what: format!("cannot write {}", html_path.display()),
+            source,
+        })?;
+        println!("html: {}", html_path.display());
+    }
     Ok(exit::SUCCESS)
 }
 

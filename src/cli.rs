@@ -46,7 +46,12 @@ pub enum Command {
     /// Show what the state file says about each job, without calling the API.
     Status(ManifestArg),
     /// Rewrite the CSV report from the state file, without calling the API.
-    Report(ManifestArg),
+    ///
+    /// Examples:
+    ///   runner report jobs/campaign.toml
+    ///   runner report jobs/campaign.toml --html    # also report.html: every video playable
+    #[command(verbatim_doc_comment)]
+    Report(ReportArgs),
     /// Expand and validate the manifest, print each request, send nothing.
     Validate(ManifestArg),
     /// Serve the built-in API simulator on 127.0.0.1 until Ctrl-C.
@@ -68,6 +73,16 @@ pub struct ManifestArg {
     /// The report file (default: `<output dir>/report.csv`).
     #[arg(long)]
     pub report: Option<PathBuf>,
+}
+
+#[derive(Debug, Args)]
+pub struct ReportArgs {
+    #[command(flatten)]
+    pub paths: ManifestArg,
+    /// Also write a self-contained HTML page next to the CSV: every succeeded
+    /// video playable in a grid, the failures with their reasons, a timeline.
+    #[arg(long)]
+    pub html: bool,
 }
 
 #[derive(Debug, Args)]

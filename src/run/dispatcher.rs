@@ -76,7 +76,8 @@ enum Action {
 struct Live {
     submit_errors: u32,
     poll_errors: u32,
-    not_found: u32,
+    /// The last poll error of the current task, for a timeout's message.
+    last_poll_error: Option<String>,
     download_errors: u32,
     /// When this run gives up polling the current task.
     deadline: Option<Instant>,
@@ -796,7 +797,7 @@ impl Dispatcher {
         live.misses = 0;
         live.unfinished_at = Duration::ZERO;
         live.poll_errors = 0;
-        live.not_found = 0;
+        live.last_poll_error = None;
         live.last_status = None;
         live.scout = false;
         self.schedule_poll(idx, now + first);
@@ -860,7 +861,7 @@ impl Dispatcher {
             Ok(task) => {
                 let live = &mut self.live[idx];
                 live.poll_errors = 0;
-                live.not_found = 0;
+                live.last_poll_error = None;
                 let elapsed = live.submitted.map(|at| now.duration_since(at));
                 if matches!(task.status, TaskStatus::Completed | TaskStatus::Failed)
                     && let Some(elapsed) = elapsed
@@ -928,15 +929,8 @@ impl Dispatcher {
             Err(e) => {
                 let live = &mut self.live[idx];
                 live.poll_errors += 1;
-                if e.status() == Some(404) {
-                    live.not_found += 1;
-                }
-                match retry::after_poll_error(
-                    &e,
-                    live.poll_errors,
-                    live.not_found,
-                    Backoff::DEFAULT,
-                ) {
+                live.last_poll_error = Some(e.to_string());
+                match retry::after_poll_error(&e, live.poll_errors, Backoff::DEFAULT) {
                     PollVerdict::StopRun => self.auth_failure(&e),
                     PollVerdict::SlowDown(retry_after) => {
                         let until = self.limiter.slow_down(now, retry_after);
@@ -945,15 +939,6 @@ impl Dispatcher {
                             (until - now).as_secs_f64()
                         );
                         self.due_polls.push_front(idx);
-                    }
-                    PollVerdict::Gone => {
-                        self.in_flight -= 1;
-                        self.lose_scout(idx);
-                        return self.record(Record::Finished {
-                            job: id,
-                            status: Status::Failed.as_str().into(),
-                            error: format!("task {task_id} not found on the server: {e}"),
-                        });
                     }
                     PollVerdict::RetryAfter(delay) => {
                         tracing::debug!(job = %id, "poll failed ({e}); retrying");
@@ -978,11 +963,16 @@ impl Dispatcher {
             self.lose_scout(idx);
             let id = self.job(idx).id.clone();
             let task = self.job_state(idx).task_id().unwrap_or("?").to_string();
+            let last = self.live[idx]
+                .last_poll_error
+                .as_ref()
+                .map(|e| format!(" (last poll: {e})"))
+                .unwrap_or_default();
             return self.record(Record::Finished {
                 job: id,
                 status: Status::TimedOut.as_str().into(),
                 error: format!(
-                    "task {task} unfinished after {} (limits.task_timeout); run again to keep polling it",
+                    "task {task} unfinished after {} (limits.task_timeout){last}; run again to keep polling it",
                     humantime::format_duration(self.campaign.limits.task_timeout)
                 ),
             });

@@ -13,8 +13,6 @@ use crate::api::ApiError;
 /// Submits that failed with a clear "no task was created" (5xx, no connection)
 /// are tried this many times in a row before the job fails.
 pub const MAX_SUBMIT_TRIES: u32 = 6;
-/// A poll answered 404 this many times in a row: the task is gone.
-pub const MAX_POLL_NOT_FOUND: u32 = 5;
 /// Downloads are tried this many times per run before the job is reported failed
 /// (its URL is kept: the next run tries again).
 pub const MAX_DOWNLOAD_TRIES: u32 = 6;
@@ -42,7 +40,8 @@ pub fn after_submit_error(e: &ApiError, tries: u32, backoff: Backoff) -> SubmitV
         SubmitVerdict::StopRun
     } else if e.is_rate_limited() {
         SubmitVerdict::SlowDown(e.retry_after())
-    } else if e.may_have_reached_server() {
+    } else if e.may_have_reached_server() || e.status() == Some(504) {
+        // 504: a gateway gave up waiting on a service that had the request.
         SubmitVerdict::Unknown
     } else if e.is_transient() && tries < MAX_SUBMIT_TRIES {
         SubmitVerdict::RetryAfter(backoff.delay(tries.saturating_sub(1)))
@@ -51,30 +50,23 @@ pub fn after_submit_error(e: &ApiError, tries: u32, backoff: Backoff) -> SubmitV
     }
 }
 
-/// What to do after a poll failed. Polls create nothing, so they are always safe to repeat.
+/// What to do after a poll failed. Polls create nothing, so they are always safe
+/// to repeat; even a 404 is retried (a task may be visible a moment after it is
+/// created), until `task_timeout` ends the job `timed_out` and the next run looks
+/// again. Giving up on a task id for good would throw away a task that may be paid for.
 #[derive(Debug, Clone, PartialEq)]
 pub enum PollVerdict {
     StopRun,
     SlowDown(Option<Duration>),
     RetryAfter(Duration),
-    /// The server says the task does not exist, again and again.
-    Gone,
 }
 
-/// `errors` counts failed polls of this task in a row, `not_found` the 404s among them
-/// (both including this one).
-pub fn after_poll_error(
-    e: &ApiError,
-    errors: u32,
-    not_found: u32,
-    backoff: Backoff,
-) -> PollVerdict {
+/// `errors` counts failed polls of this task in a row, this one included.
+pub fn after_poll_error(e: &ApiError, errors: u32, backoff: Backoff) -> PollVerdict {
     if e.is_auth() {
         PollVerdict::StopRun
     } else if e.is_rate_limited() {
         PollVerdict::SlowDown(e.retry_after())
-    } else if not_found >= MAX_POLL_NOT_FOUND {
-        PollVerdict::Gone
     } else {
         PollVerdict::RetryAfter(backoff.delay(errors.saturating_sub(1)))
     }
@@ -158,6 +150,10 @@ mod tests {
             SubmitVerdict::Fail
         );
         assert_eq!(after_submit_error(&status(400), 1, b), SubmitVerdict::Fail);
+        assert_eq!(
+            after_submit_error(&status(504), 1, b),
+            SubmitVerdict::Unknown
+        );
         // The one that costs money: never resent.
         assert_eq!(
             after_submit_error(&ApiError::Transport("reset".into()), 1, b),
@@ -172,28 +168,23 @@ mod tests {
     #[test]
     fn poll_verdicts() {
         let b = Backoff::DEFAULT;
-        assert_eq!(
-            after_poll_error(&status(401), 1, 0, b),
-            PollVerdict::StopRun
-        );
+        assert_eq!(after_poll_error(&status(401), 1, b), PollVerdict::StopRun);
         assert!(matches!(
-            after_poll_error(&status(500), 1, 0, b),
+            after_poll_error(&status(500), 1, b),
             PollVerdict::RetryAfter(_)
         ));
+        let reset = ApiError::Transport("reset".into());
         assert!(matches!(
-            after_poll_error(&ApiError::Transport("reset".into()), 9, 0, b),
+            after_poll_error(&reset, 9, b),
             PollVerdict::RetryAfter(_)
         ));
+        // Even many 404s in a row never give up a task id: task_timeout decides.
         assert!(matches!(
-            after_poll_error(&status(404), 1, 1, b),
+            after_poll_error(&status(404), 50, b),
             PollVerdict::RetryAfter(_)
         ));
         assert_eq!(
-            after_poll_error(&status(404), 5, MAX_POLL_NOT_FOUND, b),
-            PollVerdict::Gone
-        );
-        assert_eq!(
-            after_poll_error(&status(429), 1, 0, b),
+            after_poll_error(&status(429), 1, b),
             PollVerdict::SlowDown(None)
         );
     }
