@@ -55,6 +55,16 @@ pub async fn main_impl(cli: Cli) -> Result<i32, AppError> {
         Command::Status(args) => status(&args),
         Command::Report(args) => rewrite_report(&args),
         Command::Simulate(args) => simulate(args).await,
+        Command::Completions { shell } => {
+            use clap::CommandFactory;
+            let shell = match shell {
+                crate::cli::Shell::Bash => clap_complete::Shell::Bash,
+                crate::cli::Shell::Zsh => clap_complete::Shell::Zsh,
+                crate::cli::Shell::Fish => clap_complete::Shell::Fish,
+            };
+            clap_complete::generate(shell, &mut Cli::command(), "runner", &mut std::io::stdout());
+            Ok(exit::SUCCESS)
+        }
     }
 }
 
@@ -70,7 +80,64 @@ fn load(args: &ManifestArg) -> Result<Campaign, AppError> {
     if let Some(report) = &args.report {
         campaign.output.report = Some(report.clone());
     }
+    if let Some(shard) = args.shard {
+        apply_shard(&mut campaign, shard);
+    }
     Ok(campaign)
+}
+
+/// Keeps the shard's jobs and gives it its own state and report files.
+fn apply_shard(campaign: &mut Campaign, shard: crate::cli::Shard) {
+    campaign
+        .jobs
+        .retain(|job| shard_of(&job.id, shard.n) == shard.k);
+    let suffix = format!("shard-{}-of-{}", shard.k, shard.n);
+    let with_suffix = |path: std::path::PathBuf| {
+        let stem = path
+            .file_stem()
+            .map(|s| s.to_string_lossy().into_owned())
+            .unwrap_or_default();
+        let name = match path.extension() {
+            Some(ext) => format!("{stem}.{suffix}.{}", ext.to_string_lossy()),
+            None => format!("{stem}.{suffix}"),
+        };
+        path.with_file_name(name)
+    };
+    campaign.output.state = Some(with_suffix(campaign.output.state_path()));
+    campaign.output.report = Some(with_suffix(campaign.output.report_path()));
+}
+
+/// 1-based shard of a job id: stable across runs, machines and manifest order.
+pub fn shard_of(id: &str, n: u32) -> u32 {
+    let digest = crate::util::sha256_hex(id.as_bytes());
+    let head = u64::from_str_radix(&digest[..16], 16).unwrap_or(0);
+    (head % u64::from(n.max(1))) as u32 + 1
+}
+
+/// `--only`: every id must be a job of the manifest.
+fn check_only(campaign: &Campaign, only: &[String]) -> Result<(), AppError> {
+    let known: std::collections::HashSet<&str> =
+        campaign.jobs.iter().map(|j| j.id.as_str()).collect();
+    let mut problems = Vec::new();
+    for id in only.iter().filter(|id| !known.contains(id.as_str())) {
+        let nearest = campaign
+            .jobs
+            .iter()
+            .map(|j| (strsim::jaro_winkler(id, &j.id), &j.id))
+            .filter(|(score, _)| *score > 0.8)
+            .max_by(|a, b| a.0.total_cmp(&b.0))
+            .map(|(_, near)| format!("; did you mean `{near}`?"))
+            .unwrap_or_default();
+        problems.push(format!(
+            "--only: no job `{id}` in {}{nearest}",
+            campaign.manifest_path.display()
+        ));
+    }
+    if problems.is_empty() {
+        Ok(())
+    } else {
+        Err(AppError::Usage(problems.join("\n")))
+    }
 }
 
 async fn run_command(args: RunArgs, quiet: bool) -> Result<i32, AppError> {
@@ -105,6 +172,7 @@ async fn run_command(args: RunArgs, quiet: bool) -> Result<i32, AppError> {
             ));
         }
     }
+    check_only(&campaign, &args.only)?;
     if args.dry_run {
         return dry_run(&campaign);
     }
@@ -115,6 +183,8 @@ async fn run_command(args: RunArgs, quiet: bool) -> Result<i32, AppError> {
             1.0
         },
         resubmit_unknown: args.resubmit_unknown,
+        retry_failed: args.retry.is_some(),
+        only: (!args.only.is_empty()).then(|| args.only.iter().cloned().collect()),
         quiet,
         ..RunOptions::default()
     };

@@ -41,6 +41,10 @@ pub enum Command {
     ///   runner run jobs/campaign.toml
     ///   runner run examples/quickstart.toml --simulate
     ///   runner run jobs.csv --rate 1 --max-in-flight 4
+    ///   runner run jobs/campaign.toml --dry-run          # the plan; nothing sent
+    ///   runner run jobs/campaign.toml --retry failed     # new attempts for failed jobs
+    ///   runner run jobs/campaign.toml --only dolphins-9x16,fox
+    ///   runner run jobs/campaign.toml --shard 2/4        # this machine's quarter
     #[command(verbatim_doc_comment)]
     Run(RunArgs),
     /// Show what the state file says about each job, without calling the API.
@@ -54,6 +58,11 @@ pub enum Command {
     Report(ReportArgs),
     /// Expand and validate the manifest, print each request, send nothing.
     Validate(ManifestArg),
+    /// Print a shell completion script: `runner completions bash > /etc/bash_completion.d/runner`.
+    Completions {
+        #[arg(value_enum)]
+        shell: Shell,
+    },
     /// Serve the built-in API simulator on 127.0.0.1 until Ctrl-C.
     ///
     /// Example: runner simulate --port 8080 --time-scale 0.1 --fail-rate 0.1
@@ -73,6 +82,11 @@ pub struct ManifestArg {
     /// The report file (default: `<output dir>/report.csv`).
     #[arg(long)]
     pub report: Option<PathBuf>,
+    /// Shard K of N: only the jobs whose id hashes to K (1-based). Each shard keeps its
+    /// own state and report (`state.shard-K-of-N.jsonl`), so shards can run on
+    /// different machines or keys against one output folder.
+    #[arg(long, value_name = "K/N", value_parser = parse_shard)]
+    pub shard: Option<Shard>,
 }
 
 #[derive(Debug, Args)]
@@ -111,9 +125,47 @@ pub struct RunArgs {
     /// Resend jobs whose earlier submit has an unknown outcome (a task may exist: this may pay twice).
     #[arg(long)]
     pub resubmit_unknown: bool,
+    /// New attempts for jobs that ended `failed`, `timed_out` or `expired` (each costs a generation).
+    #[arg(long, value_name = "WHICH", value_parser = ["failed"])]
+    pub retry: Option<String>,
+    /// Run only these jobs (ids as in the report; repeat the flag or separate with commas).
+    #[arg(long, value_name = "ID", value_delimiter = ',', num_args = 1..)]
+    pub only: Vec<String>,
+
     /// With --simulate: how fast simulated time runs (0.01 = 100× faster than the real service).
     #[arg(long, default_value_t = 0.01, value_name = "FACTOR")]
     pub sim_time_scale: f64,
+}
+
+/// `--shard K/N`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Shard {
+    pub k: u32,
+    pub n: u32,
+}
+
+fn parse_shard(s: &str) -> Result<Shard, String> {
+    let (k, n) = s.split_once('/').ok_or("expected K/N, e.g. 1/4")?;
+    let k: u32 = k
+        .trim()
+        .parse()
+        .map_err(|_| format!("`{k}` is not a number"))?;
+    let n: u32 = n
+        .trim()
+        .parse()
+        .map_err(|_| format!("`{n}` is not a number"))?;
+    if n == 0 || k == 0 || k > n {
+        return Err(format!("shard {k}/{n}: K must be between 1 and N"));
+    }
+    Ok(Shard { k, n })
+}
+
+/// Shells for `runner completions`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum Shell {
+    Bash,
+    Zsh,
+    Fish,
 }
 
 #[derive(Debug, Args)]

@@ -67,6 +67,8 @@ pub enum Record {
     },
     /// The user asked to resend jobs whose submit outcome is unknown.
     ResubmitUnknown { job: String },
+    /// The user asked for a new attempt of a job that ended failed, timed out or expired.
+    Retry { job: String },
     /// The task finished with a video at `url`.
     Completed {
         job: String,
@@ -107,6 +109,7 @@ impl Record {
             | Record::SubmitRejected { job, .. }
             | Record::SubmitUnknown { job, .. }
             | Record::ResubmitUnknown { job }
+            | Record::Retry { job }
             | Record::Completed { job, .. }
             | Record::TaskFailed { job, .. }
             | Record::Downloaded { job, .. }

@@ -168,7 +168,7 @@ impl JobState {
                 self.attempts = self.attempts.max(*attempt);
                 self.last_error = Some(error.clone());
             }
-            Record::ResubmitUnknown { .. } => self.phase = Phase::Pending,
+            Record::ResubmitUnknown { .. } | Record::Retry { .. } => self.phase = Phase::Pending,
             Record::Completed {
                 task_id,
                 url,

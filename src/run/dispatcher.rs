@@ -241,6 +241,11 @@ impl Dispatcher {
                 .insert(path.clone(), UploadState::Done(uploaded.url.clone()));
         }
         for idx in 0..self.campaign.jobs.len() {
+            if let Some(only) = &self.opts.only
+                && !only.contains(&self.campaign.jobs[idx].id)
+            {
+                continue;
+            }
             let job_state = self.job_state(idx);
             match job_state.phase {
                 Phase::Pending => self.submit_queue.push_back(idx),

@@ -38,6 +38,10 @@ pub struct RunOptions {
     pub time_scale: f64,
     /// Resend jobs whose earlier submit has an unknown outcome.
     pub resubmit_unknown: bool,
+    /// New attempts for jobs that ended failed, timed out or expired.
+    pub retry_failed: bool,
+    /// Work only on these job ids (`--only`); the report still covers every job.
+    pub only: Option<std::collections::HashSet<String>>,
     /// How often to print a progress line.
     pub progress_every: Duration,
     /// No progress lines.
@@ -49,6 +53,8 @@ impl Default for RunOptions {
         RunOptions {
             time_scale: 1.0,
             resubmit_unknown: false,
+            retry_failed: false,
+            only: None,
             progress_every: Duration::from_secs(5),
             quiet: false,
         }
@@ -181,6 +187,14 @@ fn reconcile(
         match js.phase.clone() {
             Phase::Unknown { .. } if opts.resubmit_unknown => {
                 let record = Record::ResubmitUnknown {
+                    job: job.id.clone(),
+                };
+                journal.append(&record)?;
+                state.apply(&journal::now_rfc3339(), &record);
+            }
+            // `--retry failed`: a new attempt (a new task) for each job that ended badly.
+            Phase::TaskFailed { .. } | Phase::Finished { .. } if opts.retry_failed => {
+                let record = Record::Retry {
                     job: job.id.clone(),
                 };
                 journal.append(&record)?;

@@ -1,0 +1,122 @@
+//! End-to-end: the flags that shape a run — --dry-run, --only, --retry failed, --shard, completions.
+
+mod common;
+
+use common::*;
+use runner::sim::{SimConfig, SimHandle};
+
+fn campaign(dir: &Dir, name: &str, n: usize, extra_limits: &str) -> String {
+    let mut toml = format!(
+        "name = \"{name}\"\n{FAST_LIMITS}{extra_limits}\n[defaults]\nmodel = \"gemini_omni_flash\"\n"
+    );
+    for i in 0..n {
+        toml.push_str(&format!("[[job]]\nid = \"{name}-{i}\"\nprompt = \"{name} prompt {i}\"\n"));
+    }
+    let file = format!("{name}.toml");
+    dir.write(&file, &toml);
+    file
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn dry_run_prints_the_plan_and_sends_nothing() {
+    let sim = SimHandle::start(fast_sim()).await.unwrap();
+    let dir = Dir::new();
+    let file = campaign(&dir, "dry", 4, "");
+    let out = run(run_against(&dir, &sim, &file, &["--dry-run"])).await;
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out));
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(stdout.contains("4 jobs would be submitted"), "{stdout}");
+    assert!(sim.stats().request_times_ms.is_empty());
+    assert!(!dir.path().join("out/dry/state.jsonl").exists(), "a dry run writes no state");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn only_runs_the_named_jobs_and_reports_all() {
+    let sim = SimHandle::start(fast_sim()).await.unwrap();
+    let dir = Dir::new();
+    let file = campaign(&dir, "only", 4, "");
+    let out = run(run_against(&dir, &sim, &file, &["--only", "only-1,only-3"])).await;
+    assert_eq!(out.status.code(), Some(1), "the others are still pending: {}", text(&out));
+    let stats = sim.stats();
+    assert_eq!(stats.submits, 2);
+    assert!(stats.submits_by_prompt.contains_key("only prompt 1"));
+    assert!(stats.submits_by_prompt.contains_key("only prompt 3"));
+    let rows = dir.report("out/only/report.csv");
+    assert_eq!(rows.len(), 4);
+    let status = |id: &str| rows.iter().find(|r| r["job_id"] == id).unwrap()["status"].clone();
+    assert_eq!(status("only-1"), "succeeded");
+    assert_eq!(status("only-0"), "pending");
+
+    let out = run(run_against(&dir, &sim, &file, &["--only", "only-7x"])).await;
+    assert_eq!(out.status.code(), Some(2), "{}", text(&out));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("no job `only-7x`"), "{}", text(&out));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn retry_failed_makes_new_attempts() {
+    let failing = SimHandle::start(SimConfig { fail_rate: 1.0, ..fast_sim() }).await.unwrap();
+    let dir = Dir::new();
+    let file = campaign(&dir, "retry", 3, "");
+    let text_now = std::fs::read_to_string(dir.path().join(&file)).unwrap();
+    dir.write(&file, &text_now.replace("max_attempts = 2", "max_attempts = 1"));
+    let out = run(run_against(&dir, &failing, &file, &[])).await;
+    assert_eq!(out.status.code(), Some(1), "{}", text(&out));
+    assert!(dir.report("out/retry/report.csv").iter().all(|r| r["status"] == "failed"));
+
+    // Without the flag nothing is sent again; with it, each failed job gets one new attempt.
+    let healthy = SimHandle::start(fast_sim()).await.unwrap();
+    let out = run(run_against(&dir, &healthy, &file, &[])).await;
+    assert_eq!(out.status.code(), Some(1), "{}", text(&out));
+    assert_eq!(healthy.stats().submits, 0);
+    let out = run(run_against(&dir, &healthy, &file, &["--retry", "failed"])).await;
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out));
+    assert_eq!(healthy.stats().submits, 3);
+    for row in dir.report("out/retry/report.csv") {
+        assert_eq!(row["status"], "succeeded");
+        assert_eq!(row["attempts"], "2", "{row:?}");
+        assert_eq!(row["task_ids"].split('|').count(), 2);
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn shards_split_the_jobs_with_their_own_state() {
+    let sim = SimHandle::start(fast_sim()).await.unwrap();
+    let dir = Dir::new();
+    let file = campaign(&dir, "shard", 20, "");
+    let mut seen = Vec::new();
+    for k in 1..=2 {
+        let shard = format!("{k}/2");
+        let out = run(run_against(&dir, &sim, &file, &["--shard", &shard])).await;
+        assert_eq!(out.status.code(), Some(0), "{}", text(&out));
+        let rows = dir.report(&format!("out/shard/report.shard-{k}-of-2.csv"));
+        assert!(!rows.is_empty() && rows.len() < 20, "shard {k} has {} jobs", rows.len());
+        assert!(dir.path().join(format!("out/shard/state.shard-{k}-of-2.jsonl")).exists());
+        seen.extend(rows.into_iter().map(|r| r["job_id"].clone()));
+    }
+    seen.sort();
+    seen.dedup();
+    assert_eq!(seen.len(), 20, "the shards cover every job once");
+    let stats = sim.stats();
+    assert_eq!(stats.submits, 20);
+    assert!(stats.submits_by_prompt.values().all(|n| *n == 1));
+
+    let mut cmd = runner_cmd(&dir);
+    cmd.args(["status", &file, "--shard", "1/2"]);
+    let out = run(cmd).await;
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out));
+    let mut cmd = runner_cmd(&dir);
+    cmd.args(["run", &file, "--shard", "3/2"]);
+    assert_eq!(run(cmd).await.status.code(), Some(2));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn completions_for_each_shell() {
+    let dir = Dir::new();
+    for shell in ["bash", "zsh", "fish"] {
+        let mut cmd = runner_cmd(&dir);
+        cmd.args(["completions", shell]);
+        let out = run(cmd).await;
+        assert_eq!(out.status.code(), Some(0), "{}", text(&out));
+        assert!(String::from_utf8_lossy(&out.stdout).contains("runner"));
+    }
+}
