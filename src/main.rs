@@ -49,7 +49,7 @@ fn init_logging(cli: &Cli) {
     let ansi = std::io::stderr().is_terminal() && std::env::var_os("NO_COLOR").is_none();
     let builder = tracing_subscriber::fmt()
         .with_env_filter(filter)
-        .with_writer(std::io::stderr)
+        .with_writer(runner::run::progress::LogWriter)
         .with_target(false);
     match cli.log_format {
         LogFormat::Json => builder.json().init(),

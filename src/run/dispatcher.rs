@@ -292,7 +292,7 @@ impl Dispatcher {
 
     /// The main loop.
     pub(super) async fn run(&mut self, mut signals: mpsc::UnboundedReceiver<Signal>) -> Ending {
-        let mut ticker = tokio::time::interval(self.opts.progress_every);
+        let mut ticker = tokio::time::interval(self.progress.tick_every());
         ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         loop {
             let wake = match self.pump(Instant::now()) {
@@ -330,8 +330,11 @@ impl Dispatcher {
                     None => {}
                 },
                 _ = ticker.tick() => {
-                    let paused = self.limiter.paused_until(Instant::now()).map(|u| u - Instant::now());
-                    self.progress.tick(&self.counts(), paused);
+                    let now = Instant::now();
+                    let paused = self.limiter.paused_until(now).map(|u| u - now);
+                    let rate = self.limiter.current_rps();
+                    let slowed = rate < self.campaign.limits.requests_per_second;
+                    self.progress.tick(&self.counts(), paused, rate, slowed);
                 }
             }
         }
@@ -735,7 +738,7 @@ impl Dispatcher {
                     attempt,
                     task_id: task.id.clone(),
                 })?;
-                tracing::info!(job = %id, task = %task.id, attempt, "submitted");
+                tracing::debug!(job = %id, task = %task.id, attempt, "submitted");
                 self.in_flight += 1;
                 self.live[idx].submit_errors = 0;
                 let (first, scout) = self.poller.first(self.job(idx).model);
@@ -1010,7 +1013,7 @@ impl Dispatcher {
                 // Durable before the rename: a crash in between is finished by the next run.
                 self.journal.sync()?;
                 finish_file(&path)?;
-                tracing::info!(job = %id, "downloaded {} ({} bytes)", path.display(), fetched.bytes);
+                tracing::debug!(job = %id, "downloaded {} ({} bytes)", path.display(), fetched.bytes);
             }
             Err(DownloadError::Expired(error)) => {
                 tracing::error!(job = %id, "{error}");

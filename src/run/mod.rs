@@ -12,7 +12,7 @@ mod dispatcher;
 pub mod download;
 pub mod limiter;
 mod poller;
-mod progress;
+pub mod progress;
 pub mod retry;
 pub mod shutdown;
 
