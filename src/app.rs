@@ -281,23 +281,13 @@ fn validate(args: &ManifestArg) -> Result<i32, AppError> {
 }
 
 fn print_plan(campaign: &Campaign) {
-    let mut per_model: BTreeMap<String, (usize, u64)> = BTreeMap::new();
-    for job in &campaign.jobs {
-        let entry = per_model.entry(job.model.to_string()).or_default();
-        entry.0 += 1;
-        entry.1 += u64::from(job.duration);
-    }
     println!("{}: {} jobs, all valid", campaign.name, campaign.jobs.len());
-    for (model, (jobs, seconds)) in per_model {
-        println!("  {model}: {}, {seconds} s of video", plural(jobs, "job"));
-    }
-}
-
-fn plural(n: usize, word: &str) -> String {
-    if n == 1 {
-        format!("{n} {word}")
-    } else {
-        format!("{n} {word}s")
+    println!("{}", crate::plan::plan(campaign));
+    if let Some(budget) = campaign.limits.budget {
+        println!(
+            "budget: {}",
+            crate::plan::money(budget, &campaign.pricing.currency)
+        );
     }
 }
 
@@ -316,6 +306,15 @@ fn dry_run(campaign: &Campaign) -> Result<i32, AppError> {
             .entry(js.map(|s| s.status()).unwrap_or(Status::Pending))
             .or_default() += 1;
     }
+    let to_send = campaign.jobs.iter().filter(|job| {
+        state
+            .job(&job.id)
+            .is_none_or(|js| js.attempts == 0 && js.status() == Status::Pending)
+    });
+    println!(
+        "still to submit:\n{}",
+        crate::plan::plan_for(campaign, to_send)
+    );
     let parts: Vec<String> = counts.iter().map(|(s, n)| format!("{n} {s}")).collect();
     println!(
         "state {}: {}",

@@ -3,6 +3,7 @@
 //! Layout:
 //! - [`cli`]: the command line (clap); [`app`]: what each command does; [`exit`]: exit codes.
 //! - [`manifest`]: TOML/CSV manifests → validated [`manifest::Job`]s; [`models`]: what each model accepts.
+//! - [`plan`]: jobs, seconds and cost by model, aspect ratio and duration (`[pricing]`).
 //! - [`api`]: the HTTP client and wire types of the video API.
 //! - [`run`]: the engine — dispatcher, rate limiter, polling, downloads, shutdown.
 //! - [`journal`]: the append-only state file; [`state`]: what it says about each job.
@@ -17,6 +18,7 @@ pub mod html;
 pub mod journal;
 pub mod manifest;
 pub mod models;
+pub mod plan;
 pub mod report;
 pub mod run;
 pub mod sim;

@@ -10,7 +10,9 @@ fn campaign(dir: &Dir, name: &str, n: usize, extra_limits: &str) -> String {
         "name = \"{name}\"\n{FAST_LIMITS}{extra_limits}\n[defaults]\nmodel = \"gemini_omni_flash\"\n"
     );
     for i in 0..n {
-        toml.push_str(&format!("[[job]]\nid = \"{name}-{i}\"\nprompt = \"{name} prompt {i}\"\n"));
+        toml.push_str(&format!(
+            "[[job]]\nid = \"{name}-{i}\"\nprompt = \"{name} prompt {i}\"\n"
+        ));
     }
     let file = format!("{name}.toml");
     dir.write(&file, &toml);
@@ -27,7 +29,10 @@ async fn dry_run_prints_the_plan_and_sends_nothing() {
     let stdout = String::from_utf8_lossy(&out.stdout);
     assert!(stdout.contains("4 jobs would be submitted"), "{stdout}");
     assert!(sim.stats().request_times_ms.is_empty());
-    assert!(!dir.path().join("out/dry/state.jsonl").exists(), "a dry run writes no state");
+    assert!(
+        !dir.path().join("out/dry/state.jsonl").exists(),
+        "a dry run writes no state"
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -36,7 +41,12 @@ async fn only_runs_the_named_jobs_and_reports_all() {
     let dir = Dir::new();
     let file = campaign(&dir, "only", 4, "");
     let out = run(run_against(&dir, &sim, &file, &["--only", "only-1,only-3"])).await;
-    assert_eq!(out.status.code(), Some(1), "the others are still pending: {}", text(&out));
+    assert_eq!(
+        out.status.code(),
+        Some(1),
+        "the others are still pending: {}",
+        text(&out)
+    );
     let stats = sim.stats();
     assert_eq!(stats.submits, 2);
     assert!(stats.submits_by_prompt.contains_key("only prompt 1"));
@@ -49,19 +59,35 @@ async fn only_runs_the_named_jobs_and_reports_all() {
 
     let out = run(run_against(&dir, &sim, &file, &["--only", "only-7x"])).await;
     assert_eq!(out.status.code(), Some(2), "{}", text(&out));
-    assert!(String::from_utf8_lossy(&out.stderr).contains("no job `only-7x`"), "{}", text(&out));
+    assert!(
+        String::from_utf8_lossy(&out.stderr).contains("no job `only-7x`"),
+        "{}",
+        text(&out)
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn retry_failed_makes_new_attempts() {
-    let failing = SimHandle::start(SimConfig { fail_rate: 1.0, ..fast_sim() }).await.unwrap();
+    let failing = SimHandle::start(SimConfig {
+        fail_rate: 1.0,
+        ..fast_sim()
+    })
+    .await
+    .unwrap();
     let dir = Dir::new();
     let file = campaign(&dir, "retry", 3, "");
     let text_now = std::fs::read_to_string(dir.path().join(&file)).unwrap();
-    dir.write(&file, &text_now.replace("max_attempts = 2", "max_attempts = 1"));
+    dir.write(
+        &file,
+        &text_now.replace("max_attempts = 2", "max_attempts = 1"),
+    );
     let out = run(run_against(&dir, &failing, &file, &[])).await;
     assert_eq!(out.status.code(), Some(1), "{}", text(&out));
-    assert!(dir.report("out/retry/report.csv").iter().all(|r| r["status"] == "failed"));
+    assert!(
+        dir.report("out/retry/report.csv")
+            .iter()
+            .all(|r| r["status"] == "failed")
+    );
 
     // Without the flag nothing is sent again; with it, each failed job gets one new attempt.
     let healthy = SimHandle::start(fast_sim()).await.unwrap();
@@ -89,8 +115,16 @@ async fn shards_split_the_jobs_with_their_own_state() {
         let out = run(run_against(&dir, &sim, &file, &["--shard", &shard])).await;
         assert_eq!(out.status.code(), Some(0), "{}", text(&out));
         let rows = dir.report(&format!("out/shard/report.shard-{k}-of-2.csv"));
-        assert!(!rows.is_empty() && rows.len() < 20, "shard {k} has {} jobs", rows.len());
-        assert!(dir.path().join(format!("out/shard/state.shard-{k}-of-2.jsonl")).exists());
+        assert!(
+            !rows.is_empty() && rows.len() < 20,
+            "shard {k} has {} jobs",
+            rows.len()
+        );
+        assert!(
+            dir.path()
+                .join(format!("out/shard/state.shard-{k}-of-2.jsonl"))
+                .exists()
+        );
         seen.extend(rows.into_iter().map(|r| r["job_id"].clone()));
     }
     seen.sort();
@@ -119,4 +153,45 @@ async fn completions_for_each_shell() {
         assert_eq!(out.status.code(), Some(0), "{}", text(&out));
         assert!(String::from_utf8_lossy(&out.stdout).contains("runner"));
     }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn plans_show_costs_and_the_budget_stops_submitting() {
+    let sim = SimHandle::start(fast_sim()).await.unwrap();
+    let dir = Dir::new();
+    let file = campaign(&dir, "budget", 5, "budget = 2.5\n");
+    let text_now = std::fs::read_to_string(dir.path().join(&file)).unwrap();
+    dir.write(
+        &file,
+        &format!("{text_now}\n[pricing]\ngemini_omni_flash = {{ per_video = 1.0 }}\n"),
+    );
+
+    let mut cmd = runner_cmd(&dir);
+    cmd.args(["validate", &file]);
+    let out = run(cmd).await;
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out));
+    assert!(
+        String::from_utf8_lossy(&out.stdout).contains("$5.00"),
+        "{}",
+        text(&out)
+    );
+
+    let out = run(run_against(&dir, &sim, &file, &[])).await;
+    assert_eq!(out.status.code(), Some(1), "{}", text(&out));
+    assert!(
+        String::from_utf8_lossy(&out.stderr).contains("budget reached"),
+        "{}",
+        text(&out)
+    );
+    assert_eq!(sim.stats().submits, 2, "two videos fit in a budget of 2.5");
+    let rows = dir.report("out/budget/report.csv");
+    assert_eq!(
+        rows.iter().filter(|r| r["status"] == "succeeded").count(),
+        2
+    );
+    assert!(
+        rows.iter()
+            .filter(|r| r["status"] == "pending")
+            .all(|r| r["error"].contains("budget"))
+    );
 }

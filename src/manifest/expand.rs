@@ -13,16 +13,25 @@
 //! Ids: a job without an `id` gets `<slug of its prompt>-<8 hex>`, the hex from a
 //! hash of the fields of its own entry as written (not the defaults or the matrix),
 //! so changing defaults, reordering rows or appending rows never renames a job.
+//! A prompt template counts as the prompt it fills in for the job (two rows that
+//! fill one template differently are two jobs), whether it is the job's own or the
+//! one from `[defaults]`; so editing a template renames the jobs that use it, as it
+//! changes what they generate.
+//!
+//! Prompt templates are filled from, first to last: the job's own `vars` (for a CSV
+//! row, its extra columns), the job's own `id`, `model`, `aspect_ratio`, `duration`,
+//! `resolution` and `metadata.KEY` as written in its entry, and `[defaults]` `vars`.
 
 use std::collections::{BTreeMap, HashMap};
 use std::path::Path;
 
 use serde_json::{Map, Value};
 
-use super::diag::{Diags, Loc, Located, quoted};
+use super::diag::{Diags, Loc, Located, quoted, suggest};
 use super::parse::{
     JobFields, MatrixDim, RawJob, RawManifest, Template, TemplateValues, filename_problem,
 };
+use super::prompt::PromptTemplate;
 use super::{ImageRef, Job, Origin, Output};
 use crate::models::{self, Field, Model, Params};
 
@@ -79,13 +88,18 @@ pub fn slug(prompt: &str) -> String {
 }
 
 /// The id of a job that has none: a slug of its prompt and a hash of its own fields.
-pub fn derived_id(own: &JobFields) -> String {
+/// `filled` is the job's prompt with its template filled in, when it has a template
+/// (its own or the inherited one); it stands for the prompt as written.
+pub fn derived_id(own: &JobFields, filled: Option<&str>) -> String {
     let mut canonical: BTreeMap<&str, Value> = BTreeMap::new();
-    let prompt = own
-        .prompt
-        .as_ref()
-        .map(|p| p.value.trim())
-        .unwrap_or_default();
+    let prompt = match filled {
+        Some(filled) => filled.trim(),
+        None => own
+            .prompt
+            .as_ref()
+            .map(|p| p.value.trim())
+            .unwrap_or_default(),
+    };
     canonical.insert("prompt", Value::from(prompt));
     if let Some(model) = &own.model {
         canonical.insert("model", Value::from(model.value.as_str()));
@@ -228,6 +242,16 @@ fn expand_one(
     let own = &job.fields;
     let base = raw.defaults.merged(own);
 
+    // `None` when the template could not be filled (reported).
+    let filled: Option<Option<Located<String>>> = match (&base.prompt, &base.prompt_template) {
+        // A prompt written wrong (reported) must not fall back to the inherited one.
+        _ if base.invalid.contains("prompt") => None,
+        (Some(written), Some(template)) => fill_prompt(template, &written.loc, raw, job, diags)
+            .map(|text| Some(Located::new(text, written.loc.clone()))),
+        (written, _) => Some(written.clone()),
+    };
+    let template_used = base.prompt_template.is_some();
+
     let base_id = match &own.id {
         Some(id) => {
             if let Some(problem) = id_problem(&id.value) {
@@ -238,7 +262,14 @@ fn expand_one(
             }
         }
         None if own.invalid.contains("id") => None,
-        None => Some(derived_id(own)),
+        None => match &filled {
+            None => None,
+            Some(prompt) if template_used => Some(derived_id(
+                own,
+                Some(prompt.as_ref().map_or("", |p| p.value.as_str())),
+            )),
+            Some(_) => Some(derived_id(own, None)),
+        },
     };
     // Messages about a job with a bad id still need a name for it.
     let label = base_id
@@ -246,14 +277,20 @@ fn expand_one(
         .or_else(|| own.id.as_ref().map(|id| id.value.clone()))
         .unwrap_or_else(|| "?".into());
 
-    let prompt = match &base.prompt {
-        Some(p) if !p.value.trim().is_empty() => Some(p.value.trim().to_owned()),
-        Some(p) => {
-            diags.job_error(&p.loc, &label, "`prompt` is empty");
+    let prompt = match &filled {
+        None => None,
+        Some(Some(p)) if !p.value.trim().is_empty() => Some(p.value.trim().to_owned()),
+        Some(Some(p)) => {
+            let what = if template_used {
+                "`prompt` is empty once its template is filled"
+            } else {
+                "`prompt` is empty"
+            };
+            diags.job_error(&p.loc, &label, what);
             None
         }
-        None if base.invalid.contains("prompt") => None,
-        None => {
+        Some(None) if base.invalid.contains("prompt") => None,
+        Some(None) => {
             diags.job_error(&job.origin, &label, "no `prompt`: every job needs one");
             None
         }
@@ -320,6 +357,125 @@ fn expand_one(
             break;
         }
     }
+}
+
+/// `template` filled for `job` (see the module docs for where values come from). Every
+/// placeholder without a value is reported, with the names that were available.
+fn fill_prompt(
+    template: &PromptTemplate,
+    template_loc: &Loc,
+    raw: &RawManifest,
+    job: &RawJob,
+    diags: &mut Diags,
+) -> Option<String> {
+    let own = &job.fields;
+    let value = |name: &str| -> Option<String> {
+        if let Some(v) = own.vars.get(name) {
+            return Some(v.value.clone());
+        }
+        let field = match name {
+            "id" => own.id.as_ref().map(|v| v.value.clone()),
+            "model" => own.model.as_ref().map(|v| v.value.as_str().to_owned()),
+            "aspect_ratio" => own.aspect_ratio.as_ref().map(|v| v.value.clone()),
+            "duration" => own.duration.as_ref().map(|v| v.value.to_string()),
+            "resolution" => own.resolution.as_ref().map(|v| v.value.clone()),
+            _ => name
+                .strip_prefix("metadata.")
+                .and_then(|key| own.metadata.get(key))
+                .map(|v| match &v.value {
+                    Value::String(s) => s.clone(),
+                    other => other.to_string(),
+                }),
+        };
+        field.or_else(|| raw.defaults.vars.get(name).map(|v| v.value.clone()))
+    };
+    let missing = match template.fill(value) {
+        Ok(text) => return Some(text),
+        Err(missing) => missing,
+    };
+    let label = own.id.as_ref().map(|id| id.value.as_str());
+    let report = |diags: &mut Diags, loc: &Loc, message: String| match label {
+        Some(label) => diags.job_error(loc, label, message),
+        None => diags.error(loc, message),
+    };
+    let defaults_vars = raw.defaults.vars.keys().map(String::as_str);
+    match &job.csv {
+        Some(header) => {
+            let mut available: Vec<&str> = header
+                .columns
+                .iter()
+                .map(String::as_str)
+                .filter(|c| !matches!(*c, "prompt" | "image_urls"))
+                .chain(defaults_vars)
+                .collect();
+            available.sort_unstable();
+            available.dedup();
+            for name in missing {
+                if header.columns.contains(&name) {
+                    report(
+                        diags,
+                        &job.origin,
+                        format!(
+                            "`{{{name}}}` in the prompt template (at {template_loc}) has no value: this row's `{name}` cell is empty"
+                        ),
+                    );
+                } else {
+                    // Once per CSV, at its header, whichever rows need it.
+                    diags.error(
+                        &header.loc,
+                        format!(
+                            "the prompt template (at {template_loc}) uses `{{{name}}}`, but this CSV has no `{name}` column{}",
+                            hint(&name, &available, "columns")
+                        ),
+                    );
+                }
+            }
+        }
+        None => {
+            let mut available: Vec<&str> = own.vars.keys().map(String::as_str).collect();
+            for (key, set) in [
+                ("id", own.id.is_some()),
+                ("model", own.model.is_some()),
+                ("aspect_ratio", own.aspect_ratio.is_some()),
+                ("duration", own.duration.is_some()),
+                ("resolution", own.resolution.is_some()),
+            ] {
+                if set {
+                    available.push(key);
+                }
+            }
+            let metadata: Vec<String> = own
+                .metadata
+                .keys()
+                .map(|k| format!("metadata.{k}"))
+                .collect();
+            available.extend(metadata.iter().map(String::as_str));
+            available.extend(defaults_vars);
+            for name in missing {
+                report(
+                    diags,
+                    &job.origin,
+                    format!(
+                        "`{{{name}}}` in the prompt template (at {template_loc}) has no value: set it in the job's `vars` (or in [defaults] `vars`){}",
+                        hint(&name, &available, "available")
+                    ),
+                );
+            }
+        }
+    }
+    None
+}
+
+/// "; did you mean `x`?" or " (columns: a, b)" for a placeholder without a value.
+fn hint(name: &str, available: &[&str], what: &str) -> String {
+    if let Some(best) = suggest(name, available) {
+        return format!("; did you mean `{best}`?");
+    }
+    if available.is_empty() {
+        return String::new();
+    }
+    let list: Vec<String> = available.iter().map(|a| format!("`{a}`")).collect();
+    format!(" ({what}: {})", list.join(", "))
 }
 
 /// One expanded job, validated against its model. `None` when it has problems (reported).

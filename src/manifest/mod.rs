@@ -2,7 +2,8 @@
 //!
 //! Layout:
 //! - `parse`: TOML and CSV into spanned raw tables, unknown keys caught with a suggestion.
-//! - `expand`: defaults × matrix × rows → jobs with stable ids.
+//! - `expand`: defaults × matrix × rows → jobs with stable ids, prompt templates filled.
+//! - `prompt`: prompt templates (`"A {style} shot of {subject}"`).
 //! - `diag`: [`Diagnostic`]s that name file, line and column; every problem is collected.
 //!
 //! What each model accepts lives in [`crate::models`].
@@ -10,7 +11,9 @@
 pub mod diag;
 pub mod expand;
 pub mod parse;
+pub mod prompt;
 
+use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::Duration;
@@ -67,10 +70,22 @@ pub fn load_str(text: &str, path: &Path) -> Result<Campaign, ManifestError> {
         Some("toml") => match parse::parse_toml_str(text, path, &mut diags) {
             Some(raw) => {
                 let mut rows = raw.jobs.clone();
+                // CSV rows inherit only the [defaults] prompt: its placeholders may be columns.
+                let placeholders = raw
+                    .defaults
+                    .prompt_template
+                    .as_ref()
+                    .map(|t| t.names())
+                    .unwrap_or_default();
                 for source in &raw.sources {
                     let csv_path = base_dir.join(source.value.trim());
                     match read_text(&csv_path) {
-                        Ok(csv) => rows.extend(parse::parse_csv_str(&csv, &csv_path, &mut diags)),
+                        Ok(csv) => rows.extend(parse::parse_csv_with_vars(
+                            &csv,
+                            &csv_path,
+                            &placeholders,
+                            &mut diags,
+                        )),
                         Err(message) => diags.error(
                             &source.loc,
                             format!("[[source]] csv {}: {message}", diag::quoted(&source.value)),
@@ -118,6 +133,9 @@ pub fn load_str(text: &str, path: &Path) -> Result<Campaign, ManifestError> {
             "no jobs: add [[job]] entries or a [[source]] csv with at least one row",
         );
     }
+    if raw.limits.budget.is_some() {
+        check_budget_prices(&raw, &jobs, &mut diags);
+    }
     if !diags.is_empty() {
         return Err(fail(diags, path));
     }
@@ -127,9 +145,33 @@ pub fn load_str(text: &str, path: &Path) -> Result<Campaign, ManifestError> {
         base_dir,
         api: raw.api,
         limits: raw.limits,
+        pricing: raw.pricing,
         output,
         jobs,
     })
+}
+
+/// A budget can only be kept if every job has a price: a model without one is an error.
+fn check_budget_prices(raw: &parse::RawManifest, jobs: &[Job], diags: &mut Diags) {
+    let mut unpriced: BTreeMap<Model, usize> = BTreeMap::new();
+    for job in jobs {
+        if raw.pricing.price(job.model).is_none() {
+            *unpriced.entry(job.model).or_default() += 1;
+        }
+    }
+    let loc = raw
+        .budget_loc
+        .clone()
+        .unwrap_or_else(|| Loc::file(&raw.file));
+    for (model, count) in unpriced {
+        let jobs = if count == 1 { "job" } else { "jobs" };
+        diags.error(
+            &loc,
+            format!(
+                "`budget` in [limits] needs a price for every model, and [pricing] has none for {model} ({count} {jobs}): add `\"{model}\" = {{ per_second = … }}` or `{{ per_video = … }}` to [pricing]"
+            ),
+        );
+    }
 }
 
 fn fail(diags: Diags, path: &Path) -> ManifestError {
@@ -163,6 +205,8 @@ pub struct Campaign {
     pub base_dir: PathBuf,
     pub api: ApiConfig,
     pub limits: Limits,
+    /// `[pricing]`: what each model costs, for plans and `limits.budget`.
+    pub pricing: Pricing,
     pub output: Output,
     /// In manifest order: `[[job]]` entries first, then `[[source]]` rows, each × matrix.
     pub jobs: Vec<Job>,
@@ -216,6 +260,9 @@ pub struct Limits {
     pub poll_in_progress: Duration,
     /// Largest video accepted, in bytes.
     pub max_video_bytes: u64,
+    /// Stop submitting before the estimated cost (by [`Pricing`], in its currency)
+    /// would pass this. Every job then has a known price (checked by [`load`]).
+    pub budget: Option<f64>,
 }
 
 impl Default for Limits {
@@ -231,6 +278,52 @@ impl Default for Limits {
             poll_queued: Duration::from_secs(5),
             poll_in_progress: Duration::from_secs(10),
             max_video_bytes: 2 << 30,
+            budget: None,
+        }
+    }
+}
+
+/// Default `pricing.currency`.
+pub const DEFAULT_CURRENCY: &str = "USD";
+
+/// `[pricing]`: what a video costs, per model. A model without an entry has an unknown
+/// price (never taken as free).
+#[derive(Debug, Clone, PartialEq)]
+pub struct Pricing {
+    /// A three-letter code (`USD` unless the manifest says otherwise).
+    pub currency: String,
+    pub per_model: BTreeMap<Model, Price>,
+}
+
+impl Default for Pricing {
+    fn default() -> Self {
+        Pricing {
+            currency: DEFAULT_CURRENCY.into(),
+            per_model: BTreeMap::new(),
+        }
+    }
+}
+
+impl Pricing {
+    /// The price of `model`, if the manifest gives one.
+    pub fn price(&self, model: Model) -> Option<Price> {
+        self.per_model.get(&model).copied()
+    }
+}
+
+/// The price of one model: per second of video, or per video whatever its length.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub enum Price {
+    PerSecond(f64),
+    PerVideo(f64),
+}
+
+impl Price {
+    /// What one video of `duration` seconds costs.
+    pub fn cost(self, duration: u32) -> f64 {
+        match self {
+            Price::PerSecond(rate) => rate * f64::from(duration),
+            Price::PerVideo(price) => price,
         }
     }
 }
@@ -1313,6 +1406,310 @@ prompt = "q"
             &p,
             "`api_key_env` in [api] must be the name of an environment variable",
         );
+    }
+
+    fn prompts(campaign: &Campaign) -> Vec<(&str, &str)> {
+        campaign
+            .jobs
+            .iter()
+            .map(|j| (j.id.as_str(), j.prompt.as_str()))
+            .collect()
+    }
+
+    const TEMPLATE_DEFAULTS: &str = r#"[defaults]
+model = "veo3.1-fast"
+prompt = "A {style} shot of {subject}"
+vars = { style = "wide" }
+[[source]]
+csv = "rows.csv"
+"#;
+
+    #[test]
+    fn csv_columns_fill_the_defaults_template() {
+        let fixture = Fixture::new();
+        fixture.write(
+            "rows.csv",
+            "prompt,subject,style\n,a cat,noir\n,a dog,\n,a dog,noir\nOwn prompt {x},a cat,\n",
+        );
+        let c = match fixture.load("c.toml", TEMPLATE_DEFAULTS) {
+            Ok(c) => c,
+            Err(e) => panic!("{e}"),
+        };
+        let got = prompts(&c);
+        assert_eq!(got[0].1, "A noir shot of a cat");
+        // An empty cell takes [defaults] vars.
+        assert_eq!(got[1].1, "A wide shot of a dog");
+        assert_eq!(got[2].1, "A noir shot of a dog");
+        // A prompt cell is not a template.
+        assert_eq!(got[3].1, "Own prompt {x}");
+        // Ids come from the filled prompt: same template, different columns, different ids.
+        assert!(got[0].0.starts_with("a-noir-shot-of-a-cat-"), "{got:?}");
+        assert!(got[1].0.starts_with("a-wide-shot-of-a-dog-"), "{got:?}");
+        assert_ne!(got[1].0, got[2].0);
+
+        // Reordering rows and columns keeps every id.
+        fixture.write(
+            "rows.csv",
+            "style,subject,prompt\nnoir,a dog,\n,a dog,\nnoir,a cat,\n",
+        );
+        let again = match fixture.load("c.toml", TEMPLATE_DEFAULTS) {
+            Ok(c) => c,
+            Err(e) => panic!("{e}"),
+        };
+        let mut before: Vec<&str> = ids(&c)[..3].to_vec();
+        let mut after = ids(&again);
+        before.sort_unstable();
+        after.sort_unstable();
+        assert_eq!(before, after);
+    }
+
+    #[test]
+    fn unused_csv_columns_are_still_unknown() {
+        let fixture = Fixture::new();
+        fixture.write(
+            "rows.csv",
+            "prompt,subject,styel,camera\n,a cat,noir,calm\n",
+        );
+        let p = problems(fixture.load("c.toml", TEMPLATE_DEFAULTS));
+        assert_has(
+            &p,
+            "rows.csv:1: unknown column `styel`; did you mean `style`?",
+        );
+        assert_has(
+            &p,
+            "rows.csv:1: unknown column `camera`; expected one of `id`, `prompt`, `model`, `aspect_ratio`, `duration`, `resolution`, `image_urls`, `metadata.KEY`, `style`, `subject` (a column that is not a job key must be a placeholder of the prompt template in [defaults])",
+        );
+        // Without a template, extra columns are refused as before.
+        let p = problems(fixture.load("plain.csv", "prompt,model,style\nx,veo3.1-fast,noir\n"));
+        assert_has(&p, "plain.csv:1: unknown column `style`; expected one of");
+    }
+
+    #[test]
+    fn a_placeholder_without_a_column_is_reported_at_the_header() {
+        let fixture = Fixture::new();
+        fixture.write("rows.csv", "prompt,subjct\n,a cat\n,a dog\n");
+        let toml = TEMPLATE_DEFAULTS.replace("vars = { style = \"wide\" }\n", "");
+        let p = problems(fixture.load("c.toml", &toml));
+        let missing: Vec<&String> = p.iter().filter(|l| l.contains("no `")).collect();
+        assert_eq!(missing.len(), 2, "{p:?}");
+        assert!(
+            missing[0].starts_with("rows.csv:1: the prompt template (at "),
+            "{p:?}"
+        );
+        assert!(
+            missing[0].ends_with(
+                "c.toml:3) uses `{style}`, but this CSV has no `style` column (columns: `subjct`)"
+            ),
+            "{p:?}"
+        );
+        assert!(
+            missing[1].ends_with(
+                "uses `{subject}`, but this CSV has no `subject` column; did you mean `subjct`?"
+            ),
+            "{p:?}"
+        );
+        assert_has(
+            &p,
+            "rows.csv:1: unknown column `subjct`; did you mean `subject`?",
+        );
+
+        // A column that is there but empty in a row is that row's problem.
+        fixture.write("rows.csv", "prompt,subject,style\n,a cat,\n");
+        let p = problems(fixture.load("c.toml", &toml));
+        assert_eq!(p.len(), 1, "{p:?}");
+        assert!(
+            p[0].starts_with("rows.csv:2: `{style}` in the prompt template (at "),
+            "{p:?}"
+        );
+        assert!(
+            p[0].ends_with("has no value: this row's `style` cell is empty"),
+            "{p:?}"
+        );
+    }
+
+    #[test]
+    fn toml_jobs_fill_templates_from_vars_and_own_fields() {
+        let c = ok(r#"
+[defaults]
+model = "veo3.1-fast"
+prompt = "{subject} in {aspect_ratio}, {style}"
+vars = { style = "noir", subject = "nobody" }
+[[job]]
+id = "a"
+aspect_ratio = "9:16"
+vars = { subject = "A cat" }
+[[job]]
+id = "b"
+aspect_ratio = "16:9"
+[[job]]
+id = "c"
+prompt = "{{literal}} {n} {metadata.generation_type}"
+vars = { n = 3 }
+metadata = { generation_type = "frame" }
+[[job]]
+aspect_ratio = "16:9"
+vars = { subject = "A dog" }
+[[job]]
+aspect_ratio = "16:9"
+vars = { subject = "A fox" }
+"#);
+        let got = prompts(&c);
+        assert_eq!(got[0], ("a", "A cat in 9:16, noir"));
+        assert_eq!(got[1], ("b", "nobody in 16:9, noir"));
+        assert_eq!(got[2], ("c", "{literal} 3 frame"));
+        assert!(got[3].0.starts_with("a-dog-in-16-9-noir-"), "{got:?}");
+        assert!(got[4].0.starts_with("a-fox-in-16-9-noir-"), "{got:?}");
+    }
+
+    #[test]
+    fn template_problems() {
+        let p = toml_problems(
+            r#"[defaults]
+model = "veo3.1-fast"
+prompt = "A {style} shot of {subject}"
+[[job]]
+id = "a"
+vars = { styel = "noir", subject = "x" }
+[[job]]
+id = "b"
+prompt = "unclosed {brace"
+[[job]]
+id = "c"
+prompt = "{prompt}"
+[[job]]
+vars = { style = ["a"] }
+"#,
+        );
+        assert_has(
+            &p,
+            "campaign.toml:4:1: job `a`: `{style}` in the prompt template (at ",
+        );
+        assert_has(
+            &p,
+            "campaign.toml:3) has no value: set it in the job's `vars` (or in [defaults] `vars`); did you mean `styel`?",
+        );
+        assert_has(
+            &p,
+            "campaign.toml:9:10: `prompt` in [[job]]: unclosed `{` in prompt \"unclosed {brace\"",
+        );
+        assert_has(
+            &p,
+            "campaign.toml:12:10: `prompt` in [[job]]: `{prompt}` cannot be used",
+        );
+        assert_has(
+            &p,
+            "campaign.toml:14:18: `vars.style` in [[job]] must be a string (or a number or boolean), got an array",
+        );
+        // The invalid prompts are not also reported missing.
+        assert!(!p.iter().any(|l| l.contains("no `prompt`")), "{p:?}");
+    }
+
+    #[test]
+    fn pricing_and_budget_are_read() {
+        let c = ok(r#"
+[limits]
+budget = 25
+[pricing]
+currency = "EUR"
+"veo3.1-fast" = { per_second = 0.05 }
+gemini_omni_flash = { per_video = 0.4 }
+[[job]]
+id = "a"
+prompt = "p"
+model = "veo3.1-fast"
+"#);
+        assert_eq!(c.limits.budget, Some(25.0));
+        assert_eq!(c.pricing.currency, "EUR");
+        assert_eq!(
+            c.pricing.price(Model::Veo31Fast),
+            Some(Price::PerSecond(0.05))
+        );
+        assert_eq!(
+            c.pricing.price(Model::GeminiOmniFlash),
+            Some(Price::PerVideo(0.4))
+        );
+        assert_eq!(c.pricing.price(Model::Veo31Quality), None);
+        assert_eq!(ok(JOB).pricing, Pricing::default());
+        assert_eq!(Pricing::default().currency, "USD");
+    }
+
+    const JOB: &str = "[[job]]\nid = \"a\"\nprompt = \"p\"\nmodel = \"veo3.1-fast\"\n";
+
+    #[test]
+    fn pricing_problems() {
+        let p = toml_problems(&format!(
+            r#"[limits]
+budget = 0
+[pricing]
+currency = "euro"
+"veo3.1-fats" = {{ per_second = 0.05 }}
+sora = {{ per_video = 1 }}
+curency = "EUR"
+"veo3.1-quality" = {{ per_secnd = 0.05 }}
+gemini_omni_flash = {{ per_second = -1 }}
+[pricing."veo3.1-fast"]
+per_second = 0.1
+per_video = 1
+{JOB}"#
+        ));
+        assert_has(
+            &p,
+            "campaign.toml:2:10: `budget` in [limits] must be a number greater than 0, got integer 0",
+        );
+        assert_has(
+            &p,
+            "campaign.toml:4:12: `currency` in [pricing] must be a three-letter currency code like \"USD\" or \"EUR\", got \"euro\"",
+        );
+        assert_has(
+            &p,
+            "campaign.toml:5:1: unknown model `veo3.1-fats` in [pricing]; did you mean `veo3.1-fast`?",
+        );
+        assert_has(&p, "campaign.toml:6:1: unknown model `sora`; accepted: ");
+        assert_has(
+            &p,
+            "campaign.toml:7:1: unknown key `curency` in [pricing]; did you mean `currency`?",
+        );
+        assert_has(
+            &p,
+            "campaign.toml:8:22: unknown key `per_secnd` in [pricing] veo3.1-quality; did you mean `per_second`?",
+        );
+        assert_has(
+            &p,
+            "campaign.toml:9:36: `per_second` in [pricing] gemini_omni_flash must be 0 or more, got -1",
+        );
+        assert_has(
+            &p,
+            "`veo3.1-fast` in [pricing] sets both `per_second` and `per_video`: give one",
+        );
+        let p = toml_problems(&format!("[pricing]\n\"veo3.1-fast\" = {{}}\n{JOB}"));
+        assert_has(
+            &p,
+            "campaign.toml:2:17: `veo3.1-fast` in [pricing] needs a price: `{ per_second = 0.05 }` or `{ per_video = 0.40 }`",
+        );
+        let p = toml_problems(&format!("[pricing]\n\"veo3.1-fast\" = 3\n{JOB}"));
+        assert_has(
+            &p,
+            "`veo3.1-fast` in [pricing] must be a table, got integer 3",
+        );
+    }
+
+    #[test]
+    fn a_budget_needs_every_price() {
+        let p = toml_problems(&format!(
+            "[limits]\nbudget = 10.5\n[pricing]\ngemini_omni_flash = {{ per_video = 1 }}\n{JOB}[[job]]\nid = \"b\"\nprompt = \"p\"\nmodel = \"veo3.1-fast\"\n"
+        ));
+        assert_eq!(
+            p,
+            [
+                "campaign.toml:2:10: `budget` in [limits] needs a price for every model, and [pricing] has none for veo3.1-fast (2 jobs): add `\"veo3.1-fast\" = { per_second = … }` or `{ per_video = … }` to [pricing]"
+            ]
+        );
+        let c = ok(&format!(
+            "[limits]\nbudget = 10.5\n[pricing]\n\"veo3.1-fast\" = {{ per_video = 1 }}\n{JOB}"
+        ));
+        assert_eq!(c.limits.budget, Some(10.5));
+        let plan = crate::plan::plan(&c);
+        assert_eq!(plan.total_cost, crate::plan::Cost::Known(1.0));
     }
 
     #[test]

@@ -16,11 +16,13 @@ use toml::Spanned;
 use toml::de::{DeTable, DeValue};
 
 use super::diag::{Diags, LineIndex, Loc, Located, quoted, unknown_key_message};
-use super::{ApiConfig, Limits};
+use super::prompt::PromptTemplate;
+use super::{ApiConfig, Limits, Price, Pricing};
 use crate::models::Model;
 
-/// Keys of a job: in `[defaults]`, `[[job]]` and as CSV columns (`metadata.KEY` there).
-pub const JOB_KEYS: [&str; 8] = [
+/// Keys of a job: in `[defaults]`, `[[job]]` and as CSV columns (`metadata.KEY` there;
+/// no `vars` column: a CSV's extra columns are its vars).
+pub const JOB_KEYS: [&str; 9] = [
     "id",
     "prompt",
     "model",
@@ -29,16 +31,17 @@ pub const JOB_KEYS: [&str; 8] = [
     "resolution",
     "image_urls",
     "metadata",
+    "vars",
 ];
 
 /// Keys `[matrix]` may vary, in the order their values are appended to ids.
 pub const MATRIX_KEYS: [&str; 4] = ["model", "aspect_ratio", "duration", "resolution"];
 
-const TOP_KEYS: [&str; 8] = [
-    "name", "api", "limits", "output", "defaults", "matrix", "job", "source",
+const TOP_KEYS: [&str; 9] = [
+    "name", "api", "limits", "output", "pricing", "defaults", "matrix", "job", "source",
 ];
 const API_KEYS: [&str; 2] = ["base_url", "api_key_env"];
-const LIMIT_KEYS: [&str; 10] = [
+const LIMIT_KEYS: [&str; 11] = [
     "requests_per_second",
     "burst",
     "max_in_flight",
@@ -49,7 +52,9 @@ const LIMIT_KEYS: [&str; 10] = [
     "poll_queued",
     "poll_in_progress",
     "max_video_size",
+    "budget",
 ];
+const PRICE_KEYS: [&str; 2] = ["per_second", "per_video"];
 const OUTPUT_KEYS: [&str; 4] = ["dir", "filename", "state", "report"];
 const SOURCE_KEYS: [&str; 1] = ["csv"];
 
@@ -66,6 +71,12 @@ pub struct JobFields {
     pub image_urls: Option<Located<Vec<Located<String>>>>,
     /// Each value located at its key.
     pub metadata: BTreeMap<String, Located<Value>>,
+    /// What prompt placeholders are filled with: `vars = { … }` in TOML, the extra
+    /// (non-key) columns of a CSV row. Each value located at its key (TOML) or row (CSV).
+    pub vars: BTreeMap<String, Located<String>>,
+    /// `prompt` parsed as a template; set together with `prompt` when it was written
+    /// in TOML with a brace in it (a CSV cell is never a template).
+    pub prompt_template: Option<PromptTemplate>,
     /// Keys that were written but could not be read (already reported), so that
     /// later stages do not also call them missing.
     pub invalid: BTreeSet<&'static str>,
@@ -81,6 +92,9 @@ impl JobFields {
             }
         }
         take(&mut out.id, &over.id);
+        if over.prompt.is_some() {
+            out.prompt_template.clone_from(&over.prompt_template);
+        }
         take(&mut out.prompt, &over.prompt);
         take(&mut out.model, &over.model);
         take(&mut out.aspect_ratio, &over.aspect_ratio);
@@ -89,6 +103,9 @@ impl JobFields {
         take(&mut out.image_urls, &over.image_urls);
         for (key, value) in &over.metadata {
             out.metadata.insert(key.clone(), value.clone());
+        }
+        for (key, value) in &over.vars {
+            out.vars.insert(key.clone(), value.clone());
         }
         out.invalid.extend(over.invalid.iter().copied());
         out
@@ -112,6 +129,15 @@ pub struct RawJob {
     /// The `[[job]]` header or the CSV record.
     pub origin: Loc,
     pub fields: JobFields,
+    /// The header of the CSV the row comes from; `None` for a `[[job]]`.
+    pub csv: Option<Arc<CsvHeader>>,
+}
+
+/// A CSV's header row: where it is and the columns it names (trimmed, in order).
+#[derive(Debug, Clone, PartialEq)]
+pub struct CsvHeader {
+    pub loc: Loc,
+    pub columns: Vec<String>,
 }
 
 /// One `[matrix]` key and its values, each a layer that sets only that key.
@@ -263,6 +289,9 @@ pub struct RawManifest {
     pub api: ApiConfig,
     pub limits: Limits,
     pub output: RawOutput,
+    pub pricing: Pricing,
+    /// Where `limits.budget` was written, when it was.
+    pub budget_loc: Option<Loc>,
     pub defaults: JobFields,
     /// In [`MATRIX_KEYS`] order, whatever the order in the file.
     pub matrix: Vec<MatrixDim>,
@@ -280,6 +309,8 @@ impl RawManifest {
             api: ApiConfig::default(),
             limits: Limits::default(),
             output: RawOutput::default_for(file),
+            pricing: Pricing::default(),
+            budget_loc: None,
             defaults: JobFields::default(),
             matrix: Vec::new(),
             jobs: Vec::new(),
@@ -553,6 +584,124 @@ impl Walker<'_, '_> {
         Some(parsed)
     }
 
+    /// A finite integer or float (wrong types and non-finite values reported).
+    fn number(&mut self, key: &str, place: &str, value: &Val<'_>) -> Option<f64> {
+        let number = match value.get_ref() {
+            DeValue::Float(f) => f.as_str().parse::<f64>().ok(),
+            DeValue::Integer(_) => self.integer(key, place, value).map(|n| n.value as f64),
+            _ => {
+                self.wrong_type(key, place, "a number", value);
+                return None;
+            }
+        };
+        match number {
+            Some(n) if n.is_finite() => Some(n),
+            _ => {
+                self.error(
+                    value.span(),
+                    format!("`{key}`{place} must be a finite number"),
+                );
+                None
+            }
+        }
+    }
+
+    /// `[pricing]`: `currency`, and per model `{ per_second = x }` or `{ per_video = x }`.
+    fn pricing(&mut self, table: &DeTable<'_>) -> Pricing {
+        const PLACE: &str = " in [pricing]";
+        let mut pricing = Pricing::default();
+        let mut known: Vec<&str> = vec!["currency"];
+        known.extend(Model::ALL.iter().map(|m| m.as_str()));
+        for (key, value) in table {
+            let name: &str = key.get_ref();
+            if name == "currency" {
+                if let Some(code) = self.string("currency", PLACE, value) {
+                    let text = code.value.trim();
+                    if text.len() == 3 && text.chars().all(|c| c.is_ascii_uppercase()) {
+                        pricing.currency = text.to_owned();
+                    } else {
+                        self.diags.error(
+                            &code.loc,
+                            format!(
+                                "`currency`{PLACE} must be a three-letter currency code like \"USD\" or \"EUR\", got {}",
+                                quoted(&code.value)
+                            ),
+                        );
+                    }
+                }
+                continue;
+            }
+            let Some(model) = Model::parse(name) else {
+                let meant = super::diag::suggest(name, &known);
+                let what = if meant == Some("currency") {
+                    "key"
+                } else {
+                    "model"
+                };
+                let mut message = unknown_key_message(what, name, PLACE, &known);
+                if meant.is_none() {
+                    message = format!(
+                        "{} (keys are model names, and `currency`)",
+                        Model::unknown_message(name)
+                    );
+                }
+                self.error(key.span(), message);
+                continue;
+            };
+            let place = format!(" in [pricing] {name}");
+            let Some(price) = self.table(name, " in [pricing]", value) else {
+                continue;
+            };
+            self.unknown_keys(price, &PRICE_KEYS, &place);
+            let mut found: Vec<(&str, f64)> = Vec::new();
+            for unit in PRICE_KEYS {
+                if let Some(v) = price.get(unit) {
+                    match self.number(unit, &place, v) {
+                        Some(n) if n >= 0.0 => found.push((unit, n)),
+                        Some(n) => self.error(
+                            v.span(),
+                            format!("`{unit}`{place} must be 0 or more, got {n}"),
+                        ),
+                        None => {}
+                    }
+                }
+            }
+            let written = PRICE_KEYS
+                .iter()
+                .filter(|k| price.get(**k).is_some())
+                .count();
+            if written > 1 {
+                self.error(
+                    value.span(),
+                    format!("`{name}`{PLACE} sets both `per_second` and `per_video`: give one"),
+                );
+                continue;
+            }
+            if written == 0
+                && !price
+                    .keys()
+                    .any(|k| super::diag::suggest(k.get_ref(), &PRICE_KEYS).is_some())
+            {
+                self.error(
+                    value.span(),
+                    format!(
+                        "`{name}`{PLACE} needs a price: `{{ per_second = 0.05 }}` or `{{ per_video = 0.40 }}`"
+                    ),
+                );
+            }
+            match found.first() {
+                Some(&("per_second", n)) => {
+                    pricing.per_model.insert(model, Price::PerSecond(n));
+                }
+                Some(&(_, n)) => {
+                    pricing.per_model.insert(model, Price::PerVideo(n));
+                }
+                None => {}
+            }
+        }
+        pricing
+    }
+
     fn manifest(&mut self, root: &DeTable<'_>) -> RawManifest {
         let mut manifest = RawManifest::empty(&self.file);
         self.unknown_keys(root, &TOP_KEYS, " at top level");
@@ -575,11 +724,17 @@ impl Walker<'_, '_> {
                 "limits" => {
                     if let Some(table) = self.table("limits", "", value) {
                         manifest.limits = self.limits(table);
+                        manifest.budget_loc = table.get("budget").map(|b| self.loc(b.span()));
                     }
                 }
                 "output" => {
                     if let Some(table) = self.table("output", "", value) {
                         self.output(table, &mut manifest.output);
+                    }
+                }
+                "pricing" => {
+                    if let Some(table) = self.table("pricing", "", value) {
+                        manifest.pricing = self.pricing(table);
                     }
                 }
                 "defaults" => {
@@ -598,6 +753,7 @@ impl Walker<'_, '_> {
                         manifest.jobs.push(RawJob {
                             origin: self.loc(entry.span()),
                             fields,
+                            csv: None,
                         });
                     }
                 }
@@ -739,6 +895,17 @@ impl Walker<'_, '_> {
                         ),
                     }
                 }
+                "budget" => match self.number("budget", PLACE, value) {
+                    Some(budget) if budget > 0.0 => limits.budget = Some(budget),
+                    Some(_) => self.error(
+                        value.span(),
+                        format!(
+                            "`budget`{PLACE} must be a number greater than 0, got {}",
+                            describe(value.get_ref())
+                        ),
+                    ),
+                    None => {}
+                },
                 "burst" => {
                     if let Some(n) = self.count("burst", PLACE, value) {
                         limits.burst = n;
@@ -879,7 +1046,50 @@ impl Walker<'_, '_> {
                     "`id` cannot be set in [defaults]: every job needs its own (or none, for a derived one)",
                 ),
                 "id" => fields.id = self.string("id", place, value),
-                "prompt" => fields.prompt = self.string("prompt", place, value),
+                "prompt" => {
+                    fields.prompt = self.string("prompt", place, value);
+                    if let Some(prompt) = &fields.prompt
+                        && PromptTemplate::is_template(&prompt.value)
+                    {
+                        match PromptTemplate::parse(&prompt.value) {
+                            Ok(template) => fields.prompt_template = Some(template),
+                            Err(e) => {
+                                self.diags.error(&prompt.loc, format!("`prompt`{place}: {e}"));
+                                fields.prompt = None;
+                            }
+                        }
+                    }
+                }
+                "vars" => {
+                    if let Some(vars) = self.table("vars", place, value) {
+                        for (key, value) in vars {
+                            let name = key.get_ref().trim();
+                            let text = match value.get_ref() {
+                                DeValue::String(s) => Some(s.to_string()),
+                                DeValue::Integer(_) => self
+                                    .integer(&format!("vars.{name}"), place, value)
+                                    .map(|n| n.value.to_string()),
+                                DeValue::Float(f) => Some(f.as_str().to_owned()),
+                                DeValue::Boolean(b) => Some(b.to_string()),
+                                _ => {
+                                    self.wrong_type(
+                                        &format!("vars.{name}"),
+                                        place,
+                                        "a string (or a number or boolean)",
+                                        value,
+                                    );
+                                    None
+                                }
+                            };
+                            if let Some(text) = text {
+                                let loc = self.loc(key.span());
+                                fields
+                                    .vars
+                                    .insert(name.to_owned(), Located::new(text, loc));
+                            }
+                        }
+                    }
+                }
                 "model" => {
                     if let Some(model) = self.string("model", place, value) {
                         match Model::parse(&model.value) {
@@ -1103,6 +1313,18 @@ pub fn parse_size(text: &str) -> Option<u64> {
 /// Parses a CSV job list: a header row, then one job per record. Never fails as a
 /// whole; every problem (unknown column, bad cell) is reported with its line.
 pub fn parse_csv_str(text: &str, path: &Path, diags: &mut Diags) -> Vec<RawJob> {
+    parse_csv_with_vars(text, path, &[], diags)
+}
+
+/// [`parse_csv_str`] for a CSV whose rows may fill a prompt template: a column that is
+/// not a job key is read into the row's `vars` when `placeholders` names it (the
+/// placeholders of the template the rows inherit), and is an unknown column otherwise.
+pub fn parse_csv_with_vars(
+    text: &str,
+    path: &Path,
+    placeholders: &[&str],
+    diags: &mut Diags,
+) -> Vec<RawJob> {
     let file: Arc<Path> = Arc::from(path);
     let text = text.strip_prefix('\u{feff}').unwrap_or(text);
     let lines = CsvLines {
@@ -1140,7 +1362,7 @@ pub fn parse_csv_str(text: &str, path: &Path, diags: &mut Diags) -> Vec<RawJob> 
     let known_columns: Vec<&str> = JOB_KEYS
         .iter()
         .copied()
-        .filter(|k| *k != "metadata")
+        .filter(|k| !matches!(*k, "metadata" | "vars"))
         .collect();
     for raw in header.iter() {
         let name = raw.trim();
@@ -1156,12 +1378,19 @@ pub fn parse_csv_str(text: &str, path: &Path, diags: &mut Diags) -> Vec<RawJob> 
             }
         } else if let Some(&key) = known_columns.iter().find(|k| **k == name) {
             Some(Column::Key(key))
+        } else if placeholders.contains(&name) {
+            Some(Column::Var(name.to_owned()))
         } else {
             let mut known = known_columns.clone();
             known.push("metadata.KEY");
+            known.extend(placeholders.iter().copied());
             let mut message = unknown_key_message("column", name, "", &known);
             if name == "metadata" {
                 message = "column `metadata` needs a key: name it `metadata.KEY`, like `metadata.resolution`".into();
+            } else if !placeholders.is_empty() && !message.contains("did you mean") {
+                message.push_str(
+                    " (a column that is not a job key must be a placeholder of the prompt template in [defaults])",
+                );
             }
             diags.error(&header_loc, message);
             None
@@ -1176,6 +1405,10 @@ pub fn parse_csv_str(text: &str, path: &Path, diags: &mut Diags) -> Vec<RawJob> 
         diags.error(&header_loc, "missing the required column `prompt`");
         return Vec::new();
     }
+    let header = Arc::new(CsvHeader {
+        loc: header_loc,
+        columns: seen,
+    });
 
     let mut jobs = Vec::new();
     for record in records {
@@ -1247,6 +1480,11 @@ pub fn parse_csv_str(text: &str, path: &Path, diags: &mut Diags) -> Vec<RawJob> 
                     fields.image_urls = Some(Located::new(urls, loc.clone()));
                 }
                 Column::Key(_) => {}
+                Column::Var(name) => {
+                    fields
+                        .vars
+                        .insert(name.clone(), Located::new(cell.to_owned(), loc.clone()));
+                }
                 Column::Metadata(key) => {
                     let value = match cell {
                         "true" => Value::Bool(true),
@@ -1265,6 +1503,7 @@ pub fn parse_csv_str(text: &str, path: &Path, diags: &mut Diags) -> Vec<RawJob> 
         jobs.push(RawJob {
             origin: loc,
             fields,
+            csv: Some(Arc::clone(&header)),
         });
     }
     jobs
@@ -1273,6 +1512,8 @@ pub fn parse_csv_str(text: &str, path: &Path, diags: &mut Diags) -> Vec<RawJob> 
 #[derive(Debug)]
 enum Column {
     Key(&'static str),
+    /// Not a job key, named by the prompt template: a placeholder's value.
+    Var(String),
     Metadata(String),
 }
 

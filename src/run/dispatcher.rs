@@ -133,6 +133,10 @@ pub(super) struct Dispatcher {
     active_downloads: usize,
     /// No API call has succeeded yet: one at a time, so a bad key or URL costs one request.
     verified: bool,
+    /// Estimated cost of every task created or possibly created, this run and before.
+    spent: f64,
+    /// `limits.budget` stopped a submit (logged once).
+    budget_reached: bool,
     stopping: Option<Instant>,
     fatal: Option<RunError>,
     tx: mpsc::UnboundedSender<Event>,
@@ -197,6 +201,8 @@ impl Dispatcher {
             active_calls: 0,
             active_downloads: 0,
             verified: false,
+            spent: 0.0,
+            budget_reached: false,
             stopping: None,
             fatal: None,
             tx,
@@ -236,6 +242,16 @@ impl Dispatcher {
     /// Puts every job where its journal state says it belongs.
     pub(super) fn plan(&mut self) -> Result<(), RunError> {
         let now = Instant::now();
+        self.spent = self
+            .campaign
+            .jobs
+            .iter()
+            .map(|job| {
+                let attempts = self.state.job(&job.id).map_or(0, |js| js.attempts);
+                f64::from(attempts)
+                    * crate::plan::job_cost(&self.campaign.pricing, job).unwrap_or(0.0)
+            })
+            .sum();
         for (path, uploaded) in &self.state.uploads {
             self.uploads
                 .insert(path.clone(), UploadState::Done(uploaded.url.clone()));
@@ -468,6 +484,9 @@ impl Dispatcher {
             let Some(idx) = self.submit_queue.pop_front() else {
                 break;
             };
+            if !self.within_budget(idx) {
+                continue;
+            }
             match self.images_ready(idx) {
                 Ok(true) => return Some(Action::Submit(idx)),
                 Ok(false) => self.blocked_on_upload.push(idx),
@@ -484,6 +503,31 @@ impl Dispatcher {
             }
         }
         self.due_polls.pop_front().map(Action::Poll)
+    }
+
+    /// `limits.budget`: would this job's estimated cost take the run past it?
+    /// A job over budget stays pending (the report says so); nothing is paid for it.
+    fn within_budget(&mut self, idx: usize) -> bool {
+        let Some(budget) = self.campaign.limits.budget else {
+            return true;
+        };
+        let cost = crate::plan::job_cost(&self.campaign.pricing, self.job(idx)).unwrap_or(0.0);
+        if self.spent + cost <= budget + 1e-9 {
+            return true;
+        }
+        if !self.budget_reached {
+            self.budget_reached = true;
+            let currency = &self.campaign.pricing.currency;
+            tracing::warn!(
+                "budget reached: {} of {} spent by estimate; no more submits (raise limits.budget and run again)",
+                crate::plan::money(self.spent, currency),
+                crate::plan::money(budget, currency)
+            );
+        }
+        let id = self.job(idx).id.clone();
+        self.state.jobs.entry(id).or_default().last_error =
+            Some("not submitted: limits.budget reached".into());
+        false
     }
 
     fn put_back(&mut self, action: Action) {
@@ -532,6 +576,7 @@ impl Dispatcher {
         let job = self.job(idx).clone();
         let attempt = self.job_state(idx).attempts + 1;
         let body = job.request_body(&self.image_urls(idx));
+        self.spent += crate::plan::job_cost(&self.campaign.pricing, &job).unwrap_or(0.0);
         self.record(Record::Submitting {
             job: job.id.clone(),
             attempt,
@@ -757,6 +802,9 @@ impl Dispatcher {
                         error: format!("submit outcome unknown: {e}"),
                     });
                 }
+                // No task was created: its estimated cost is not spent.
+                self.spent -=
+                    crate::plan::job_cost(&self.campaign.pricing, self.job(idx)).unwrap_or(0.0);
                 self.record(Record::SubmitRejected {
                     job: id.clone(),
                     attempt,

@@ -142,7 +142,9 @@ async fn stream_to_part(
 ) -> Result<Fetched, DownloadError> {
     let (tx, rx) = tokio::sync::mpsc::channel::<bytes::Bytes>(SINK_DEPTH);
     let sink_path = part.to_path_buf();
-    let sink = tokio::task::spawn_blocking(move || write_and_hash(&sink_path, start, rx));
+    // A buffer no bigger than the video: thousands of small clips must not cost 1 MiB each.
+    let buffer = total.map_or(1 << 20, |t| t.saturating_sub(start).clamp(4096, 1 << 20)) as usize;
+    let sink = tokio::task::spawn_blocking(move || write_and_hash(&sink_path, start, buffer, rx));
     let mut received = start;
     let mut failure = None;
     loop {
@@ -198,6 +200,7 @@ async fn stream_to_part(
 fn write_and_hash(
     part: &Path,
     start: u64,
+    buffer: usize,
     mut rx: tokio::sync::mpsc::Receiver<bytes::Bytes>,
 ) -> std::io::Result<(u64, String)> {
     use std::fs::OpenOptions;
@@ -213,7 +216,7 @@ fn write_and_hash(
             .truncate(true)
             .open(part)?
     };
-    let mut out = std::io::BufWriter::with_capacity(1 << 20, file);
+    let mut out = std::io::BufWriter::with_capacity(buffer, file);
     let mut written = start;
     while let Some(chunk) = rx.blocking_recv() {
         hasher.update(&chunk);
@@ -229,7 +232,12 @@ fn write_and_hash(
 fn hash_existing(part: &Path, len: u64, hasher: &mut Hasher) -> std::io::Result<()> {
     use std::io::Read;
     let mut file = std::fs::File::open(part)?;
-    let mut buf = vec![0u8; 1 << 20];
+    let mut buf = vec![
+        0u8;
+        (1 << 20)
+            .min(usize::try_from(len).unwrap_or(1 << 20))
+            .max(1)
+    ];
     let mut left = len;
     while left > 0 {
         let want = buf.len().min(usize::try_from(left).unwrap_or(usize::MAX));
