@@ -151,6 +151,12 @@ async fn changed_jobs_are_reported_and_added_jobs_are_run() {
     assert_eq!(stats.submits, 3, "only the new job was sent");
     assert_eq!(stats.submits_by_prompt.get("third prompt"), Some(&1));
     assert!(
+        String::from_utf8_lossy(&out.stderr)
+            .contains("since the last run: 1 changed, 0 removed, 1 not yet submitted"),
+        "{}",
+        text(&out)
+    );
+    assert!(
         String::from_utf8_lossy(&out.stderr).contains("changed in the manifest"),
         "{}",
         text(&out)

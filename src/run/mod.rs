@@ -243,6 +243,26 @@ fn reconcile(
             preview(&orphans)
         );
     }
+    // A campaign that grew: say so before anything is sent.
+    let added: Vec<String> = campaign
+        .jobs
+        .iter()
+        .filter(|job| !state.jobs.contains_key(&job.id))
+        .map(|job| job.id.clone())
+        .collect();
+    if !state.jobs.is_empty() && (!added.is_empty() || !orphans.is_empty() || !changed.is_empty()) {
+        tracing::info!(
+            "since the last run: {} added, {} removed, {} changed{}",
+            added.len(),
+            orphans.len(),
+            changed.len(),
+            if added.is_empty() {
+                String::new()
+            } else {
+                format!(" (new: {})", preview(&added))
+            }
+        );
+    }
     Ok(())
 }
 
