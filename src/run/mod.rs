@@ -252,14 +252,14 @@ fn reconcile(
         .collect();
     if !state.jobs.is_empty() && (!added.is_empty() || !orphans.is_empty() || !changed.is_empty()) {
         tracing::info!(
-            "since the last run: {} added, {} removed, {} changed{}",
-            added.len(),
-            orphans.len(),
+            "since the last run: {} changed, {} removed, {} not yet submitted (new, or not reached before){}",
             changed.len(),
+            orphans.len(),
+            added.len(),
             if added.is_empty() {
                 String::new()
             } else {
-                format!(" (new: {})", preview(&added))
+                format!(": {}", preview(&added))
             }
         );
     }
