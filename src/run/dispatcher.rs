@@ -232,6 +232,15 @@ impl Dispatcher {
         d.mul_f64(self.opts.time_scale)
     }
 
+    /// A final outcome other than success: recorded with its reason.
+    fn finish(&mut self, job: String, status: Status, error: String) -> Result<(), RunError> {
+        self.record(Record::Finished {
+            job,
+            status: status.as_str().into(),
+            error,
+        })
+    }
+
     /// Records an event: journal first, then the in-memory state.
     fn record(&mut self, record: Record) -> Result<(), RunError> {
         self.journal.append(&record)?;
@@ -492,11 +501,7 @@ impl Dispatcher {
                 Ok(false) => self.blocked_on_upload.push(idx),
                 Err(error) => {
                     let id = self.job(idx).id.clone();
-                    if let Err(e) = self.record(Record::Finished {
-                        job: id,
-                        status: Status::Failed.as_str().into(),
-                        error,
-                    }) {
+                    if let Err(e) = self.finish(id, Status::Failed, error) {
                         self.fail_fatal(e);
                     }
                 }
@@ -668,25 +673,21 @@ impl Dispatcher {
         if let Some(expires_at) = expires_at
             && unix_now() >= expires_at
         {
-            return self.record(Record::Finished {
-                job: id,
-                status: Status::Expired.as_str().into(),
-                error: format!(
+            return self.finish(
+                id,
+                Status::Expired,
+                format!(
                     "video URL expired at {} before it was downloaded",
                     fmt_unix(expires_at)
                 ),
-            });
+            );
         }
         let path = self.output_path(idx);
         if path.exists() {
-            return self.record(Record::Finished {
-                job: id,
-                status: Status::Failed.as_str().into(),
-                error: format!(
+            return self.finish(id, Status::Failed, format!(
                     "{} already exists and is not recorded in the state file; move it away and run again",
                     path.display()
-                ),
-            });
+                ));
         }
         self.active_downloads += 1;
         let client = self.client.clone();
@@ -832,11 +833,7 @@ impl Dispatcher {
                             format!("rejected by the API: {e}")
                         };
                         tracing::error!(job = %id, "{error}");
-                        self.record(Record::Finished {
-                            job: id,
-                            status: Status::Failed.as_str().into(),
-                            error,
-                        })?;
+                        self.finish(id, Status::Failed, error)?;
                     }
                 }
             }
@@ -940,13 +937,11 @@ impl Dispatcher {
                                 })?;
                                 self.queue_download(idx);
                             }
-                            None => self.record(Record::Finished {
-                                job: id,
-                                status: Status::Failed.as_str().into(),
-                                error: format!(
-                                    "task {task_id} completed but its answer has no video URL"
-                                ),
-                            })?,
+                            None => self.finish(
+                                id,
+                                Status::Failed,
+                                format!("task {task_id} completed but its answer has no video URL"),
+                            )?,
                         }
                     }
                     TaskStatus::Failed => {
@@ -1024,14 +1019,10 @@ impl Dispatcher {
                 .as_ref()
                 .map(|e| format!(" (last poll: {e})"))
                 .unwrap_or_default();
-            return self.record(Record::Finished {
-                job: id,
-                status: Status::TimedOut.as_str().into(),
-                error: format!(
+            return self.finish(id, Status::TimedOut, format!(
                     "task {task} unfinished after {} (limits.task_timeout){last}; run again to keep polling it",
                     humantime::format_duration(self.campaign.limits.task_timeout)
-                ),
-            });
+                ));
         }
         let at = (now + delay).min(deadline);
         self.schedule_poll(idx, at);
@@ -1065,11 +1056,7 @@ impl Dispatcher {
             }
             Err(DownloadError::Expired(error)) => {
                 tracing::error!(job = %id, "{error}");
-                self.record(Record::Finished {
-                    job: id,
-                    status: Status::Expired.as_str().into(),
-                    error,
-                })?;
+                self.finish(id, Status::Expired, error)?;
             }
             Err(DownloadError::Retry(error))
                 if self.live[idx].download_errors + 1 < MAX_DOWNLOAD_TRIES =>
@@ -1090,11 +1077,7 @@ impl Dispatcher {
             }
             Err(DownloadError::Fatal(error)) => {
                 tracing::error!(job = %id, "{error}");
-                self.record(Record::Finished {
-                    job: id,
-                    status: Status::Failed.as_str().into(),
-                    error,
-                })?;
+                self.finish(id, Status::Failed, error)?;
             }
         }
         Ok(())
