@@ -71,6 +71,11 @@ pub async fn main_impl(cli: Cli) -> Result<i32, AppError> {
 /// Loads the manifest and applies the path flags.
 fn load(args: &ManifestArg) -> Result<Campaign, AppError> {
     let mut campaign = manifest::load(&args.manifest)?;
+    if args.simulate {
+        campaign.output.dir = campaign.output.dir.join("simulated");
+        campaign.output.state = None;
+        campaign.output.report = None;
+    }
     if let Some(out) = &args.out {
         campaign.output.dir = out.clone();
     }
@@ -156,28 +161,17 @@ async fn run_command(args: RunArgs, quiet: bool) -> Result<i32, AppError> {
         }
         campaign.limits.max_in_flight = n;
     }
-    if args.simulate {
-        if args.paths.out.is_none() {
-            campaign.output.dir = campaign.output.dir.join("simulated");
-        }
-        if args.paths.state.is_none() {
-            campaign.output.state = None;
-        }
-        if args.paths.report.is_none() {
-            campaign.output.report = None;
-        }
-        if !(args.sim_time_scale.is_finite() && args.sim_time_scale > 0.0) {
-            return Err(AppError::Usage(
-                "--sim-time-scale must be a positive number".into(),
-            ));
-        }
+    if args.paths.simulate && !(args.sim_time_scale.is_finite() && args.sim_time_scale > 0.0) {
+        return Err(AppError::Usage(
+            "--sim-time-scale must be a positive number".into(),
+        ));
     }
     check_only(&campaign, &args.only)?;
     if args.dry_run {
         return dry_run(&campaign);
     }
     let opts = RunOptions {
-        time_scale: if args.simulate {
+        time_scale: if args.paths.simulate {
             args.sim_time_scale
         } else {
             1.0
@@ -189,7 +183,7 @@ async fn run_command(args: RunArgs, quiet: bool) -> Result<i32, AppError> {
         ..RunOptions::default()
     };
     let signals = run::shutdown::listen();
-    let summary = if args.simulate {
+    let summary = if args.paths.simulate {
         let config = crate::sim::SimConfig {
             time_scale: args.sim_time_scale,
             revive: true,

@@ -82,6 +82,11 @@ pub struct ManifestArg {
     /// The report file (default: `<output dir>/report.csv`).
     #[arg(long)]
     pub report: Option<PathBuf>,
+    /// Against the built-in simulator, in-process; no key needed. Its files go to
+    /// `<output dir>/simulated/`, so they never mix with real results (`status`
+    /// and `report` take the flag too, to read them).
+    #[arg(long)]
+    pub simulate: bool,
     /// Shard K of N: only the jobs whose id hashes to K (1-based). Each shard keeps its
     /// own state and report (`state.shard-K-of-N.jsonl`), so shards can run on
     /// different machines or keys against one output folder.
@@ -103,10 +108,6 @@ pub struct ReportArgs {
 pub struct RunArgs {
     #[command(flatten)]
     pub paths: ManifestArg,
-    /// Run against the built-in simulator, in-process; no key needed.
-    /// Output goes to `<output dir>/simulated/` so it never mixes with real results.
-    #[arg(long)]
-    pub simulate: bool,
     /// The API's base URL (overrides `api.base_url`).
     #[arg(long, value_name = "URL")]
     pub base_url: Option<String>,

@@ -31,6 +31,33 @@ fn word(seed: u64, index: u64) -> [u8; 8] {
 /// The content depends only on the task ID and the position, so a resumed
 /// download can be checked against a whole one.
 pub fn video_bytes(task_id: &str, offset: u64, buf: &mut [u8]) {
+    noise(task_id, offset, buf);
+    // Every video starts with a real clip, so browsers play what the simulator serves;
+    // the per-task noise after it sits in a `free` box (size 0: to the end of the file).
+    let prefix_len = SAMPLE.len() as u64 + FREE_BOX.len() as u64;
+    if offset >= prefix_len {
+        return;
+    }
+    for (i, byte) in buf.iter_mut().enumerate() {
+        let at = offset + i as u64;
+        if at >= prefix_len {
+            break;
+        }
+        let at = at as usize;
+        *byte = match SAMPLE.get(at) {
+            Some(b) => *b,
+            None => FREE_BOX[at - SAMPLE.len()],
+        };
+    }
+}
+
+/// A one-second 160×90 H.264 test pattern (ffmpeg `testsrc`, faststart): the start of every video.
+const SAMPLE: &[u8] = include_bytes!("sample.mp4");
+/// An ISO BMFF `free` box header with size 0, "extends to the end of the file".
+const FREE_BOX: [u8; 8] = *b"\0\0\0\0free";
+
+/// Deterministic bytes of a task, by absolute offset.
+fn noise(task_id: &str, offset: u64, buf: &mut [u8]) {
     let seed = seed_of(task_id);
     let mut pos = offset;
     let mut rest = buf;
@@ -148,17 +175,36 @@ mod tests {
     use futures::StreamExt;
 
     #[test]
+    fn every_video_starts_with_the_playable_clip() {
+        let mut head = vec![0u8; SAMPLE.len() + 16];
+        video_bytes("video_a", 0, &mut head);
+        assert_eq!(&head[..SAMPLE.len()], SAMPLE);
+        assert_eq!(&head[SAMPLE.len()..SAMPLE.len() + 8], b"\0\0\0\0free");
+    }
+
+    #[test]
     fn content_is_position_independent() {
-        let mut whole = vec![0u8; 1000];
+        let mut whole = vec![0u8; 10_000];
         video_bytes("video_a", 0, &mut whole);
-        for (offset, len) in [(0, 3), (1, 7), (3, 20), (7, 1), (8, 8), (13, 987), (999, 1)] {
+        let cases = [
+            (0, 3),
+            (1, 7),
+            (3, 20),
+            (7, 1),
+            (8, 8),
+            (13, 987),
+            (3230, 20),
+            (3236, 9),
+            (9_000, 999),
+        ];
+        for (offset, len) in cases {
             let mut part = vec![0u8; len];
             video_bytes("video_a", offset as u64, &mut part);
             assert_eq!(part, whole[offset..offset + len], "{offset}+{len}");
         }
-        let mut other = vec![0u8; 1000];
+        let mut other = vec![0u8; 10_000];
         video_bytes("video_b", 0, &mut other);
-        assert_ne!(whole, other);
+        assert_ne!(whole, other, "videos differ after the shared clip");
     }
 
     #[test]
