@@ -96,7 +96,7 @@ def rate(rows, _):
     sim = Sim("--queue-time", "0", "--generation-time", "0", "--video-size", "4096")
     with tempfile.TemporaryDirectory() as d:
         m = manifest(d, "rate", 300, 50, 50)
-        wall, cpu, rss, code = run_runner(["run", m, "--base-url", sim.url], d)
+        wall, cpu, rss, code = run_runner(["run", m, "--base-url", sim.url, "--yes"], d)
         s = sim.stats()
     sim.stop()
     t = sorted(s["request_times_ms"])
@@ -111,7 +111,7 @@ def makespan(rows, _):
     sim = Sim("--queue-time", "0", "--generation-time", "2", "--video-size", "65536")
     with tempfile.TemporaryDirectory() as d:
         m = manifest(d, "makespan", 120, 20, 20)
-        wall, cpu, rss, code = run_runner(["run", m, "--base-url", sim.url], d)
+        wall, cpu, rss, code = run_runner(["run", m, "--base-url", sim.url, "--yes"], d)
         s = sim.stats()
     sim.stop()
     floor = max(2 * 120 / 20, 120 * 2 / 20)
@@ -126,11 +126,11 @@ def scale(rows, jobs):
     with tempfile.TemporaryDirectory() as d:
         m = manifest(d, "scale", jobs, 100000, 500, 'submit_concurrency = 32\nburst = 100\ndownloads = 16\n'
                      'poll_queued = "50ms"\npoll_in_progress = "50ms"')
-        wall, cpu, rss, code = run_runner(["run", m, "--base-url", sim.url], d)
+        wall, cpu, rss, code = run_runner(["run", m, "--base-url", sim.url, "--yes"], d)
         state = os.path.join(d, "out", "scale", "state.jsonl")
         state_mb = os.path.getsize(state) / 1e6
         # Resume: the same command again, with nothing left to do (load, replay, report).
-        rwall, rcpu, rrss, rcode = run_runner(["run", m, "--base-url", sim.url], d)
+        rwall, rcpu, rrss, rcode = run_runner(["run", m, "--base-url", sim.url, "--yes"], d)
         s = sim.stats()
     sim.stop()
     rows.append((f"scale: {jobs} instant jobs",
@@ -147,7 +147,7 @@ def download(rows, _):
     sim = Sim("--queue-time", "0", "--generation-time", "0", "--video-size", str(size))
     with tempfile.TemporaryDirectory() as d:
         m = manifest(d, "dl", 1, 10, 1, 'poll_queued = "10ms"\npoll_in_progress = "10ms"')
-        wall, cpu, rss, code = run_runner(["run", m, "--base-url", sim.url], d)
+        wall, cpu, rss, code = run_runner(["run", m, "--base-url", sim.url, "--yes"], d)
         journal = [json.loads(l) for l in open(os.path.join(d, "out", "dl", "state.jsonl"))]
         task = next(e["task_id"] for e in journal if e["event"] == "submitted")
         t0 = time.monotonic()

@@ -170,6 +170,9 @@ async fn run_command(args: RunArgs, quiet: bool) -> Result<i32, AppError> {
     if args.dry_run {
         return dry_run(&campaign);
     }
+    if !args.paths.simulate && !args.yes {
+        confirm(&campaign, &args)?;
+    }
     let opts = RunOptions {
         time_scale: if args.paths.simulate {
             args.sim_time_scale
@@ -221,6 +224,50 @@ async fn run_command(args: RunArgs, quiet: bool) -> Result<i32, AppError> {
         );
     }
     Ok(summary.exit_code())
+}
+
+/// Above `limits.confirm_above` jobs to submit, a paid run asks first; without a
+/// terminal to ask on, it refuses unless `--yes` was given.
+fn confirm(campaign: &Campaign, args: &RunArgs) -> Result<(), AppError> {
+    let limit = campaign.limits.confirm_above;
+    if limit == 0 {
+        return Ok(());
+    }
+    let state = read_state(campaign)?;
+    let to_submit: Vec<&manifest::Job> = campaign
+        .jobs
+        .iter()
+        .filter(|job| args.only.is_empty() || args.only.contains(&job.id))
+        .filter(|job| match state.job(&job.id).map(|js| js.status()) {
+            None => true,
+            Some(Status::Pending) => state.job(&job.id).is_some_and(|js| js.attempts == 0),
+            Some(Status::Unknown) => args.resubmit_unknown,
+            Some(Status::Failed | Status::TimedOut | Status::Expired) => args.retry.is_some(),
+            Some(Status::Succeeded) => false,
+        })
+        .collect();
+    if to_submit.len() <= limit {
+        return Ok(());
+    }
+    let plan = crate::plan::plan_for(campaign, to_submit.iter().copied());
+    use std::io::IsTerminal;
+    if !(std::io::stdin().is_terminal() && std::io::stderr().is_terminal()) {
+        return Err(AppError::Usage(format!(
+            "this run would submit {} jobs (estimated cost {}), more than limits.confirm_above = {limit}; \
+             nothing was sent. Add --yes to go ahead, or preview with --dry-run",
+            to_submit.len(),
+            plan.total_cost.display(&campaign.pricing.currency),
+        )));
+    }
+    eprintln!("{plan}");
+    eprint!("Submit {} jobs? [y/N] ", to_submit.len());
+    let mut answer = String::new();
+    let _ = std::io::stdin().read_line(&mut answer);
+    if matches!(answer.trim(), "y" | "Y" | "yes" | "YES") {
+        Ok(())
+    } else {
+        Err(AppError::Usage("not confirmed; nothing was sent".into()))
+    }
 }
 
 fn make_client(base_url: &str, key: ApiKey) -> Result<Client, AppError> {

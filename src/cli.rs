@@ -120,7 +120,7 @@ pub struct RunArgs {
     /// Show what would be done, send nothing.
     #[arg(long)]
     pub dry_run: bool,
-    /// Do not ask for confirmation.
+    /// Go ahead without asking, even above `limits.confirm_above` jobs to submit.
     #[arg(long, short = 'y')]
     pub yes: bool,
     /// Resend jobs whose earlier submit has an unknown outcome (a task may exist: this may pay twice).

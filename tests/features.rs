@@ -195,3 +195,24 @@ async fn plans_show_costs_and_the_budget_stops_submitting() {
             .all(|r| r["error"].contains("budget"))
     );
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn big_paid_runs_need_a_yes_when_nobody_can_be_asked() {
+    let sim = SimHandle::start(fast_sim()).await.unwrap();
+    let dir = Dir::new();
+    let file = campaign(&dir, "confirm", 5, "confirm_above = 3\n");
+    let out = run(run_against(&dir, &sim, &file, &[])).await;
+    assert_eq!(out.status.code(), Some(2), "{}", text(&out));
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        stderr.contains("would submit 5 jobs") && stderr.contains("--yes"),
+        "{stderr}"
+    );
+    assert!(sim.stats().request_times_ms.is_empty(), "nothing was sent");
+
+    let out = run(run_against(&dir, &sim, &file, &["--yes"])).await;
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out));
+    // Nothing left to submit: no question, no --yes needed.
+    let out = run(run_against(&dir, &sim, &file, &[])).await;
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out));
+}

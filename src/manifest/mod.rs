@@ -248,6 +248,8 @@ pub struct Limits {
     /// Submit requests awaiting their answer at once. Each one may end `unknown`
     /// if the process dies, so this bounds what a crash can cost.
     pub submit_concurrency: usize,
+    /// A paid run that would submit more jobs than this asks first (`--yes` skips; 0: never ask).
+    pub confirm_above: usize,
     /// Concurrent downloads.
     pub downloads: usize,
     /// Give up polling a task this long after it was submitted.
@@ -272,6 +274,7 @@ impl Default for Limits {
             burst: 2,
             max_in_flight: 10,
             submit_concurrency: 2,
+            confirm_above: 500,
             downloads: 4,
             task_timeout: Duration::from_secs(30 * 60),
             max_attempts: 2,

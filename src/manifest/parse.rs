@@ -41,7 +41,7 @@ const TOP_KEYS: [&str; 9] = [
     "name", "api", "limits", "output", "pricing", "defaults", "matrix", "job", "source",
 ];
 const API_KEYS: [&str; 2] = ["base_url", "api_key_env"];
-const LIMIT_KEYS: [&str; 11] = [
+const LIMIT_KEYS: [&str; 12] = [
     "requests_per_second",
     "burst",
     "max_in_flight",
@@ -53,6 +53,7 @@ const LIMIT_KEYS: [&str; 11] = [
     "poll_in_progress",
     "max_video_size",
     "budget",
+    "confirm_above",
 ];
 const PRICE_KEYS: [&str; 2] = ["per_second", "per_video"];
 const OUTPUT_KEYS: [&str; 4] = ["dir", "filename", "state", "report"];
@@ -919,6 +920,20 @@ impl Walker<'_, '_> {
                 "submit_concurrency" => {
                     if let Some(n) = self.count("submit_concurrency", PLACE, value) {
                         limits.submit_concurrency = n;
+                    }
+                }
+                "confirm_above" => {
+                    if let Some(n) = self.integer("confirm_above", PLACE, value) {
+                        match usize::try_from(n.value) {
+                            Ok(n) => limits.confirm_above = n,
+                            Err(_) => self.diags.error(
+                                &n.loc,
+                                format!(
+                                    "`confirm_above`{PLACE} must be 0 (never ask) or more, got {}",
+                                    n.value
+                                ),
+                            ),
+                        }
                     }
                 }
                 "downloads" => {
