@@ -3,7 +3,7 @@
 use std::collections::BTreeMap;
 
 use crate::api::{ApiKey, Client};
-use crate::cli::{Cli, Command, ManifestArg, ReportArgs, RunArgs, SimulateArgs};
+use crate::cli::{Cli, Command, ManifestArg, ReportArgs, RunArgs, SimulateArgs, StatusArgs};
 use crate::journal::{self, JournalError};
 use crate::manifest::{self, Campaign, ManifestError};
 use crate::run::{self, RunError, RunOptions, RunSummary};
@@ -393,13 +393,43 @@ fn read_journal(campaign: &Campaign) -> Result<Vec<journal::Entry>, AppError> {
 }
 
 /// `runner status`: counts, then every job that is not done with its reason.
-fn status(args: &ManifestArg) -> Result<i32, AppError> {
-    let campaign = load(args)?;
+fn status(args: &StatusArgs) -> Result<i32, AppError> {
+    let campaign = load(&args.paths)?;
     let state = read_state(&campaign)?;
     let rows = report::rows(&campaign, &state);
     let mut counts: BTreeMap<Status, usize> = BTreeMap::new();
     for row in &rows {
         *counts.entry(row.status).or_default() += 1;
+    }
+    if args.json {
+        let jobs: Vec<serde_json::Value> = rows
+            .iter()
+            .map(|r| {
+                serde_json::json!({
+                    "job_id": r.job_id, "status": r.status.as_str(), "task_id": r.task_id,
+                    "attempts": r.attempts, "output_path": r.output_path, "bytes": r.bytes,
+                    "sha256": r.sha256, "error": r.error,
+                })
+            })
+            .collect();
+        let counts: serde_json::Map<String, serde_json::Value> = Status::ALL
+            .iter()
+            .map(|s| {
+                (
+                    s.as_str().to_string(),
+                    counts.get(s).copied().unwrap_or(0).into(),
+                )
+            })
+            .collect();
+        let out = serde_json::json!({
+            "campaign": campaign.name,
+            "state": campaign.output.state_path(),
+            "total": rows.len(),
+            "counts": counts,
+            "jobs": jobs,
+        });
+        println!("{out}");
+        return Ok(exit::SUCCESS);
     }
     let parts: Vec<String> = counts.iter().map(|(s, n)| format!("{n} {s}")).collect();
     println!(

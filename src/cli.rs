@@ -48,7 +48,12 @@ pub enum Command {
     #[command(verbatim_doc_comment)]
     Run(RunArgs),
     /// Show what the state file says about each job, without calling the API.
-    Status(ManifestArg),
+    ///
+    /// Examples:
+    ///   runner status jobs/campaign.toml
+    ///   runner status jobs/campaign.toml --json | jq '.counts'
+    #[command(verbatim_doc_comment)]
+    Status(StatusArgs),
     /// Rewrite the CSV report from the state file, without calling the API.
     ///
     /// Examples:
@@ -56,9 +61,20 @@ pub enum Command {
     ///   runner report jobs/campaign.toml --html    # also report.html: every video playable
     #[command(verbatim_doc_comment)]
     Report(ReportArgs),
-    /// Expand and validate the manifest, print each request, send nothing.
+    /// Expand and validate the manifest, print each request and the plan, send nothing.
+    ///
+    /// Examples:
+    ///   runner validate jobs/campaign.toml
+    ///   runner validate prompts.csv | cut -f1      # just the job ids
+    #[command(verbatim_doc_comment)]
     Validate(ManifestArg),
-    /// Print a shell completion script: `runner completions bash > /etc/bash_completion.d/runner`.
+    /// Print a shell completion script.
+    ///
+    /// Examples:
+    ///   runner completions bash > /etc/bash_completion.d/runner
+    ///   runner completions zsh > "${fpath[1]}/_runner"
+    ///   runner completions fish > ~/.config/fish/completions/runner.fish
+    #[command(verbatim_doc_comment)]
     Completions {
         #[arg(value_enum)]
         shell: Shell,
@@ -92,6 +108,15 @@ pub struct ManifestArg {
     /// different machines or keys against one output folder.
     #[arg(long, value_name = "K/N", value_parser = parse_shard)]
     pub shard: Option<Shard>,
+}
+
+#[derive(Debug, Args)]
+pub struct StatusArgs {
+    #[command(flatten)]
+    pub paths: ManifestArg,
+    /// One JSON object for scripts: the counts and every job with its status.
+    #[arg(long)]
+    pub json: bool,
 }
 
 #[derive(Debug, Args)]

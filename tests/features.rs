@@ -57,6 +57,18 @@ async fn only_runs_the_named_jobs_and_reports_all() {
     assert_eq!(status("only-1"), "succeeded");
     assert_eq!(status("only-0"), "pending");
 
+    let mut cmd = runner_cmd(&dir);
+    cmd.args(["status", &file, "--json"]);
+    let out = run(cmd).await;
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out));
+    let status: serde_json::Value =
+        serde_json::from_slice(&out.stdout).expect("status --json is JSON");
+    assert_eq!(status["total"], 4);
+    assert_eq!(status["counts"]["succeeded"], 2);
+    assert_eq!(status["counts"]["pending"], 2);
+    assert_eq!(status["jobs"][1]["job_id"], "only-1");
+    assert_eq!(status["jobs"][1]["status"], "succeeded");
+
     let out = run(run_against(&dir, &sim, &file, &["--only", "only-7x"])).await;
     assert_eq!(out.status.code(), Some(2), "{}", text(&out));
     assert!(

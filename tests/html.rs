@@ -525,3 +525,65 @@ fn screenshot_for_the_readme() {
     );
     assert!(png.exists(), "{} was not written", png.display());
 }
+
+/// The README's walk-through, as a new user would do it: plan and cost, a
+/// simulated run, the HTML report, and a browser that plays all six videos.
+#[test]
+fn the_walkthrough_campaign_plays_all_six_videos() {
+    let Some(chromium) = chromium() else { return };
+    let dir = tempfile::tempdir().expect("temp dir");
+    let examples = Path::new(env!("CARGO_MANIFEST_DIR")).join("examples");
+    std::fs::copy(
+        examples.join("walkthrough.toml"),
+        dir.path().join("walkthrough.toml"),
+    )
+    .expect("copy");
+    std::fs::create_dir_all(dir.path().join("frames")).expect("mkdir");
+    for frame in ["start.png", "end.png"] {
+        std::fs::copy(
+            examples.join("frames").join(frame),
+            dir.path().join("frames").join(frame),
+        )
+        .expect("copy");
+    }
+    let runner = |args: &[&str]| {
+        let out = Command::new(env!("CARGO_BIN_EXE_runner"))
+            .args(args)
+            .current_dir(dir.path())
+            .env_remove("TOAPIS_API_KEY")
+            .env("NO_COLOR", "1")
+            .stdin(Stdio::null())
+            .output()
+            .expect("runner starts");
+        let text = format!(
+            "{}{}",
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr)
+        );
+        assert_eq!(out.status.code(), Some(0), "runner {args:?}:\n{text}");
+        text
+    };
+    let plan = runner(&["validate", "walkthrough.toml"]);
+    assert!(plan.contains("6 jobs") && plan.contains("$2.40"), "{plan}");
+    runner(&["run", "walkthrough.toml", "--simulate"]);
+    runner(&["report", "walkthrough.toml", "--simulate", "--html"]);
+
+    let page = dir.path().join("out/walkthrough/simulated/report.html");
+    let profile = tempfile::tempdir().expect("profile");
+    let dom = headless(
+        &chromium,
+        profile.path(),
+        &["--virtual-time-budget=5000", "--dump-dom"],
+        &format!("file://{}", page.display()),
+    );
+    assert_eq!(
+        attrs(&dom, "video", "src").len(),
+        6,
+        "six videos on the page"
+    );
+    assert_eq!(
+        dom.matches("data-state=\"loaded\"").count(),
+        6,
+        "all six play:\n{dom}"
+    );
+}
