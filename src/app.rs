@@ -246,14 +246,29 @@ fn confirm(campaign: &Campaign, args: &RunArgs) -> Result<(), AppError> {
             Some(Status::Succeeded) => false,
         })
         .collect();
-    if to_submit.len() <= limit {
+    // New attempts of failed jobs are paid again: always asked for, whatever their number.
+    let retrying = args.retry.is_some()
+        && to_submit.iter().any(|job| {
+            state.job(&job.id).is_some_and(|js| {
+                matches!(
+                    js.status(),
+                    Status::Failed | Status::TimedOut | Status::Expired
+                )
+            })
+        });
+    if to_submit.len() <= limit && !retrying {
         return Ok(());
     }
     let plan = crate::plan::plan_for(campaign, to_submit.iter().copied());
     use std::io::IsTerminal;
     if !(std::io::stdin().is_terminal() && std::io::stderr().is_terminal()) {
+        let why = if to_submit.len() > limit {
+            format!("more than limits.confirm_above = {limit}")
+        } else {
+            "new attempts of failed jobs, paid again".to_string()
+        };
         return Err(AppError::Usage(format!(
-            "this run would submit {} jobs (estimated cost {}), more than limits.confirm_above = {limit}; \
+            "this run would submit {} jobs (estimated cost {}), {why}; \
              nothing was sent. Add --yes to go ahead, or preview with --dry-run",
             to_submit.len(),
             plan.total_cost.display(&campaign.pricing.currency),

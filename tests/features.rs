@@ -20,6 +20,35 @@ fn campaign(dir: &Dir, name: &str, n: usize, extra_limits: &str) -> String {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_run_in_a_pipe_prints_summaries_and_no_control_codes() {
+    let sim = SimHandle::start(SimConfig {
+        generation_time: Some(0.3),
+        time_scale: 1.0,
+        queue_time: 0.0,
+        ..fast_sim()
+    })
+    .await
+    .unwrap();
+    let dir = Dir::new();
+    let file = campaign(&dir, "pipe", 6, "");
+    let mut cmd = run_against(&dir, &sim, &file, &[]);
+    cmd.env_remove("NO_COLOR"); // a pipe alone must be enough
+    let out = run(cmd).await;
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out));
+    let all = [out.stdout.as_slice(), out.stderr.as_slice()].concat();
+    assert!(
+        !all.contains(&0x1b),
+        "no escape sequences in a pipe:\n{}",
+        text(&out)
+    );
+    assert!(
+        String::from_utf8_lossy(&out.stderr).contains("done ·"),
+        "a summary line:\n{}",
+        text(&out)
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn dry_run_prints_the_plan_and_sends_nothing() {
     let sim = SimHandle::start(fast_sim()).await.unwrap();
     let dir = Dir::new();
@@ -106,7 +135,22 @@ async fn retry_failed_makes_new_attempts() {
     let out = run(run_against(&dir, &healthy, &file, &[])).await;
     assert_eq!(out.status.code(), Some(1), "{}", text(&out));
     assert_eq!(healthy.stats().submits, 0);
+    // Paid again, so asked for: with nobody to ask, --yes is needed.
     let out = run(run_against(&dir, &healthy, &file, &["--retry", "failed"])).await;
+    assert_eq!(out.status.code(), Some(2), "{}", text(&out));
+    assert!(
+        String::from_utf8_lossy(&out.stderr).contains("--yes"),
+        "{}",
+        text(&out)
+    );
+    assert_eq!(healthy.stats().submits, 0);
+    let out = run(run_against(
+        &dir,
+        &healthy,
+        &file,
+        &["--retry", "failed", "--yes"],
+    ))
+    .await;
     assert_eq!(out.status.code(), Some(0), "{}", text(&out));
     assert_eq!(healthy.stats().submits, 3);
     for row in dir.report("out/retry/report.csv") {
