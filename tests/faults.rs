@@ -854,6 +854,13 @@ async fn refused_key_exits_3_after_at_most_3_requests() {
     let out = run(run_against(&dir, &sim, "k.toml", &[])).await;
     assert_eq!(out.status.code(), Some(3), "{}", text(&out));
     assert_no_panic(&out);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        stderr.contains("TOAPIS_API_KEY"),
+        "names the variable: {}",
+        text(&out)
+    );
+    assert!(!text(&out).contains(KEY), "the key is never printed");
     let stats = sim.stats();
     eprintln!("refused key: {} requests", stats.unauthorized_401);
     assert!(stats.unauthorized_401 <= 3, "{}", stats.unauthorized_401);

@@ -297,35 +297,6 @@ async fn invalid_manifest_sends_nothing() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn rejected_key_stops_the_run_at_once() {
-    let sim = SimHandle::start(SimConfig {
-        api_key: Some("the-right-key".into()),
-        ..fast_sim()
-    })
-    .await
-    .unwrap();
-    let dir = Dir::new();
-    let mut toml = format!("{FAST_LIMITS}\n[defaults]\nmodel = \"gemini_omni_flash\"\n");
-    for i in 0..10 {
-        toml.push_str(&format!("[[job]]\nprompt = \"key prompt {i}\"\n"));
-    }
-    dir.write("k.toml", &toml);
-    let out = run(run_against(&dir, &sim, "k.toml", &[])).await;
-    assert_eq!(out.status.code(), Some(3), "{}", text(&out));
-    assert!(
-        String::from_utf8_lossy(&out.stderr).contains("TOAPIS_API_KEY"),
-        "{}",
-        text(&out)
-    );
-    assert!(!text(&out).contains(KEY), "the key is never printed");
-    assert!(
-        sim.stats().unauthorized_401 <= 3,
-        "{:?}",
-        sim.stats().unauthorized_401
-    );
-}
-
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn missing_key_is_a_clear_error() {
     let dir = Dir::new();
     dir.write(
@@ -338,22 +309,6 @@ async fn missing_key_is_a_clear_error() {
     let out = run(cmd).await;
     assert_eq!(out.status.code(), Some(2), "{}", text(&out));
     assert!(String::from_utf8_lossy(&out.stderr).contains("TOAPIS_API_KEY"));
-}
-
-/// Waits until the state file records `n` submits.
-async fn wait_for_submits(state: &std::path::Path, n: usize) {
-    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
-    loop {
-        let text = std::fs::read_to_string(state).unwrap_or_default();
-        if text.matches("\"event\":\"submitted\"").count() >= n {
-            return;
-        }
-        assert!(
-            std::time::Instant::now() < deadline,
-            "no submits recorded: {text}"
-        );
-        tokio::time::sleep(std::time::Duration::from_millis(10)).await;
-    }
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -383,7 +338,7 @@ async fn simulated_run_resumes_against_a_fresh_simulator() {
         .spawn()
         .unwrap();
     let state = dir.path().join("out/simres/simulated/state.jsonl");
-    wait_for_submits(&state, 3).await;
+    wait_for_events(&state, "submitted", 3).await;
     std::process::Command::new("kill")
         .args(["-INT", &child.id().to_string()])
         .status()
