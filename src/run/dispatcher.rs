@@ -131,6 +131,8 @@ pub(super) struct Dispatcher {
     preparing: usize,
     active_calls: usize,
     active_downloads: usize,
+    /// Videos recorded as downloaded whose `.part` is renamed at the next [`Dispatcher::commit`].
+    renames: Vec<PathBuf>,
     /// No API call has succeeded yet: one at a time, so a bad key or URL costs one request.
     verified: bool,
     /// Estimated cost of every task created or possibly created, this run and before.
@@ -200,6 +202,7 @@ impl Dispatcher {
             preparing: 0,
             active_calls: 0,
             active_downloads: 0,
+            renames: Vec::new(),
             verified: false,
             spent: 0.0,
             budget_reached: false,
@@ -230,6 +233,26 @@ impl Dispatcher {
 
     fn scaled(&self, d: Duration) -> Duration {
         d.mul_f64(self.opts.time_scale)
+    }
+
+    /// Group commit, after each batch of events: one journal fsync for every record
+    /// of the batch, then the renames of the videos it recorded, then one fsync per
+    /// folder so the renames survive a power loss too.
+    fn commit(&mut self) -> Result<(), RunError> {
+        self.journal.sync()?;
+        let mut folders: Vec<PathBuf> = Vec::new();
+        for path in std::mem::take(&mut self.renames) {
+            rename_part(&path)?;
+            if let Some(dir) = path.parent().map(PathBuf::from)
+                && !folders.contains(&dir)
+            {
+                folders.push(dir);
+            }
+        }
+        for dir in folders {
+            sync_dir(&dir);
+        }
+        Ok(())
     }
 
     /// A final outcome other than success: recorded with its reason.
@@ -339,15 +362,15 @@ impl Dispatcher {
                         }
                         next = self.rx.try_recv().ok();
                     }
-                    if let Err(e) = self.journal.sync() {
-                        self.fail_fatal(e.into());
+                    if let Err(e) = self.commit() {
+                        self.fail_fatal(e);
                     }
                 }
                 _ = tokio::time::sleep_until(sleep_until) => {}
                 signal = signals.recv() => match signal {
                     Some(Signal::Stop) => self.begin_stop(),
                     Some(Signal::Abort) => {
-                        let _ = self.journal.sync();
+                        let _ = self.commit();
                         self.workers.abort_all();
                         self.progress.finish(&self.counts());
                         return Ending::Interrupted;
@@ -415,7 +438,7 @@ impl Dispatcher {
         while let Ok(event) = self.rx.try_recv() {
             let _ = self.handle(event);
         }
-        let _ = self.journal.sync();
+        let _ = self.commit();
     }
 
     /// Starts whatever may start now; returns when to look again.
@@ -1049,9 +1072,9 @@ impl Dispatcher {
                     bytes: fetched.bytes,
                     sha256: fetched.sha256,
                 })?;
-                // Durable before the rename: a crash in between is finished by the next run.
-                self.journal.sync()?;
-                finish_file(&path)?;
+                // Renamed at the next commit, after the record is durable; a crash in
+                // between is finished by the next run (run::recover_download).
+                self.renames.push(path.clone());
                 tracing::debug!(job = %id, "downloaded {} ({} bytes)", path.display(), fetched.bytes);
             }
             Err(DownloadError::Expired(error)) => {
@@ -1105,17 +1128,27 @@ impl Dispatcher {
 
 /// `.part` → final name, then the folder is synced so the rename survives a crash.
 pub(super) fn finish_file(path: &std::path::Path) -> Result<(), RunError> {
+    rename_part(path)?;
+    if let Some(dir) = path.parent() {
+        sync_dir(dir);
+    }
+    Ok(())
+}
+
+/// `.part` → final name.
+fn rename_part(path: &std::path::Path) -> Result<(), RunError> {
     let part = download::part_path(path);
     std::fs::rename(&part, path).map_err(|source| RunError::Io {
         what: format!("cannot rename {} to {}", part.display(), path.display()),
         source: Arc::new(source),
-    })?;
-    if let Some(dir) = path.parent()
-        && let Ok(dir) = std::fs::File::open(dir)
-    {
+    })
+}
+
+/// Makes renames in `dir` durable (best effort: not every filesystem can sync a folder).
+fn sync_dir(dir: &std::path::Path) {
+    if let Ok(dir) = std::fs::File::open(dir) {
         let _ = dir.sync_all();
     }
-    Ok(())
 }
 
 pub(super) fn unix_now() -> i64 {
