@@ -99,19 +99,24 @@ pub struct JobState {
     pub video_url: Option<(String, Option<i64>)>,
 }
 
+impl JobState {
+    /// A job the journal has never mentioned.
+    pub const NEW: JobState = JobState {
+        phase: Phase::Pending,
+        attempts: 0,
+        task_ids: Vec::new(),
+        fingerprint: None,
+        last_error: None,
+        submitted_at: None,
+        completed_at: None,
+        downloaded_at: None,
+        video_url: None,
+    };
+}
+
 impl Default for JobState {
     fn default() -> Self {
-        JobState {
-            phase: Phase::Pending,
-            attempts: 0,
-            task_ids: Vec::new(),
-            fingerprint: None,
-            last_error: None,
-            submitted_at: None,
-            completed_at: None,
-            downloaded_at: None,
-            video_url: None,
-        }
+        JobState::NEW
     }
 }
 

@@ -224,11 +224,10 @@ impl Dispatcher {
         &self.campaign.jobs[idx]
     }
 
-    fn job_state(&self, idx: usize) -> JobState {
-        self.state
-            .job(&self.job(idx).id)
-            .cloned()
-            .unwrap_or_default()
+    /// What the journal says of a job; borrowed, because this runs for every event.
+    fn job_state(&self, idx: usize) -> &JobState {
+        static NEW: JobState = JobState::NEW;
+        self.state.job(&self.job(idx).id).unwrap_or(&NEW)
     }
 
     fn scaled(&self, d: Duration) -> Duration {
@@ -686,11 +685,11 @@ impl Dispatcher {
     }
 
     fn spawn_download(&mut self, idx: usize) -> Result<(), RunError> {
-        let Phase::Completed {
-            url, expires_at, ..
-        } = self.job_state(idx).phase
-        else {
-            return Ok(());
+        let (url, expires_at) = match &self.job_state(idx).phase {
+            Phase::Completed {
+                url, expires_at, ..
+            } => (url.clone(), *expires_at),
+            _ => return Ok(()),
         };
         let id = self.job(idx).id.clone();
         if let Some(expires_at) = expires_at
@@ -928,8 +927,9 @@ impl Dispatcher {
         self.on_api_result(&result);
         let now = Instant::now();
         let id = self.job(idx).id.clone();
-        let Phase::Running { task_id, .. } = self.job_state(idx).phase else {
-            return Ok(());
+        let task_id = match &self.job_state(idx).phase {
+            Phase::Running { task_id, .. } => task_id.clone(),
+            _ => return Ok(()),
         };
         let limits = self.campaign.limits.clone();
         let model = self.job(idx).model;
@@ -1059,8 +1059,9 @@ impl Dispatcher {
     ) -> Result<(), RunError> {
         self.active_downloads -= 1;
         let id = self.job(idx).id.clone();
-        let Phase::Completed { task_id, .. } = self.job_state(idx).phase else {
-            return Ok(());
+        let task_id = match &self.job_state(idx).phase {
+            Phase::Completed { task_id, .. } => task_id.clone(),
+            _ => return Ok(()),
         };
         let path = self.output_path(idx);
         match result {
