@@ -37,7 +37,7 @@ const STOP_GRACE: Duration = Duration::from_secs(8);
 pub(super) enum Event {
     Uploaded {
         path: String,
-        result: Result<(String, String), String>,
+        result: Result<(String, String), UploadError>,
     },
     Submitted {
         job: usize,
@@ -52,6 +52,22 @@ pub(super) enum Event {
         job: usize,
         result: Result<Fetched, DownloadError>,
     },
+}
+
+/// Why a local image did not get a URL. Kept typed, so a refused key is known by its status.
+#[derive(Debug)]
+pub(super) enum UploadError {
+    Read(String),
+    Api(ApiError),
+}
+
+impl std::fmt::Display for UploadError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            UploadError::Read(e) => f.write_str(e),
+            UploadError::Api(e) => e.fmt(f),
+        }
+    }
 }
 
 /// Something to do at a given time.
@@ -655,9 +671,9 @@ impl Dispatcher {
                         .upload(std::path::Path::new(&path), bytes)
                         .await
                         .map(|url| (sha, url))
-                        .map_err(|e| e.to_string())
+                        .map_err(UploadError::Api)
                 }
-                Err(e) => Err(format!("cannot read {path}: {e}")),
+                Err(e) => Err(UploadError::Read(format!("cannot read {path}: {e}"))),
             };
             let _ = tx.send(Event::Uploaded { path, result });
         });
@@ -754,7 +770,7 @@ impl Dispatcher {
     fn on_uploaded(
         &mut self,
         path: String,
-        result: Result<(String, String), String>,
+        result: Result<(String, String), UploadError>,
     ) -> Result<(), RunError> {
         self.active_calls -= 1;
         match result {
@@ -769,13 +785,13 @@ impl Dispatcher {
             }
             Err(error) => {
                 tracing::error!("upload of {path} failed: {error}");
-                if error.contains("HTTP 401") || error.contains("HTTP 403") {
-                    self.fail_fatal(RunError::Auth {
-                        env: self.campaign.api.api_key_env.clone(),
-                        message: error.clone(),
-                    });
+                if let UploadError::Api(e) = &error
+                    && e.is_auth()
+                {
+                    self.auth_failure(e);
                 }
-                self.uploads.insert(path, UploadState::Failed(error));
+                self.uploads
+                    .insert(path, UploadState::Failed(error.to_string()));
             }
         }
         // Jobs that waited on this upload go back to the front of the line.
