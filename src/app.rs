@@ -168,7 +168,7 @@ async fn run_command(args: RunArgs, quiet: bool) -> Result<i32, AppError> {
     }
     check_only(&campaign, &args.only)?;
     if args.dry_run {
-        return dry_run(&campaign);
+        return dry_run(&campaign, &args);
     }
     if !args.paths.simulate && !args.yes {
         confirm(&campaign, &args)?;
@@ -226,6 +226,30 @@ async fn run_command(args: RunArgs, quiet: bool) -> Result<i32, AppError> {
     Ok(summary.exit_code())
 }
 
+/// The jobs `runner run` with these flags would submit: never submitted, plus
+/// `unknown` ones with `--resubmit-unknown` and ended-badly ones with `--retry
+/// failed`, within `--only`. The confirmation and `--dry-run` both count these.
+fn jobs_to_submit<'a>(
+    campaign: &'a Campaign,
+    state: &CampaignState,
+    args: &RunArgs,
+) -> Vec<&'a manifest::Job> {
+    campaign
+        .jobs
+        .iter()
+        .filter(|job| args.only.is_empty() || args.only.contains(&job.id))
+        .filter(|job| match state.job(&job.id) {
+            None => true,
+            Some(js) => match js.status() {
+                Status::Pending => js.attempts == 0,
+                Status::Unknown => args.resubmit_unknown,
+                Status::Failed | Status::TimedOut | Status::Expired => args.retry.is_some(),
+                Status::Succeeded => false,
+            },
+        })
+        .collect()
+}
+
 /// Above `limits.confirm_above` jobs to submit, a paid run asks first; without a
 /// terminal to ask on, it refuses unless `--yes` was given.
 fn confirm(campaign: &Campaign, args: &RunArgs) -> Result<(), AppError> {
@@ -234,18 +258,7 @@ fn confirm(campaign: &Campaign, args: &RunArgs) -> Result<(), AppError> {
         return Ok(());
     }
     let state = read_state(campaign)?;
-    let to_submit: Vec<&manifest::Job> = campaign
-        .jobs
-        .iter()
-        .filter(|job| args.only.is_empty() || args.only.contains(&job.id))
-        .filter(|job| match state.job(&job.id).map(|js| js.status()) {
-            None => true,
-            Some(Status::Pending) => state.job(&job.id).is_some_and(|js| js.attempts == 0),
-            Some(Status::Unknown) => args.resubmit_unknown,
-            Some(Status::Failed | Status::TimedOut | Status::Expired) => args.retry.is_some(),
-            Some(Status::Succeeded) => false,
-        })
-        .collect();
+    let to_submit = jobs_to_submit(campaign, &state, args);
     // New attempts of failed jobs are paid again: always asked for, whatever their number.
     let retrying = args.retry.is_some()
         && to_submit.iter().any(|job| {
@@ -348,28 +361,18 @@ fn print_plan(campaign: &Campaign) {
 }
 
 /// `runner run --dry-run`: the plan against the state file; nothing sent.
-fn dry_run(campaign: &Campaign) -> Result<i32, AppError> {
+fn dry_run(campaign: &Campaign, args: &RunArgs) -> Result<i32, AppError> {
     print_plan(campaign);
     let state = read_state(campaign)?;
     let mut counts: BTreeMap<Status, usize> = BTreeMap::new();
-    let mut to_submit = 0;
     for job in &campaign.jobs {
-        let js = state.job(&job.id);
-        if js.is_none_or(|js| js.attempts == 0 && js.status() == Status::Pending) {
-            to_submit += 1;
-        }
-        *counts
-            .entry(js.map(|s| s.status()).unwrap_or(Status::Pending))
-            .or_default() += 1;
+        let status = state.job(&job.id).map_or(Status::Pending, |js| js.status());
+        *counts.entry(status).or_default() += 1;
     }
-    let to_send = campaign.jobs.iter().filter(|job| {
-        state
-            .job(&job.id)
-            .is_none_or(|js| js.attempts == 0 && js.status() == Status::Pending)
-    });
+    let to_submit = jobs_to_submit(campaign, &state, args);
     println!(
         "still to submit:\n{}",
-        crate::plan::plan_for(campaign, to_send)
+        crate::plan::plan_for(campaign, to_submit.iter().copied())
     );
     let parts: Vec<String> = counts.iter().map(|(s, n)| format!("{n} {s}")).collect();
     println!(
@@ -377,7 +380,10 @@ fn dry_run(campaign: &Campaign) -> Result<i32, AppError> {
         campaign.output.state_path().display(),
         parts.join(", ")
     );
-    println!("dry run: {to_submit} jobs would be submitted; nothing was sent");
+    println!(
+        "dry run: {} jobs would be submitted; nothing was sent",
+        to_submit.len()
+    );
     Ok(exit::SUCCESS)
 }
 

@@ -135,6 +135,20 @@ async fn retry_failed_makes_new_attempts() {
     let out = run(run_against(&dir, &healthy, &file, &[])).await;
     assert_eq!(out.status.code(), Some(1), "{}", text(&out));
     assert_eq!(healthy.stats().submits, 0);
+    // The dry run counts what the same flags would send.
+    let out = run(run_against(
+        &dir,
+        &healthy,
+        &file,
+        &["--retry", "failed", "--dry-run"],
+    ))
+    .await;
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out));
+    assert!(
+        String::from_utf8_lossy(&out.stdout).contains("3 jobs would be submitted"),
+        "{}",
+        text(&out)
+    );
     // Paid again, so asked for: with nobody to ask, --yes is needed.
     let out = run(run_against(&dir, &healthy, &file, &["--retry", "failed"])).await;
     assert_eq!(out.status.code(), Some(2), "{}", text(&out));
