@@ -1433,3 +1433,35 @@ async fn second_ctrl_c_does_not_wait_for_a_hung_submit() {
         text(&st)
     );
 }
+
+// ---------------------------------------------------------------------------
+// Uploads: a 429 slows the run, it does not fail the jobs that need the image.
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn upload_429_slows_the_run_and_jobs_still_succeed() {
+    let sim = SimHandle::start(SimConfig {
+        rate_limit: Some(1.0),
+        ..fast_sim()
+    })
+    .await
+    .unwrap();
+    let dir = Dir::new();
+    dir.write("frames/a.png", "\u{89}PNG a");
+    dir.write("frames/b.png", "\u{89}PNG b");
+    dir.write(
+        "up.toml",
+        &format!(
+            "name = \"up\"\n{}\n[defaults]\nmodel = \"veo3.1-fast\"\n[[job]]\nid = \"framed\"\nprompt = \"two frames\"\nimage_urls = [\"frames/a.png\", \"frames/b.png\"]\n",
+            limits(2, "60s")
+        ),
+    );
+    let out = run(run_against(&dir, &sim, "up.toml", &[])).await;
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out));
+    let stats = sim.stats();
+    assert!(
+        stats.rate_limited_429 >= 1,
+        "the test needs a 429: {stats:?}"
+    );
+    assert_eq!(stats.uploads, 2);
+    assert_eq!(dir.report("out/up/report.csv")[0]["status"], "succeeded");
+}

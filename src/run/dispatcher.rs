@@ -77,6 +77,8 @@ enum Wake {
     Poll(usize, u32),
     RetrySubmit(usize),
     RetryDownload(usize),
+    /// An upload to try again: an index into `Dispatcher::upload_paths`.
+    RetryUpload(usize),
 }
 
 /// An API call the dispatcher may start next.
@@ -136,6 +138,9 @@ pub(super) struct Dispatcher {
     blocked_on_upload: Vec<usize>,
     uploads: HashMap<String, UploadState>,
     upload_queue: VecDeque<String>,
+    /// Failed tries per local image, and the images named by `Wake::RetryUpload`.
+    upload_tries: HashMap<String, u32>,
+    upload_paths: Vec<String>,
     timers: BinaryHeap<Reverse<(Instant, Wake)>>,
     due_polls: VecDeque<usize>,
     /// Finished tasks waiting for a download slot, soonest-expiring first.
@@ -210,6 +215,8 @@ impl Dispatcher {
             blocked_on_upload: Vec::new(),
             uploads: HashMap::new(),
             upload_queue: VecDeque::new(),
+            upload_tries: HashMap::new(),
+            upload_paths: Vec::new(),
             timers: BinaryHeap::new(),
             due_polls: VecDeque::new(),
             download_queue: BinaryHeap::new(),
@@ -482,6 +489,12 @@ impl Dispatcher {
                 }
                 Wake::RetrySubmit(idx) => self.submit_queue.push_front(idx),
                 Wake::RetryDownload(idx) => self.queue_download(idx),
+                Wake::RetryUpload(n) => {
+                    if let Some(path) = self.upload_paths.get(n).cloned() {
+                        self.uploads.insert(path.clone(), UploadState::Queued);
+                        self.upload_queue.push_back(path);
+                    }
+                }
             }
         }
         self.start_downloads()?;
@@ -783,16 +796,7 @@ impl Dispatcher {
                 })?;
                 self.uploads.insert(path, UploadState::Done(url));
             }
-            Err(error) => {
-                tracing::error!("upload of {path} failed: {error}");
-                if let UploadError::Api(e) = &error
-                    && e.is_auth()
-                {
-                    self.auth_failure(e);
-                }
-                self.uploads
-                    .insert(path, UploadState::Failed(error.to_string()));
-            }
+            Err(error) => self.on_upload_failed(path, error),
         }
         // Jobs that waited on this upload go back to the front of the line.
         for idx in std::mem::take(&mut self.blocked_on_upload)
@@ -802,6 +806,61 @@ impl Dispatcher {
             self.submit_queue.push_front(idx);
         }
         Ok(())
+    }
+
+    /// Uploads create nothing paid, so like polls they are safe to repeat: a 429
+    /// slows the whole run and the upload keeps its place; other transient errors
+    /// retry with backoff. Only a refused key, a file that cannot be read, or
+    /// too many tries fail it (and with it the jobs that need the image).
+    fn on_upload_failed(&mut self, path: String, error: UploadError) {
+        let tries = {
+            let tries = self.upload_tries.entry(path.clone()).or_default();
+            *tries += 1;
+            *tries
+        };
+        let now = Instant::now();
+        let verdict = match &error {
+            UploadError::Api(e) => retry::after_poll_error(e, tries, Backoff::DEFAULT),
+            UploadError::Read(_) => PollVerdict::StopRun,
+        };
+        match (verdict, &error) {
+            (PollVerdict::StopRun, UploadError::Api(e)) => {
+                tracing::error!("upload of {path} failed: {error}");
+                self.auth_failure(e);
+            }
+            (PollVerdict::SlowDown(retry_after), _) => {
+                let until = self.limiter.slow_down(now, retry_after);
+                tracing::warn!(
+                    "429 on upload: every call waits {:.1}s",
+                    (until - now).as_secs_f64()
+                );
+                // Not the upload's fault: it keeps its place and its tries.
+                if let Some(tries) = self.upload_tries.get_mut(&path) {
+                    *tries -= 1;
+                }
+                self.uploads.insert(path.clone(), UploadState::Queued);
+                self.upload_queue.push_front(path);
+                return;
+            }
+            (PollVerdict::RetryAfter(delay), UploadError::Api(e))
+                if e.is_transient() && tries < retry::MAX_SUBMIT_TRIES =>
+            {
+                let delay = self.scaled(delay);
+                tracing::warn!(
+                    "upload of {path} failed ({error}); retrying in {:.1}s",
+                    delay.as_secs_f64()
+                );
+                self.upload_paths.push(path.clone());
+                let n = self.upload_paths.len() - 1;
+                self.uploads.insert(path, UploadState::Running);
+                self.timers
+                    .push(Reverse((now + delay, Wake::RetryUpload(n))));
+                return;
+            }
+            _ => tracing::error!("upload of {path} failed: {error}"),
+        }
+        self.uploads
+            .insert(path, UploadState::Failed(error.to_string()));
     }
 
     fn on_submitted(
