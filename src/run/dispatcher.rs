@@ -387,6 +387,7 @@ impl Dispatcher {
                     if let Err(e) = self.commit() {
                         self.fail_fatal(e);
                     }
+                    self.reap_workers();
                 }
                 _ = tokio::time::sleep_until(sleep_until) => {}
                 signal = signals.recv() => match signal {
@@ -450,6 +451,22 @@ impl Dispatcher {
             && self.due_polls.is_empty()
             && self.download_queue.is_empty();
         idle.then_some(Ending::Finished)
+    }
+
+    /// Frees the tasks of workers that have finished: a `JoinSet` keeps each one
+    /// until it is joined, which at 100k jobs is hundreds of megabytes. A worker
+    /// that panicked (a bug) would never send its event, so it ends the run.
+    fn reap_workers(&mut self) {
+        while let Some(done) = self.workers.try_join_next() {
+            if let Err(e) = done
+                && e.is_panic()
+            {
+                self.fail_fatal(RunError::Io {
+                    what: "internal error: a worker task panicked (please report this bug)".into(),
+                    source: Arc::new(std::io::Error::other(e.to_string())),
+                });
+            }
+        }
     }
 
     async fn finish_workers(&mut self) {
