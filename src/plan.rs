@@ -213,7 +213,6 @@ impl fmt::Display for Plan {
 
 #[cfg(test)]
 mod tests {
-    use std::path::PathBuf;
 
     use serde_json::Map;
 
@@ -232,7 +231,7 @@ mod tests {
             metadata: Map::new(),
             filename: format!("{id}.mp4"),
             origin: Origin {
-                file: PathBuf::from("c.toml"),
+                file: std::sync::Arc::from(std::path::Path::new("c.toml")),
                 line: 1,
             },
         }

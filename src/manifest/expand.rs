@@ -205,6 +205,7 @@ pub fn expand(
         expand_one(raw, job, ctx, diags, &mut out);
     }
     check_unique(&out, diags);
+    out.shrink_to_fit();
     (output, out)
 }
 
@@ -613,7 +614,7 @@ fn finish(
         metadata,
         filename,
         origin: Origin {
-            file: origin.file.to_path_buf(),
+            file: origin.file.clone(),
             line: origin.line.unwrap_or(1),
         },
     })
@@ -711,7 +712,7 @@ fn check_unique(jobs: &[Job], diags: &mut Diags) {
     let mut files: HashMap<String, &Job> = HashMap::new();
     for job in jobs {
         let loc = Loc {
-            file: std::sync::Arc::from(job.origin.file.as_path()),
+            file: job.origin.file.clone(),
             line: Some(job.origin.line),
             column: None,
         };
