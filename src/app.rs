@@ -185,6 +185,8 @@ async fn run_command(args: RunArgs, quiet: bool) -> Result<i32, AppError> {
         quiet,
         ..RunOptions::default()
     };
+    // Shared, not cloned: at 100k jobs the manifest is tens of megabytes.
+    let campaign = std::sync::Arc::new(campaign);
     let signals = run::shutdown::listen();
     let summary = if args.paths.simulate {
         let config = crate::sim::SimConfig {
@@ -387,37 +389,47 @@ fn dry_run(campaign: &Campaign, args: &RunArgs) -> Result<i32, AppError> {
     Ok(exit::SUCCESS)
 }
 
+/// The state file folded, refusing one that belongs to another campaign.
 fn read_state(campaign: &Campaign) -> Result<CampaignState, AppError> {
-    Ok(CampaignState::from_entries(&read_journal(campaign)?))
+    let path = campaign.output.state_path();
+    let (state, replay) = CampaignState::load(&path, campaign.jobs.len())?;
+    check_campaign(campaign, &path, replay.first.as_ref())?;
+    Ok(state)
 }
 
-/// The journal's entries, refusing one that belongs to another campaign.
+/// The journal's entries, all in memory (for the HTML timeline).
 fn read_journal(campaign: &Campaign) -> Result<Vec<journal::Entry>, AppError> {
     let path = campaign.output.state_path();
-    let replay = journal::read(&path)?;
-    if let Some(journal::Entry {
-        record: journal::Record::Header {
-            campaign: found, ..
-        },
-        ..
-    }) = replay.entries.first()
+    let (replay, entries) = journal::read(&path)?;
+    check_campaign(campaign, &path, replay.first.as_ref())?;
+    Ok(entries)
+}
+
+fn check_campaign(
+    campaign: &Campaign,
+    path: &std::path::Path,
+    first: Option<&journal::Record>,
+) -> Result<(), AppError> {
+    if let Some(journal::Record::Header {
+        campaign: found, ..
+    }) = first
         && found != &campaign.name
     {
         return Err(JournalError::OtherCampaign {
-            path,
+            path: path.into(),
             found: found.clone(),
             expected: campaign.name.clone(),
         }
         .into());
     }
-    Ok(replay.entries)
+    Ok(())
 }
 
 /// `runner status`: counts, then every job that is not done with its reason.
 fn status(args: &StatusArgs) -> Result<i32, AppError> {
     let campaign = load(&args.paths)?;
     let state = read_state(&campaign)?;
-    let rows = report::rows(&campaign, &state);
+    let rows: Vec<_> = report::rows(&campaign, &state).collect();
     let mut counts: BTreeMap<Status, usize> = BTreeMap::new();
     for row in &rows {
         *counts.entry(row.status).or_default() += 1;
@@ -479,9 +491,8 @@ fn status(args: &StatusArgs) -> Result<i32, AppError> {
 /// `runner report`: rewrite the CSV (and with `--html` the page) from the state file.
 fn rewrite_report(args: &ReportArgs) -> Result<i32, AppError> {
     let campaign = load(&args.paths)?;
-    let entries = read_journal(&campaign)?;
-    let state = CampaignState::from_entries(&entries);
-    let rows = report::rows(&campaign, &state);
+    let state = read_state(&campaign)?;
+    let rows: Vec<_> = report::rows(&campaign, &state).collect();
     let path = campaign.output.report_path();
     report::write_csv(&path, &rows).map_err(|source| AppError::Io {
         what: format!("cannot write {}", path.display()),
@@ -498,7 +509,7 @@ fn rewrite_report(args: &ReportArgs) -> Result<i32, AppError> {
             campaign: &campaign.name,
             dir,
             rows: &rows,
-            timeline: html::timeline_from_journal(&entries),
+            timeline: html::timeline_from_journal(&read_journal(&campaign)?),
         };
         html::write(&html_path, &html::render(&page)).map_err(|source| AppError::Io {
             what: format!("cannot write {}", html_path.display()),

@@ -157,18 +157,23 @@ pub enum JournalError {
     },
 }
 
-/// What was read back from a journal.
+/// What reading a journal found, besides its records (which go to a visitor).
 #[derive(Debug, Default)]
 pub struct Replay {
-    pub entries: Vec<Entry>,
+    /// The first record: a [`Record::Header`] in any file this runner wrote.
+    pub first: Option<Record>,
+    /// Records read.
+    pub records: usize,
     /// A torn last line was found (and will be cut off when the file is opened for writing).
     pub torn_tail: bool,
     /// Byte length of the well-formed part.
     good_len: u64,
 }
 
-/// Reads a journal. A missing file is an empty replay. Only the last line may be torn.
-pub fn read(path: &Path) -> Result<Replay, JournalError> {
+/// Reads a journal, handing each entry to `visit` as soon as it is parsed, so
+/// that a 100k-job file is never held in memory. A missing file is an empty
+/// replay. Only the last line may be torn.
+pub fn replay(path: &Path, mut visit: impl FnMut(Entry)) -> Result<Replay, JournalError> {
     let file = match File::open(path) {
         Ok(file) => file,
         Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(Replay::default()),
@@ -179,10 +184,21 @@ pub fn read(path: &Path) -> Result<Replay, JournalError> {
             });
         }
     };
-    parse(BufReader::new(file), path)
+    parse(BufReader::with_capacity(1 << 16, file), path, &mut visit)
 }
 
-fn parse(mut reader: impl BufRead, path: &Path) -> Result<Replay, JournalError> {
+/// Reads a whole journal into memory: for the HTML timeline and tests.
+pub fn read(path: &Path) -> Result<(Replay, Vec<Entry>), JournalError> {
+    let mut entries = Vec::new();
+    let replay = replay(path, |entry| entries.push(entry))?;
+    Ok((replay, entries))
+}
+
+fn parse(
+    mut reader: impl BufRead,
+    path: &Path,
+    visit: &mut dyn FnMut(Entry),
+) -> Result<Replay, JournalError> {
     let mut replay = Replay::default();
     let mut line = Vec::new();
     let mut number = 0;
@@ -212,7 +228,11 @@ fn parse(mut reader: impl BufRead, path: &Path) -> Result<Replay, JournalError> 
         match serde_json::from_str::<Entry>(text.trim_end()) {
             Ok(entry) => {
                 replay.good_len += n as u64;
-                replay.entries.push(entry);
+                if replay.records == 0 {
+                    replay.first = Some(entry.record.clone());
+                }
+                replay.records += 1;
+                visit(entry);
             }
             Err(e) => {
                 return Err(JournalError::Corrupt {
@@ -241,10 +261,12 @@ pub struct Journal {
 impl Journal {
     /// Locks, reads and opens the journal for appending, writing a header if it is new.
     /// Refuses a journal of another campaign.
+    /// Each record already in the file goes to `visit`, oldest first.
     pub fn open(
         path: &Path,
         campaign: &str,
         manifest: &str,
+        visit: impl FnMut(Entry),
     ) -> Result<(Journal, Replay), JournalError> {
         if let Some(parent) = path.parent().filter(|p| !p.as_os_str().is_empty()) {
             fs::create_dir_all(parent).map_err(|source| JournalError::Open {
@@ -277,7 +299,7 @@ impl Journal {
                 });
             }
         }
-        let replay = read(path)?;
+        let replay = replay(path, visit)?;
         check_header(&replay, path, campaign)?;
         let mut file = OpenOptions::new()
             .create(true)
@@ -303,7 +325,7 @@ impl Journal {
             _lock: lock,
             dirty: false,
         };
-        if replay.entries.is_empty() {
+        if replay.records == 0 {
             journal.append(&Record::Header {
                 version: FORMAT_VERSION,
                 campaign: campaign.into(),
@@ -356,10 +378,10 @@ impl Journal {
 }
 
 fn check_header(replay: &Replay, path: &Path, campaign: &str) -> Result<(), JournalError> {
-    let Some(first) = replay.entries.first() else {
+    let Some(first) = &replay.first else {
         return Ok(());
     };
-    match &first.record {
+    match first {
         Record::Header {
             version,
             campaign: found,
@@ -419,8 +441,8 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("state.jsonl");
         {
-            let (mut j, replay) = Journal::open(&path, "c", "c.toml").unwrap();
-            assert!(replay.entries.is_empty());
+            let (mut j, replay) = Journal::open(&path, "c", "c.toml", |_| {}).unwrap();
+            assert_eq!(replay.records, 0);
             j.append(&submitted("a")).unwrap();
             j.sync().unwrap();
         }
@@ -428,21 +450,18 @@ mod tests {
         let mut f = OpenOptions::new().append(true).open(&path).unwrap();
         f.write_all(br#"{"t":"x","event":"submitted","jo"#).unwrap();
         drop(f);
-        let replay = read(&path).unwrap();
+        let (replay, entries) = read(&path).unwrap();
         assert!(replay.torn_tail);
-        assert_eq!(replay.entries.len(), 2);
+        assert_eq!(entries.len(), 2);
         {
-            let (mut j, replay) = Journal::open(&path, "c", "c.toml").unwrap();
-            assert_eq!(replay.entries[1].record, submitted("a"));
+            let mut seen = Vec::new();
+            let (mut j, _) = Journal::open(&path, "c", "c.toml", |e| seen.push(e.record)).unwrap();
+            assert_eq!(seen[1], submitted("a"));
             j.append(&submitted("b")).unwrap();
         }
-        let replay = read(&path).unwrap();
+        let (replay, entries) = read(&path).unwrap();
         assert!(!replay.torn_tail);
-        let jobs: Vec<_> = replay
-            .entries
-            .iter()
-            .filter_map(|e| e.record.job())
-            .collect();
+        let jobs: Vec<_> = entries.iter().filter_map(|e| e.record.job()).collect();
         assert_eq!(jobs, ["a", "b"]);
     }
 
@@ -462,11 +481,11 @@ mod tests {
     fn refuses_other_campaign_and_second_writer() {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("s.jsonl");
-        let (_j, _) = Journal::open(&path, "one", "one.toml").unwrap();
-        let err = Journal::open(&path, "one", "one.toml").unwrap_err();
+        let (_j, _) = Journal::open(&path, "one", "one.toml", |_| {}).unwrap();
+        let err = Journal::open(&path, "one", "one.toml", |_| {}).unwrap_err();
         assert!(matches!(err, JournalError::Locked { .. }), "{err}");
         drop(_j);
-        let err = Journal::open(&path, "two", "two.toml").unwrap_err();
+        let err = Journal::open(&path, "two", "two.toml", |_| {}).unwrap_err();
         assert!(
             err.to_string().contains("belongs to campaign `one`"),
             "{err}"

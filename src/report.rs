@@ -74,59 +74,71 @@ impl Row {
 }
 
 /// One row per job of the manifest, in manifest order, jobs never submitted included.
-pub fn rows(campaign: &Campaign, state: &CampaignState) -> Vec<Row> {
-    let empty = JobState::default();
-    campaign
-        .jobs
-        .iter()
-        .map(|job| {
-            let js = state.job(&job.id).unwrap_or(&empty);
-            let (output_path, bytes, sha256) = match &js.phase {
-                Phase::Succeeded { bytes, sha256, .. } => {
-                    (campaign.video_path(job).display().to_string(), Some(*bytes), sha256.clone())
-                }
-                _ => (String::new(), None, String::new()),
-            };
-            let mut error = js.last_error.clone().unwrap_or_default();
-            if js.attempts > 0 && js.fingerprint.as_deref().is_some_and(|f| f != job.fingerprint()) {
-                if !error.is_empty() {
-                    error.push_str("; ");
-                }
-                error.push_str("the manifest changed this job since it was submitted; the recorded task is kept");
+pub fn rows<'a>(
+    campaign: &'a Campaign,
+    state: &'a CampaignState,
+) -> impl Iterator<Item = Row> + 'a {
+    static EMPTY: JobState = JobState::NEW;
+    campaign.jobs.iter().map(|job| {
+        let js = state.job(&job.id).unwrap_or(&EMPTY);
+        let (output_path, bytes, sha256) = match &js.phase {
+            Phase::Succeeded { bytes, sha256, .. } => (
+                campaign.video_path(job).display().to_string(),
+                Some(*bytes),
+                sha256.clone(),
+            ),
+            _ => (String::new(), None, String::new()),
+        };
+        let mut error = js.last_error.clone().unwrap_or_default();
+        if js.attempts > 0
+            && js
+                .fingerprint
+                .as_deref()
+                .is_some_and(|f| f != job.fingerprint())
+        {
+            if !error.is_empty() {
+                error.push_str("; ");
             }
-            Row {
-                job_id: job.id.clone(),
-                status: js.status(),
-                task_id: js.task_id().unwrap_or_default().to_string(),
-                model: job.model.to_string(),
-                prompt: job.prompt.clone(),
-                output_path,
-                bytes,
-                sha256,
-                error,
-                attempts: js.attempts,
-                aspect_ratio: job.aspect_ratio.clone(),
-                duration: job.duration,
-                image_urls: job
-                    .images
-                    .iter()
-                    .map(|i| match i {
-                        ImageRef::Url(u) => u.clone(),
-                        ImageRef::Local(p) => p.display().to_string(),
-                    })
-                    .collect::<Vec<_>>()
-                    .join("|"),
-                submitted_at: js.submitted_at.clone().unwrap_or_default(),
-                completed_at: js.completed_at.clone().unwrap_or_default(),
-                downloaded_at: js.downloaded_at.clone().unwrap_or_default(),
-                task_ids: js.task_ids.join("|"),
-            }
-        })
-        .collect()
+            error.push_str(
+                "the manifest changed this job since it was submitted; the recorded task is kept",
+            );
+        }
+        Row {
+            job_id: job.id.clone(),
+            status: js.status(),
+            task_id: js.task_id().unwrap_or_default().to_string(),
+            model: job.model.to_string(),
+            prompt: job.prompt.clone(),
+            output_path,
+            bytes,
+            sha256,
+            error,
+            attempts: js.attempts,
+            aspect_ratio: job.aspect_ratio.clone(),
+            duration: job.duration,
+            image_urls: job
+                .images
+                .iter()
+                .map(|i| match i {
+                    ImageRef::Url(u) => u.clone(),
+                    ImageRef::Local(p) => p.display().to_string(),
+                })
+                .collect::<Vec<_>>()
+                .join("|"),
+            submitted_at: js.submitted_at.map(|t| t.to_string()).unwrap_or_default(),
+            completed_at: js.completed_at.map(|t| t.to_string()).unwrap_or_default(),
+            downloaded_at: js.downloaded_at.map(|t| t.to_string()).unwrap_or_default(),
+            task_ids: js.task_ids.join("|"),
+        }
+    })
 }
 
 /// Writes the report atomically: a temp file in the same folder, fsynced, renamed over the old one.
-pub fn write_csv(path: &Path, rows: &[Row]) -> std::io::Result<()> {
+/// Rows are written as they come, so a 100k-job report is never held in memory.
+pub fn write_csv<R: std::borrow::Borrow<Row>>(
+    path: &Path,
+    rows: impl IntoIterator<Item = R>,
+) -> std::io::Result<()> {
     let dir = match path.parent() {
         Some(dir) if !dir.as_os_str().is_empty() => dir,
         _ => Path::new("."),
@@ -140,7 +152,7 @@ pub fn write_csv(path: &Path, rows: &[Row]) -> std::io::Result<()> {
             .map_err(std::io::Error::other)?;
         for row in rows {
             writer
-                .write_record(row.fields())
+                .write_record(row.borrow().fields())
                 .map_err(std::io::Error::other)?;
         }
         writer.flush()?;

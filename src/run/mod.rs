@@ -114,17 +114,18 @@ impl RunSummary {
 /// Runs `campaign` against `client` until every job has an outcome, a fatal
 /// condition, or a stop signal. The report is written in every case.
 pub async fn run(
-    campaign: Campaign,
+    campaign: Arc<Campaign>,
     client: Client,
     opts: RunOptions,
     signals: mpsc::UnboundedReceiver<Signal>,
 ) -> Result<RunSummary, RunError> {
-    let campaign = Arc::new(campaign);
     let state_path = campaign.output.state_path();
+    let mut state = CampaignState::with_capacity(campaign.jobs.len());
     let (mut journal, replay) = Journal::open(
         &state_path,
         &campaign.name,
         &campaign.manifest_path.display().to_string(),
+        |entry| state.apply(&entry.t, &entry.record),
     )?;
     if replay.torn_tail {
         tracing::warn!(
@@ -132,7 +133,7 @@ pub async fn run(
             state_path.display()
         );
     }
-    let mut state = CampaignState::from_entries(&replay.entries);
+    state.settle();
     reconcile(&campaign, &opts, &mut journal, &mut state)?;
     journal.sync()?;
 
@@ -142,15 +143,13 @@ pub async fn run(
     let state = dispatcher.into_state();
 
     let report_path = campaign.output.report_path();
-    let rows = report::rows(&campaign, &state);
-    report::write_csv(&report_path, &rows).map_err(|source| RunError::Io {
+    let mut counts = BTreeMap::new();
+    let rows =
+        report::rows(&campaign, &state).inspect(|row| *counts.entry(row.status).or_insert(0) += 1);
+    report::write_csv(&report_path, rows).map_err(|source| RunError::Io {
         what: format!("cannot write report {}", report_path.display()),
         source: Arc::new(source),
     })?;
-    let mut counts = BTreeMap::new();
-    for row in &rows {
-        *counts.entry(row.status).or_insert(0) += 1;
-    }
     let (interrupted, fatal) = match ending {
         Ending::Finished => (false, None),
         Ending::Interrupted => (true, None),
