@@ -5,6 +5,10 @@ use std::io::IsTerminal;
 use clap::Parser;
 use runner::cli::{Cli, LogFormat};
 
+/// See Cargo.toml: flat memory at 100k jobs.
+#[global_allocator]
+static ALLOC: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 fn main() {
     let cli = Cli::parse();
     init_logging(&cli);
