@@ -18,7 +18,7 @@ use tokio::time::Instant;
 
 use super::download::{self, DownloadError, Fetched};
 use super::limiter::Limiter;
-use super::poller::Poller;
+use super::poller::{Look, Poller};
 use super::progress::Progress;
 use super::retry::{self, Backoff, PollVerdict, SubmitVerdict};
 use super::shutdown::Signal;
@@ -105,6 +105,10 @@ struct Live {
     misses: u32,
     /// When (after submit) the last of those polls was.
     unfinished_at: Duration,
+    /// When (after submit) a poll last found the task `queued`.
+    queued_seen: Duration,
+    /// When the last poll of the task left.
+    poll_sent: Option<Instant>,
     /// Bumped when a scheduled poll is moved: older timers for the job are stale.
     poll_generation: u32,
     /// This task probes for its model's first time estimate.
@@ -680,6 +684,7 @@ impl Dispatcher {
         };
         self.active_calls += 1;
         self.live[idx].polling = true;
+        self.live[idx].poll_sent = Some(Instant::now());
         let client = self.client.clone();
         let tx = self.tx.clone();
         self.workers.spawn(async move {
@@ -963,6 +968,7 @@ impl Dispatcher {
         live.submitted = Some(now);
         live.misses = 0;
         live.unfinished_at = Duration::ZERO;
+        live.queued_seen = Duration::ZERO;
         live.poll_errors = 0;
         live.last_poll_error = None;
         live.last_status = None;
@@ -1030,7 +1036,12 @@ impl Dispatcher {
                 let live = &mut self.live[idx];
                 live.poll_errors = 0;
                 live.last_poll_error = None;
-                let elapsed = live.submitted.map(|at| now.duration_since(at));
+                // Time the look from when the poll left: a slow answer says nothing
+                // about how long the task took.
+                let looked = live.poll_sent.unwrap_or(now);
+                let elapsed = live
+                    .submitted
+                    .map(|at| looked.saturating_duration_since(at));
                 if matches!(task.status, TaskStatus::Completed | TaskStatus::Failed)
                     && let Some(elapsed) = elapsed
                     && self
@@ -1039,6 +1050,8 @@ impl Dispatcher {
                 {
                     self.reschedule_waiting(model, now);
                 }
+                tracing::trace!(job = %id, status = ?task.status, elapsed_ms = ?elapsed.map(|e| e.as_millis()),
+                    misses = self.live[idx].misses, "polled");
                 match task.status {
                     TaskStatus::Completed => {
                         self.in_flight -= 1;
@@ -1082,13 +1095,27 @@ impl Dispatcher {
                         }
                         let live = &mut self.live[idx];
                         live.misses += 1;
-                        let elapsed = live
-                            .submitted
-                            .map_or(Duration::ZERO, |at| now.duration_since(at));
+                        let elapsed = elapsed.unwrap_or_default();
                         let queued = status == TaskStatus::Queued;
-                        let wait = self.poller.next(model, elapsed, queued, live.misses);
+                        if queued {
+                            live.queued_seen = elapsed;
+                        }
+                        let wait = self.poller.next(
+                            model,
+                            Look {
+                                elapsed,
+                                queued,
+                                misses: live.misses,
+                                progress: task.progress,
+                                running: elapsed.saturating_sub(live.queued_seen),
+                            },
+                        );
+                        tracing::trace!(job = %id, ?status, progress = ?task.progress,
+                            elapsed_ms = elapsed.as_millis(), next_ms = wait.as_millis(), "unfinished");
+                        live.unfinished_at = elapsed;
                         live.last_status = Some(status);
-                        self.next_poll_or_timeout(idx, now, wait)?;
+                        let delay = (looked + wait).saturating_duration_since(now);
+                        self.next_poll_or_timeout(idx, now, delay)?;
                     }
                 }
             }

@@ -2,19 +2,24 @@
 //! the expected finish, instead of on a fixed beat.
 //!
 //! Per model, an estimate `E` of the time from submit to "completed":
-//! - no estimate yet: probe in ×1.5 steps from a short first look, capped by
-//!   the configured cadence (`poll_queued` while queued, `poll_in_progress` after);
+//! - no estimate yet: one scout task probes (the others wait for what it
+//!   learns). Its first look is short; after that the task's own `progress`
+//!   says when it should finish, read as linear in time; without progress the
+//!   probes grow ×1.5. Every wait is capped by the configured cadence
+//!   (`poll_queued` while queued, `poll_in_progress` after);
 //! - with one: the first poll goes at `E`. A task found unfinished there is
-//!   looked at again after a short gap that doubles while it runs long (up to
-//!   the cadence).
+//!   looked at again when its progress says it will be done, or after a short
+//!   gap that doubles while it runs long.
 //!
-//! `E` tracks a quantile online: a task found finished at its first poll
-//! lowers it by a small step, one found unfinished raises it by about six
-//! (and at least to the last time it was seen unfinished), so about one in seven
-//! of first polls come early. Each update is small and bounded, so a wave of
-//! tasks finishing together cannot swing it. With steady generation times
-//! this costs about 1.3 polls per job and holds each task's slot only a few
-//! percent past its finish.
+//! `E` tracks a high quantile online: a task found finished by an on-time
+//! first poll lowers it by a small step, one found unfinished raises it by a
+//! larger one (at least to when it was seen unfinished, at most one step past
+//! when it was seen done), so about one first poll in twenty comes early. A poll that went
+//! late because the request budget was busy teaches nothing and changes
+//! nothing. Each update is bounded by the task's own evidence, so a wave of
+//! tasks finishing together cannot swing it. With steady generation times this
+//! costs about 1.05 polls per job and holds a slot a few percent past its
+//! finish.
 
 use std::collections::HashMap;
 use std::time::Duration;
@@ -30,7 +35,7 @@ const GAP_FRACTION: f64 = 0.05;
 /// One step of the estimate, as a fraction of it.
 const STEP: f64 = 0.05;
 /// The share of first polls meant to come too early (the quantile tracked is 1 − this).
-const EARLY_SHARE: f64 = 0.15;
+const EARLY_SHARE: f64 = 0.05;
 
 #[derive(Debug, Clone, Copy, Default)]
 struct ModelEstimate {
@@ -38,6 +43,34 @@ struct ModelEstimate {
     estimate: Option<Duration>,
     /// A task of this model is probing for the first estimate; the others wait for it.
     scouting: bool,
+}
+
+/// What one poll that found a task unfinished saw.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct Look {
+    /// Time since submit.
+    pub elapsed: Duration,
+    /// The task was still `queued`.
+    pub queued: bool,
+    /// Polls of this task that found it unfinished, this one included.
+    pub misses: u32,
+    /// The `progress` percentage the API gave, if any.
+    pub progress: Option<u32>,
+    /// How long the task can have been running: since the last look that saw it queued.
+    pub running: Duration,
+}
+
+impl Look {
+    /// Time left by the task's own `progress`, read as linear in time and
+    /// rounded in the task's favour (p% shown is taken as p + 1), so the
+    /// guess errs early by at most one point rather than late. `None` when
+    /// progress says nothing (absent, 0, or the task is queued).
+    fn remaining(&self) -> Option<Duration> {
+        let p = self
+            .progress
+            .filter(|p| (1..100).contains(p) && !self.queued)?;
+        Some(self.running.mul_f64(f64::from(99 - p) / f64::from(p + 1)))
+    }
 }
 
 /// Poll timing for every model of a run. Durations here are already time-scaled.
@@ -97,21 +130,27 @@ impl Poller {
         Some(estimate.saturating_sub(elapsed))
     }
 
-    /// A poll `elapsed` after submit found the task unfinished (`queued` or not);
-    /// `misses` counts such polls of this task so far, this one included.
-    pub fn next(&self, model: Model, elapsed: Duration, queued: bool, misses: u32) -> Duration {
-        let cap = if queued {
+    /// A poll found the task unfinished: how long until the next look.
+    pub fn next(&self, model: Model, look: Look) -> Duration {
+        let cap = if look.queued {
             self.queued
         } else {
             self.in_progress
         };
+        // Never faster than a doubling floor, so a provider whose `progress`
+        // runs ahead of the clock cannot draw a stream of polls.
+        let floor = self
+            .min_gap
+            .saturating_mul(1 << look.misses.saturating_sub(1).min(16));
+        let from_progress = look.remaining().map(|r| r.max(floor));
         let wait = match self.models.get(&model).and_then(|m| m.estimate) {
-            Some(estimate) if elapsed + self.min_gap >= estimate => {
+            Some(estimate) if look.elapsed + self.min_gap < estimate => estimate - look.elapsed,
+            Some(estimate) => from_progress.unwrap_or_else(|| {
                 let gap = estimate.mul_f64(GAP_FRACTION).max(self.min_gap);
-                gap.saturating_mul(1 << misses.saturating_sub(1).min(16))
-            }
-            Some(estimate) => estimate - elapsed,
-            None => elapsed.mul_f64(PROBE_GROWTH - 1.0).max(self.min_gap),
+                gap.saturating_mul(1 << look.misses.saturating_sub(1).min(16))
+            }),
+            None => from_progress
+                .unwrap_or_else(|| look.elapsed.mul_f64(PROBE_GROWTH - 1.0).max(self.min_gap)),
         };
         wait.min(cap).max(self.min_gap.min(cap))
     }
@@ -136,11 +175,23 @@ impl Poller {
         };
         let step = estimate.mul_f64(STEP);
         m.estimate = Some(if misses == 0 {
-            estimate
-                .saturating_sub(step.mul_f64(EARLY_SHARE))
-                .min(elapsed)
+            if elapsed > estimate + estimate.mul_f64(GAP_FRACTION) {
+                // Found finished by a poll that went late (the budget was busy):
+                // that says nothing about whether the estimate is too high.
+                estimate
+            } else {
+                estimate
+                    .saturating_sub(step.mul_f64(EARLY_SHARE))
+                    .min(elapsed)
+            }
         } else {
-            (estimate + step.mul_f64(1.0 - EARLY_SHARE)).max(unfinished_at)
+            // Up by a step, but not past one step beyond this task's own finish:
+            // a wave of early polls at once must not inflate the estimate.
+            let up = step.mul_f64(1.0 - EARLY_SHARE);
+            (estimate + up)
+                .min(elapsed + up)
+                .max(estimate)
+                .max(unfinished_at)
         });
         false
     }
@@ -162,9 +213,30 @@ mod tests {
         Duration::from_millis(n)
     }
 
+    /// The progress the simulator shows `t` into a task of `generation` (truncated, 99 at most).
+    fn linear(t: Duration, generation: Duration) -> u32 {
+        (t.as_secs_f64() / generation.as_secs_f64() * 99.0) as u32
+    }
+
+    /// A look at a task running since submit.
+    fn look(elapsed: Duration, misses: u32, progress: Option<u32>) -> Look {
+        Look {
+            elapsed,
+            queued: false,
+            misses,
+            progress,
+            running: elapsed,
+        }
+    }
+
     /// Simulates tasks of a steady `generation` time one after another; returns polls per task
     /// and the mean time a task's slot was held past its finish.
-    fn simulate(poller: &mut Poller, generation: Duration, tasks: u32) -> (f64, Duration) {
+    fn simulate(
+        poller: &mut Poller,
+        generation: Duration,
+        tasks: u32,
+        progress: bool,
+    ) -> (f64, Duration) {
         let mut polls = 0;
         let mut overrun = Duration::ZERO;
         for _ in 0..tasks {
@@ -180,7 +252,10 @@ mod tests {
                 }
                 misses += 1;
                 unfinished_at = t;
-                t += poller.next(MODEL, t, false, misses);
+                t += poller.next(
+                    MODEL,
+                    look(t, misses, progress.then(|| linear(t, generation))),
+                );
             }
         }
         (f64::from(polls) / f64::from(tasks), overrun / tasks)
@@ -188,27 +263,85 @@ mod tests {
 
     #[test]
     fn steady_times_cost_few_polls_and_little_overrun() {
+        for (progress, max_polls, max_overrun) in [(true, 1.1, 0.05), (false, 1.5, 0.1)] {
+            let mut p = Poller::new(Duration::from_secs(5), Duration::from_secs(10), 1.0);
+            let g = Duration::from_secs(2);
+            simulate(&mut p, g, 20, progress); // learn
+            let (polls, overrun) = simulate(&mut p, g, 200, progress);
+            assert!(
+                polls <= max_polls,
+                "progress {progress}: {polls} polls per task"
+            );
+            assert!(
+                overrun <= g.mul_f64(max_overrun),
+                "progress {progress}: {overrun:?} past the finish"
+            );
+        }
+    }
+
+    #[test]
+    fn a_scout_with_progress_learns_in_a_few_polls() {
         let mut p = Poller::new(Duration::from_secs(5), Duration::from_secs(10), 1.0);
         let g = Duration::from_secs(2);
-        simulate(&mut p, g, 20); // learn
-        let (polls, overrun) = simulate(&mut p, g, 200);
-        assert!(polls <= 1.5, "{polls} polls per task");
-        assert!(overrun <= g.mul_f64(0.1), "{overrun:?} past the finish");
+        let (polls, overrun) = simulate(&mut p, g, 1, true);
+        assert!(polls <= 3.0, "{polls} polls");
+        assert!(overrun <= ms(100), "{overrun:?}");
+        let e = p.estimate(MODEL).unwrap();
+        assert!(e >= g && e <= g + ms(100), "{e:?}");
+    }
+
+    #[test]
+    fn progress_that_runs_ahead_still_backs_off() {
+        let p = Poller::new(Duration::from_secs(5), Duration::from_secs(10), 1.0);
+        // A provider stuck at 99%: the waits must still grow.
+        let waits: Vec<_> = (1..=8)
+            .map(|misses| p.next(MODEL, look(Duration::from_secs(60), misses, Some(99))))
+            .collect();
+        assert!(waits.windows(2).all(|w| w[1] >= w[0]), "{waits:?}");
+        assert!(waits[7] >= ms(1000), "{waits:?}");
     }
 
     #[test]
     fn learns_a_long_model_and_never_waits_past_the_cadence() {
         let mut p = Poller::new(Duration::from_secs(5), Duration::from_secs(10), 1.0);
         let g = Duration::from_secs(60);
-        let (first_wave, _) = simulate(&mut p, g, 1);
+        let (first_wave, _) = simulate(&mut p, g, 1, false);
         // One scout per model pays this once: ×1.5 probes from 100 ms, then the cadence.
         assert!(first_wave <= 20.0, "{first_wave}");
-        let (polls, overrun) = simulate(&mut p, g, 100);
+        let (polls, overrun) = simulate(&mut p, g, 100, false);
         assert!(polls <= 1.5, "{polls}");
         assert!(overrun <= Duration::from_secs(4), "{overrun:?}");
         // A task running far past the estimate is still looked at every `poll_in_progress`.
-        assert!(p.next(MODEL, Duration::from_secs(600), false, 30) <= Duration::from_secs(10));
-        assert!(p.next(MODEL, Duration::from_secs(600), true, 30) <= Duration::from_secs(5));
+        let late = look(Duration::from_secs(600), 30, None);
+        assert!(p.next(MODEL, late) <= Duration::from_secs(10));
+        let queued = Look {
+            queued: true,
+            ..late
+        };
+        assert!(p.next(MODEL, queued) <= Duration::from_secs(5));
+    }
+
+    #[test]
+    fn a_wave_of_early_polls_does_not_inflate_the_estimate() {
+        let mut p = Poller::new(Duration::from_secs(5), Duration::from_secs(10), 1.0);
+        p.finished(MODEL, ms(2000), 0, Duration::ZERO);
+        for _ in 0..20 {
+            // Seen unfinished at 1.95 s, done at 2.02 s.
+            p.finished(MODEL, ms(2020), 1, ms(1950));
+        }
+        // One step (~5%) past the latest finish at most.
+        let e = p.estimate(MODEL).unwrap();
+        assert!(e >= ms(2020) && e <= ms(2130), "{e:?}");
+    }
+
+    #[test]
+    fn late_polls_do_not_lower_the_estimate() {
+        let mut p = Poller::new(Duration::from_secs(5), Duration::from_secs(10), 1.0);
+        p.finished(MODEL, ms(2000), 0, Duration::ZERO);
+        for _ in 0..50 {
+            p.finished(MODEL, ms(2500), 0, Duration::ZERO);
+        }
+        assert_eq!(p.estimate(MODEL), Some(ms(2000)));
     }
 
     #[test]
@@ -225,7 +358,7 @@ mod tests {
     #[test]
     fn a_slower_spell_raises_the_estimate_at_once() {
         let mut p = Poller::new(Duration::from_secs(5), Duration::from_secs(10), 1.0);
-        simulate(&mut p, ms(2000), 50);
+        simulate(&mut p, ms(2000), 50, false);
         p.finished(MODEL, ms(3100), 2, ms(3000));
         assert!(p.estimate(MODEL).unwrap() >= ms(3000));
     }
@@ -248,6 +381,10 @@ mod tests {
     fn time_scale_shrinks_the_probes() {
         let mut p = Poller::new(ms(50), ms(100), 0.01);
         assert_eq!(p.first(MODEL).0, ms(1));
-        assert!(p.next(MODEL, ms(10), true, 1) <= ms(50));
+        let queued = Look {
+            queued: true,
+            ..look(ms(10), 1, None)
+        };
+        assert!(p.next(MODEL, queued) <= ms(50));
     }
 }
