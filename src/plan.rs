@@ -234,6 +234,7 @@ mod tests {
                 file: std::sync::Arc::from(std::path::Path::new("c.toml")),
                 line: 1,
             },
+            fingerprint_cache: Default::default(),
         }
     }
 

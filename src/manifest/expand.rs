@@ -617,6 +617,7 @@ fn finish(
             file: origin.file.clone(),
             line: origin.line.unwrap_or(1),
         },
+        fingerprint_cache: Default::default(),
     })
 }
 

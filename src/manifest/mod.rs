@@ -18,6 +18,7 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::Duration;
 
+use serde::Serialize;
 use serde_json::{Map, Value};
 
 use crate::models::Model;
@@ -387,6 +388,26 @@ pub struct Job {
     pub filename: String,
     /// Where the job came from, for messages.
     pub origin: Origin,
+    /// [`Job::fingerprint`], worked out once (a resume checks every job twice).
+    pub fingerprint_cache: FingerprintCache,
+}
+
+/// A job's fingerprint once computed. Ignored by `==` (two jobs are equal by
+/// what they ask for, whether or not either was hashed yet) and not carried
+/// by `clone()`, so a copy whose fields are then changed cannot keep a stale hash.
+#[derive(Debug, Default)]
+pub struct FingerprintCache(std::sync::OnceLock<u64>);
+
+impl Clone for FingerprintCache {
+    fn clone(&self) -> Self {
+        FingerprintCache::default()
+    }
+}
+
+impl PartialEq for FingerprintCache {
+    fn eq(&self, _: &Self) -> bool {
+        true
+    }
 }
 
 /// An `image_urls` entry.
@@ -439,24 +460,70 @@ impl Job {
     /// A hash of everything that decides what is generated. Stored in the
     /// journal so that a job whose request changed since it was submitted is
     /// reported instead of silently resubmitted or silently kept.
+    ///
+    /// The hash of the canonical JSON object (keys sorted, no spaces) of the
+    /// request without `image_urls`, plus `images` (URLs, or `file:` and the
+    /// path). Serialized straight from the job, without building a `Value`:
+    /// a resume checks every job.
     pub fn fingerprint(&self) -> String {
-        let images: Vec<Value> = self
-            .images
-            .iter()
-            .map(|image| match image {
-                ImageRef::Url(url) => Value::from(url.clone()),
-                ImageRef::Local(path) => Value::from(format!("file:{}", path.display())),
-            })
-            .collect();
-        let mut spec = self.request_body(&[]);
-        if let Value::Object(map) = &mut spec {
-            map.insert("images".into(), Value::Array(images));
+        format!(
+            "{:016x}",
+            self.fingerprint_cache.0.get_or_init(|| self.hash())
+        )
+    }
+
+    /// The first 8 bytes of the hash, as [`Job::fingerprint`] shows them.
+    fn hash(&self) -> u64 {
+        let spec = FingerprintSpec {
+            aspect_ratio: &self.aspect_ratio,
+            duration: self.duration,
+            images: FingerprintImages(&self.images),
+            metadata: &self.metadata,
+            model: self.model.as_str(),
+            prompt: &self.prompt,
+            resolution: self.resolution.as_deref(),
+        };
+        // One buffer and one hash call: serde_json writes token by token, and
+        // a hash update per token cost more than the hashing. Serializing
+        // strings, numbers and a string-keyed map cannot fail.
+        let json = serde_json::to_vec(&spec).unwrap_or_default();
+        let digest = aws_lc_rs::digest::digest(&aws_lc_rs::digest::SHA256, &json);
+        let mut first = [0u8; 8];
+        first.copy_from_slice(&digest.as_ref()[..8]);
+        u64::from_be_bytes(first)
+    }
+}
+
+/// What [`Job::fingerprint`] hashes, fields in key order (the order of
+/// serde_json's sorted maps, which earlier versions hashed).
+#[derive(Serialize)]
+struct FingerprintSpec<'a> {
+    aspect_ratio: &'a str,
+    duration: u32,
+    images: FingerprintImages<'a>,
+    #[serde(skip_serializing_if = "Map::is_empty")]
+    metadata: &'a Map<String, Value>,
+    model: &'a str,
+    prompt: &'a str,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    resolution: Option<&'a str>,
+}
+
+struct FingerprintImages<'a>(&'a [ImageRef]);
+
+impl Serialize for FingerprintImages<'_> {
+    fn serialize<S: serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        use serde::ser::SerializeSeq;
+        let mut seq = serializer.serialize_seq(Some(self.0.len()))?;
+        for image in self.0 {
+            match image {
+                ImageRef::Url(url) => seq.serialize_element(url)?,
+                ImageRef::Local(path) => {
+                    seq.serialize_element(&format!("file:{}", path.display()))?
+                }
+            }
         }
-        // serde_json's Map is a BTreeMap here (no preserve_order), so this is canonical.
-        crate::util::sha256_hex(spec.to_string().as_bytes())
-            .chars()
-            .take(16)
-            .collect()
+        seq.end()
     }
 }
 
@@ -516,6 +583,68 @@ mod tests {
                 })
                 .collect(),
         }
+    }
+
+    /// How fingerprints were computed before they were streamed: state files
+    /// written then must still match.
+    fn reference_fingerprint(job: &Job) -> String {
+        let images: Vec<Value> = job
+            .images
+            .iter()
+            .map(|image| match image {
+                ImageRef::Url(url) => Value::from(url.clone()),
+                ImageRef::Local(path) => Value::from(format!("file:{}", path.display())),
+            })
+            .collect();
+        let mut spec = job.request_body(&[]);
+        if let Value::Object(map) = &mut spec {
+            map.insert("images".into(), Value::Array(images));
+        }
+        crate::util::sha256_hex(spec.to_string().as_bytes())[..16].to_string()
+    }
+
+    #[test]
+    fn fingerprints_match_the_earlier_canonical_json() {
+        let base = Job {
+            id: "a".into(),
+            model: Model::GeminiOmniFlash,
+            prompt: "A \"quoted\" fox,\nin snow — naïve \u{1F98A}".into(),
+            duration: 8,
+            aspect_ratio: "16:9".into(),
+            resolution: None,
+            images: Vec::new(),
+            metadata: Map::new(),
+            filename: "a.mp4".into(),
+            origin: Origin {
+                file: Arc::from(Path::new("c.toml")),
+                line: 1,
+            },
+            fingerprint_cache: FingerprintCache::default(),
+        };
+        let mut metadata = Map::new();
+        metadata.insert("resolution".into(), Value::from("1080p"));
+        metadata.insert("enable_gif".into(), Value::from(true));
+        metadata.insert("seed".into(), Value::from(-3.5));
+        let variants = [
+            base.clone(),
+            Job {
+                resolution: Some("720P".into()),
+                ..base.clone()
+            },
+            Job {
+                model: Model::Veo31Fast,
+                metadata,
+                images: vec![
+                    ImageRef::Url("https://x/a.png?b=\"c\"".into()),
+                    ImageRef::Local(PathBuf::from("/in/b c.png")),
+                ],
+                ..base.clone()
+            },
+        ];
+        for job in &variants {
+            assert_eq!(job.fingerprint(), reference_fingerprint(job), "{job:?}");
+        }
+        assert_ne!(variants[0].fingerprint(), variants[1].fingerprint());
     }
 
     fn toml_problems(text: &str) -> Vec<String> {
