@@ -50,26 +50,28 @@ pub struct Row {
 }
 
 impl Row {
-    fn fields(&self) -> [String; 17] {
-        [
-            self.job_id.clone(),
-            self.status.to_string(),
-            self.task_id.clone(),
-            self.model.clone(),
-            self.prompt.clone(),
-            self.output_path.clone(),
-            self.bytes.map(|b| b.to_string()).unwrap_or_default(),
-            self.sha256.clone(),
-            self.error.clone(),
-            self.attempts.to_string(),
-            self.aspect_ratio.clone(),
-            self.duration.to_string(),
-            self.image_urls.clone(),
-            self.submitted_at.clone(),
-            self.completed_at.clone(),
-            self.downloaded_at.clone(),
-            self.task_ids.clone(),
-        ]
+    /// Writes the row's fields in [`COLUMNS`] order, borrowing rather than
+    /// copying them (a 100k-job report is written at the end of every run).
+    fn write<W: Write>(&self, writer: &mut csv::Writer<W>) -> csv::Result<()> {
+        let number = |n: u64| n.to_string();
+        writer.write_field(&self.job_id)?;
+        writer.write_field(self.status.as_str())?;
+        writer.write_field(&self.task_id)?;
+        writer.write_field(&self.model)?;
+        writer.write_field(&self.prompt)?;
+        writer.write_field(&self.output_path)?;
+        writer.write_field(self.bytes.map(number).unwrap_or_default())?;
+        writer.write_field(&self.sha256)?;
+        writer.write_field(&self.error)?;
+        writer.write_field(number(self.attempts.into()))?;
+        writer.write_field(&self.aspect_ratio)?;
+        writer.write_field(number(self.duration.into()))?;
+        writer.write_field(&self.image_urls)?;
+        writer.write_field(&self.submitted_at)?;
+        writer.write_field(&self.completed_at)?;
+        writer.write_field(&self.downloaded_at)?;
+        writer.write_field(&self.task_ids)?;
+        writer.write_record(None::<&[u8]>)
     }
 }
 
@@ -151,8 +153,8 @@ pub fn write_csv<R: std::borrow::Borrow<Row>>(
             .write_record(COLUMNS)
             .map_err(std::io::Error::other)?;
         for row in rows {
-            writer
-                .write_record(row.borrow().fields())
+            row.borrow()
+                .write(&mut writer)
                 .map_err(std::io::Error::other)?;
         }
         writer.flush()?;
