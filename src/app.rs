@@ -70,7 +70,13 @@ pub async fn main_impl(cli: Cli) -> Result<i32, AppError> {
 
 /// Loads the manifest and applies the path flags.
 fn load(args: &ManifestArg) -> Result<Campaign, AppError> {
+    let started = std::time::Instant::now();
     let mut campaign = manifest::load(&args.manifest)?;
+    tracing::debug!(
+        "manifest: {} jobs in {:.0?}",
+        campaign.jobs.len(),
+        started.elapsed()
+    );
     if args.simulate {
         campaign.output.dir = campaign.output.dir.join("simulated");
         campaign.output.state = None;

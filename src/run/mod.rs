@@ -119,6 +119,7 @@ pub async fn run(
     opts: RunOptions,
     signals: mpsc::UnboundedReceiver<Signal>,
 ) -> Result<RunSummary, RunError> {
+    let started = std::time::Instant::now();
     let state_path = campaign.output.state_path();
     let mut state = CampaignState::with_capacity(campaign.jobs.len());
     let (mut journal, replay) = Journal::open(
@@ -134,14 +135,25 @@ pub async fn run(
         );
     }
     state.settle();
+    tracing::debug!(
+        "state: {} records replayed in {:.0?}",
+        replay.records,
+        started.elapsed()
+    );
+    let started = std::time::Instant::now();
     reconcile(&campaign, &opts, &mut journal, &mut state)?;
     journal.sync()?;
+    tracing::debug!(
+        "reconciled with the manifest and the disk in {:.0?}",
+        started.elapsed()
+    );
 
     let mut dispatcher = Dispatcher::new(campaign.clone(), client, opts, journal, state);
     dispatcher.plan()?;
     let ending = dispatcher.run(signals).await;
     let state = dispatcher.into_state();
 
+    let started = std::time::Instant::now();
     let report_path = campaign.output.report_path();
     let mut counts = BTreeMap::new();
     let rows =
@@ -150,6 +162,7 @@ pub async fn run(
         what: format!("cannot write report {}", report_path.display()),
         source: Arc::new(source),
     })?;
+    tracing::debug!("report written in {:.0?}", started.elapsed());
     let (interrupted, fatal) = match ending {
         Ending::Finished => (false, None),
         Ending::Interrupted => (true, None),
@@ -170,17 +183,27 @@ fn reconcile(
     journal: &mut Journal,
     state: &mut CampaignState,
 ) -> Result<(), RunError> {
-    let mut changed = Vec::new();
-    for job in &campaign.jobs {
-        let Some(js) = state.jobs.get_mut(&job.id) else {
-            continue;
+    // The two costly checks of every job (a hash, a file-system look), on
+    // every core before the journal is touched: a resume makes them for all jobs.
+    let checks = crate::util::par_map(&campaign.jobs, |job| {
+        let Some(js) = state.jobs.get(&job.id) else {
+            return (false, false);
         };
-        if js.attempts > 0
+        let changed = js.attempts > 0
             && js
                 .fingerprint
                 .as_deref()
-                .is_some_and(|f| f != job.fingerprint())
-        {
+                .is_some_and(|f| f != job.fingerprint());
+        let missing =
+            matches!(js.phase, Phase::Succeeded { .. }) && !campaign.video_path(job).exists();
+        (changed, missing)
+    });
+    let mut changed = Vec::new();
+    for (job, (was_changed, missing)) in campaign.jobs.iter().zip(checks) {
+        let Some(js) = state.jobs.get_mut(&job.id) else {
+            continue;
+        };
+        if was_changed {
             changed.push(job.id.clone());
         }
         match js.phase.clone() {
@@ -210,11 +233,8 @@ fn reconcile(
                     };
                 }
             }
-            Phase::Succeeded { bytes, .. } => {
-                let path = campaign.video_path(job);
-                if !path.exists() {
-                    recover_download(&path, bytes, &job.id, js)?;
-                }
+            Phase::Succeeded { bytes, .. } if missing => {
+                recover_download(&campaign.video_path(job), bytes, &job.id, js)?;
             }
             _ => {}
         }
