@@ -56,7 +56,7 @@ class Sim:
 
 
 def run_runner(args, cwd):
-    """Runs the runner; returns (wall s, user+sys CPU s, peak RSS KiB, exit code)."""
+    """Runs the runner; returns (wall s, (user, sys) CPU s, peak RSS KiB, exit code)."""
     out = os.path.join(cwd, "time.txt")
     t0 = time.monotonic()
     code = subprocess.call(
@@ -65,7 +65,7 @@ def run_runner(args, cwd):
         stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     wall = time.monotonic() - t0
     user, sys_, rss = open(out).read().split()[-3:]
-    return wall, float(user) + float(sys_), int(rss), code
+    return wall, (float(user), float(sys_)), int(rss), code
 
 
 def manifest(dir, name, jobs, rps, in_flight, extra=""):
@@ -129,16 +129,18 @@ def scale(rows, jobs):
         wall, cpu, rss, code = run_runner(["run", m, "--base-url", sim.url, "--yes"], d)
         state = os.path.join(d, "out", "scale", "state.jsonl")
         state_mb = os.path.getsize(state) / 1e6
+        first = sim.stats()
         # Resume: the same command again, with nothing left to do (load, replay, report).
         rwall, rcpu, rrss, rcode = run_runner(["run", m, "--base-url", sim.url, "--yes"], d)
         s = sim.stats()
     sim.stop()
     rows.append((f"scale: {jobs} instant jobs",
-                 f"{wall:.1f} s wall; runner CPU {cpu / jobs * 1e6:.0f} µs/job; peak RSS {rss / 1024:.0f} MiB; "
-                 f"{s['polls'] / jobs:.2f} polls/job; state file {state_mb:.1f} MB; exit {code}"))
+                 f"{wall:.1f} s wall; runner CPU {cpu[0] / jobs * 1e6:.0f} µs/job user + "
+                 f"{cpu[1] / jobs * 1e6:.0f} µs/job system; peak RSS {rss / 1024:.0f} MiB; "
+                 f"{first['polls'] / jobs:.2f} polls/job; state file {state_mb:.1f} MB; exit {code}"))
     rows.append((f"resume: {jobs}-job state, nothing to do",
-                 f"{rwall:.2f} s wall, {rcpu:.2f} s CPU, peak RSS {rrss / 1024:.0f} MiB, "
-                 f"{len(s['request_times_ms']) - 2 * jobs - s['polls'] + s['polls']} requests total; exit {rcode}"))
+                 f"{rwall:.2f} s wall, {rcpu[0]:.2f} s user + {rcpu[1]:.2f} s system, peak RSS {rrss / 1024:.0f} MiB, "
+                 f"{len(s['request_times_ms']) - len(first['request_times_ms'])} API requests; exit {rcode}"))
 
 
 def download(rows, _):
