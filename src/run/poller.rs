@@ -8,8 +8,8 @@
 //!   probes grow ×1.5. Every wait is capped by the configured cadence
 //!   (`poll_queued` while queued, `poll_in_progress` after);
 //! - with one: the first poll goes at `E`. A task found unfinished there is
-//!   looked at again when its progress says it will be done, or after a short
-//!   gap that doubles while it runs long.
+//!   looked at again after a short gap that doubles while it runs long, or
+//!   sooner if its progress says it will be done sooner.
 //!
 //! `E` tracks a high quantile online: a task found finished by an on-time
 //! first poll lowers it by a small step, one found unfinished raises it by a
@@ -145,10 +145,16 @@ impl Poller {
         let from_progress = look.remaining().map(|r| r.max(floor));
         let wait = match self.models.get(&model).and_then(|m| m.estimate) {
             Some(estimate) if look.elapsed + self.min_gap < estimate => estimate - look.elapsed,
-            Some(estimate) => from_progress.unwrap_or_else(|| {
-                let gap = estimate.mul_f64(GAP_FRACTION).max(self.min_gap);
-                gap.saturating_mul(1 << look.misses.saturating_sub(1).min(16))
-            }),
+            Some(estimate) => {
+                // Past the estimate: a short gap that doubles, or sooner if the
+                // task's progress says so. Never later: progress that is not
+                // linear in time (50% shown near the end) must not hold a slot.
+                let gap = estimate
+                    .mul_f64(GAP_FRACTION)
+                    .max(self.min_gap)
+                    .saturating_mul(1 << look.misses.saturating_sub(1).min(16));
+                from_progress.map_or(gap, |wait| wait.min(gap))
+            }
             None => from_progress
                 .unwrap_or_else(|| look.elapsed.mul_f64(PROBE_GROWTH - 1.0).max(self.min_gap)),
         };
@@ -299,6 +305,18 @@ mod tests {
             .collect();
         assert!(waits.windows(2).all(|w| w[1] >= w[0]), "{waits:?}");
         assert!(waits[7] >= ms(1000), "{waits:?}");
+    }
+
+    #[test]
+    fn past_the_estimate_progress_only_brings_the_next_look_closer() {
+        let mut p = Poller::new(Duration::from_secs(5), Duration::from_secs(10), 1.0);
+        p.finished(MODEL, ms(2000), 0, Duration::ZERO);
+        let plain = p.next(MODEL, look(ms(2000), 1, None));
+        assert_eq!(plain, ms(100), "5% of the estimate");
+        // Coarse progress (50% near the end) must not push the look out to ~2 s.
+        assert_eq!(p.next(MODEL, look(ms(2000), 1, Some(50))), plain);
+        // Fine progress brings it closer.
+        assert!(p.next(MODEL, look(ms(2000), 1, Some(98))) < plain);
     }
 
     #[test]
