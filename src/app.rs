@@ -497,7 +497,13 @@ fn status(args: &StatusArgs) -> Result<i32, AppError> {
 /// `runner report`: rewrite the CSV (and with `--html` the page) from the state file.
 fn rewrite_report(args: &ReportArgs) -> Result<i32, AppError> {
     let campaign = load(&args.paths)?;
-    let state = read_state(&campaign)?;
+    // The page's timeline needs every entry: then the file is read once, into memory.
+    let (state, entries) = if args.html {
+        let entries = read_journal(&campaign)?;
+        (CampaignState::from_entries(&entries), entries)
+    } else {
+        (read_state(&campaign)?, Vec::new())
+    };
     let rows: Vec<_> = report::rows(&campaign, &state).collect();
     let path = campaign.output.report_path();
     report::write_csv(&path, &rows).map_err(|source| AppError::Io {
@@ -515,7 +521,7 @@ fn rewrite_report(args: &ReportArgs) -> Result<i32, AppError> {
             campaign: &campaign.name,
             dir,
             rows: &rows,
-            timeline: html::timeline_from_journal(&read_journal(&campaign)?),
+            timeline: html::timeline_from_journal(&entries),
         };
         html::write(&html_path, &html::render(&page)).map_err(|source| AppError::Io {
             what: format!("cannot write {}", html_path.display()),
