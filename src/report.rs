@@ -92,12 +92,7 @@ pub fn rows<'a>(
             _ => (String::new(), None, String::new()),
         };
         let mut error = js.last_error.clone().unwrap_or_default();
-        if js.attempts > 0
-            && js
-                .fingerprint
-                .as_deref()
-                .is_some_and(|f| f != job.fingerprint())
-        {
+        if js.request_changed(job) {
             if !error.is_empty() {
                 error.push_str("; ");
             }

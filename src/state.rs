@@ -142,6 +142,16 @@ impl Default for JobState {
 }
 
 impl JobState {
+    /// The manifest now asks something else of this job than its recorded
+    /// submits did (their fingerprint differs from the job's).
+    pub fn request_changed(&self, job: &crate::manifest::Job) -> bool {
+        self.attempts > 0
+            && self
+                .fingerprint
+                .as_deref()
+                .is_some_and(|f| f != job.fingerprint())
+    }
+
     /// The report's status.
     pub fn status(&self) -> Status {
         match &self.phase {

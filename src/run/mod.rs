@@ -189,11 +189,7 @@ fn reconcile(
         let Some(js) = state.jobs.get(&job.id) else {
             return (false, false);
         };
-        let changed = js.attempts > 0
-            && js
-                .fingerprint
-                .as_deref()
-                .is_some_and(|f| f != job.fingerprint());
+        let changed = js.request_changed(job);
         let missing =
             matches!(js.phase, Phase::Succeeded { .. }) && !campaign.video_path(job).exists();
         (changed, missing)
