@@ -73,6 +73,11 @@ impl Look {
     }
 }
 
+/// `base` doubled for each miss after the first (capped at 2^16).
+fn doubled(base: Duration, misses: u32) -> Duration {
+    base.saturating_mul(1 << misses.saturating_sub(1).min(16))
+}
+
 /// Poll timing for every model of a run. Durations here are already time-scaled.
 #[derive(Debug)]
 pub struct Poller {
@@ -139,9 +144,7 @@ impl Poller {
         };
         // Never faster than a doubling floor, so a provider whose `progress`
         // runs ahead of the clock cannot draw a stream of polls.
-        let floor = self
-            .min_gap
-            .saturating_mul(1 << look.misses.saturating_sub(1).min(16));
+        let floor = doubled(self.min_gap, look.misses);
         let from_progress = look.remaining().map(|r| r.max(floor));
         let wait = match self.models.get(&model).and_then(|m| m.estimate) {
             Some(estimate) if look.elapsed + self.min_gap < estimate => estimate - look.elapsed,
@@ -149,10 +152,10 @@ impl Poller {
                 // Past the estimate: a short gap that doubles, or sooner if the
                 // task's progress says so. Never later: progress that is not
                 // linear in time (50% shown near the end) must not hold a slot.
-                let gap = estimate
-                    .mul_f64(GAP_FRACTION)
-                    .max(self.min_gap)
-                    .saturating_mul(1 << look.misses.saturating_sub(1).min(16));
+                let gap = doubled(
+                    estimate.mul_f64(GAP_FRACTION).max(self.min_gap),
+                    look.misses,
+                );
                 from_progress.map_or(gap, |wait| wait.min(gap))
             }
             None => from_progress
