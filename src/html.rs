@@ -23,7 +23,7 @@ pub struct Page<'a> {
     /// The folder the page is written to: video `src`s are relative to it.
     pub dir: &'a Path,
     /// The report rows, in manifest order.
-    pub rows: &'a [Row],
+    pub rows: &'a [Row<'a>],
     /// From [`timeline_from_journal`].
     pub timeline: Vec<TimelineEvent>,
 }
@@ -621,7 +621,7 @@ pub fn render(page: &Page) -> String {
     } else {
         h.push_str("\n<div class=\"grid\">\n");
         for row in &succeeded {
-            let src = video_src(page.dir, Path::new(&row.output_path));
+            let src = video_src(page.dir, Path::new(&*row.output_path));
             let size = row.bytes.map(human_bytes).unwrap_or_default();
             let _ = writeln!(
                 h,
@@ -659,29 +659,29 @@ fn plural(n: usize, word: &str) -> String {
 mod tests {
     use super::*;
 
-    fn row(id: &str, status: Status, path: &str) -> Row {
+    fn row(id: &str, status: Status, path: &str) -> Row<'static> {
         Row {
-            job_id: id.into(),
+            job_id: id.to_string().into(),
             status,
-            task_id: format!("task-{id}"),
+            task_id: format!("task-{id}").into(),
             model: "veo3.1-fast".into(),
-            prompt: format!("prompt of {id}"),
-            output_path: path.into(),
+            prompt: format!("prompt of {id}").into(),
+            output_path: path.to_string().into(),
             bytes: (status == Status::Succeeded).then_some(1_500_000),
-            sha256: String::new(),
+            sha256: "".into(),
             error: if status == Status::Succeeded {
-                String::new()
+                "".into()
             } else {
-                format!("error of {id}")
+                format!("error of {id}").into()
             },
             attempts: 1,
             aspect_ratio: "16:9".into(),
             duration: 8,
-            image_urls: String::new(),
-            submitted_at: String::new(),
-            completed_at: String::new(),
-            downloaded_at: String::new(),
-            task_ids: String::new(),
+            image_urls: "".into(),
+            submitted_at: "".into(),
+            completed_at: "".into(),
+            downloaded_at: "".into(),
+            task_ids: "".into(),
         }
     }
 

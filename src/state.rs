@@ -3,7 +3,7 @@
 //! Replay and the live engine share [`CampaignState::apply`], so what a run
 //! does and what a later run reads back can never disagree.
 
-use std::collections::HashMap;
+use foldhash::{HashMap, HashMapExt};
 use std::fmt;
 use std::path::Path;
 
@@ -141,6 +141,16 @@ impl Default for JobState {
     }
 }
 
+/// `recorded` is `hash` as [`crate::manifest::Job::fingerprint`] writes it
+/// (16 lower-case hex digits), compared without formatting `hash`.
+fn same_fingerprint(recorded: &str, hash: u64) -> bool {
+    recorded.len() == 16
+        && recorded
+            .bytes()
+            .all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(&b))
+        && u64::from_str_radix(recorded, 16) == Ok(hash)
+}
+
 impl JobState {
     /// The manifest now asks something else of this job than its recorded
     /// submits did (their fingerprint differs from the job's).
@@ -149,7 +159,7 @@ impl JobState {
             && self
                 .fingerprint
                 .as_deref()
-                .is_some_and(|f| f != job.fingerprint())
+                .is_some_and(|f| !same_fingerprint(f, job.fingerprint_hash()))
     }
 
     /// The report's status.
@@ -173,36 +183,34 @@ impl JobState {
         self.task_ids.last().map(String::as_str)
     }
 
-    fn apply(&mut self, t: &str, record: &Record) {
+    /// Folds one record in, moving its strings rather than copying them.
+    fn apply(&mut self, t: &str, record: Record) {
         match record {
             Record::Submitting {
                 attempt,
                 fingerprint,
                 ..
             } => {
-                self.phase = Phase::Submitting { attempt: *attempt };
-                self.fingerprint = Some(fingerprint.clone());
+                self.phase = Phase::Submitting { attempt };
+                self.fingerprint = Some(fingerprint);
             }
             Record::Submitted {
                 attempt, task_id, ..
             } => {
-                self.phase = Phase::Running {
-                    task_id: task_id.clone(),
-                    attempt: *attempt,
-                };
-                self.attempts = self.attempts.max(*attempt);
+                self.attempts = self.attempts.max(attempt);
                 self.task_ids.push(task_id.clone());
+                self.phase = Phase::Running { task_id, attempt };
                 self.submitted_at = Stamp::parse(t);
                 self.last_error = None;
             }
             Record::SubmitRejected { error, .. } => {
                 self.phase = Phase::Pending;
-                self.last_error = Some(error.clone());
+                self.last_error = Some(error);
             }
             Record::SubmitUnknown { attempt, error, .. } => {
-                self.phase = Phase::Unknown { attempt: *attempt };
-                self.attempts = self.attempts.max(*attempt);
-                self.last_error = Some(error.clone());
+                self.phase = Phase::Unknown { attempt };
+                self.attempts = self.attempts.max(attempt);
+                self.last_error = Some(error);
             }
             Record::ResubmitUnknown { .. } | Record::Retry { .. } => self.phase = Phase::Pending,
             Record::Completed {
@@ -211,23 +219,21 @@ impl JobState {
                 expires_at,
                 ..
             } => {
+                self.video_url = Some((url.clone(), expires_at));
                 self.phase = Phase::Completed {
-                    task_id: task_id.clone(),
-                    url: url.clone(),
-                    expires_at: *expires_at,
+                    task_id,
+                    url,
+                    expires_at,
                 };
                 self.completed_at = Stamp::parse(t);
-                self.video_url = Some((url.clone(), *expires_at));
                 self.last_error = None;
             }
             Record::TaskFailed { task_id, error, .. } => {
-                self.phase = Phase::TaskFailed {
-                    task_id: task_id.clone(),
-                };
+                self.phase = Phase::TaskFailed { task_id };
                 self.completed_at = Stamp::parse(t);
-                self.last_error = Some(error.clone());
+                self.last_error = Some(error);
             }
-            Record::DownloadFailed { error, .. } => self.last_error = Some(error.clone()),
+            Record::DownloadFailed { error, .. } => self.last_error = Some(error),
             Record::Downloaded {
                 task_id,
                 bytes,
@@ -235,18 +241,18 @@ impl JobState {
                 ..
             } => {
                 self.phase = Phase::Succeeded {
-                    task_id: task_id.clone(),
-                    bytes: *bytes,
-                    sha256: sha256.clone(),
+                    task_id,
+                    bytes,
+                    sha256,
                 };
                 self.downloaded_at = Stamp::parse(t);
                 self.last_error = None;
             }
             Record::Finished { status, error, .. } => {
                 self.phase = Phase::Finished {
-                    status: Status::parse(status).unwrap_or(Status::Failed),
+                    status: Status::parse(&status).unwrap_or(Status::Failed),
                 };
-                self.last_error = Some(error.clone());
+                self.last_error = Some(error);
             }
             Record::Header { .. } | Record::Upload { .. } => {}
         }
@@ -279,7 +285,7 @@ impl CampaignState {
     pub fn from_entries(entries: &[Entry]) -> CampaignState {
         let mut state = CampaignState::default();
         for entry in entries {
-            state.apply(&entry.t, &entry.record);
+            state.apply(&entry.t, entry.record.clone());
         }
         state.settle();
         state
@@ -290,7 +296,7 @@ impl CampaignState {
     /// `jobs` sizes the table once (the manifest's job count), instead of growing it 16 times.
     pub fn load(path: &Path, jobs: usize) -> Result<(CampaignState, Replay), JournalError> {
         let mut state = CampaignState::with_capacity(jobs);
-        let replay = journal::replay(path, |entry| state.apply(&entry.t, &entry.record))?;
+        let replay = journal::replay(path, |entry| state.apply(&entry.t, entry.record))?;
         state.settle();
         Ok((state, replay))
     }
@@ -310,21 +316,24 @@ impl CampaignState {
         }
     }
 
-    pub fn apply(&mut self, t: &str, record: &Record) {
+    /// Folds one record in (by value: a replay moves each line's strings into the state).
+    pub fn apply(&mut self, t: &str, record: Record) {
         if let Record::Upload { path, sha256, url } = record {
-            self.uploads.insert(
-                path.clone(),
-                Uploaded {
-                    sha256: sha256.clone(),
-                    url: url.clone(),
-                },
-            );
+            self.uploads.insert(path, Uploaded { sha256, url });
+            return;
         }
-        if let Some(job) = record.job() {
-            self.jobs
-                .entry(job.to_string())
-                .or_default()
-                .apply(t, record);
+        let Some(job) = record.job() else {
+            return;
+        };
+        // Looked up before inserting: a key is allocated once per job, not per record.
+        match self.jobs.get_mut(job) {
+            Some(state) => state.apply(t, record),
+            None => {
+                let key = job.to_string();
+                let mut state = JobState::default();
+                state.apply(t, record);
+                self.jobs.insert(key, state);
+            }
         }
     }
 
@@ -349,6 +358,18 @@ mod tests {
         let t = "2026-11-22T06:14:29Z";
         assert_eq!(Stamp::parse(t).unwrap().to_string(), t);
         assert_eq!(Stamp::parse("yesterday"), None);
+    }
+
+    #[test]
+    fn fingerprints_compare_as_written() {
+        assert!(same_fingerprint("00000000000000ff", 255));
+        assert!(same_fingerprint("ffffffffffffffff", u64::MAX));
+        assert!(!same_fingerprint("00000000000000fe", 255));
+        // Only the form `Job::fingerprint` writes: 16 lower-case hex digits.
+        assert!(!same_fingerprint("ff", 255));
+        assert!(!same_fingerprint("00000000000000FF", 255));
+        assert!(!same_fingerprint("+0000000000000ff", 255));
+        assert!(!same_fingerprint("f", 15));
     }
 
     fn fold(records: Vec<Record>) -> CampaignState {
@@ -428,7 +449,7 @@ mod tests {
             let mut s2 = s.clone();
             s2.apply(
                 "t",
-                &Record::Downloaded {
+                Record::Downloaded {
                     job: "a".into(),
                     task_id: "t2".into(),
                     path: "a.mp4".into(),

@@ -8,31 +8,39 @@ pub fn sha256_hex(data: &[u8]) -> String {
 }
 
 /// `items.iter().map(f).collect()`, split across the machine's cores for
-/// large inputs (per-job checks of a 100k-job resume). Order is kept; a
-/// panic in `f` is a bug and is passed on as it is.
+/// large inputs. Order is kept; a panic in `f` is a bug and is passed on as it is.
 pub fn par_map<T: Sync, R: Send>(items: &[T], f: impl Fn(&T) -> R + Sync) -> Vec<R> {
+    par_chunks(items, |chunk| chunk.iter().map(&f).collect::<Vec<R>>())
+        .into_iter()
+        .flatten()
+        .collect()
+}
+
+/// `f` applied to consecutive chunks of `items`, one chunk per core (at most
+/// 8, and none smaller than 4096 items), the results in order. Small inputs
+/// are one chunk on the calling thread. A panic in `f` is passed on as it is.
+pub fn par_chunks<T: Sync, R: Send>(items: &[T], f: impl Fn(&[T]) -> R + Sync) -> Vec<R> {
     const MIN_CHUNK: usize = 4096;
     let threads = std::thread::available_parallelism()
         .map_or(1, |n| n.get())
         .min(items.len() / MIN_CHUNK)
         .min(8);
     if threads <= 1 {
-        return items.iter().map(f).collect();
+        return vec![f(items)];
     }
     let f = &f;
     std::thread::scope(|scope| {
         let handles: Vec<_> = items
             .chunks(items.len().div_ceil(threads))
-            .map(|chunk| scope.spawn(move || chunk.iter().map(f).collect::<Vec<R>>()))
+            .map(|chunk| scope.spawn(move || f(chunk)))
             .collect();
-        let mut out = Vec::with_capacity(items.len());
-        for handle in handles {
-            match handle.join() {
-                Ok(part) => out.extend(part),
+        handles
+            .into_iter()
+            .map(|handle| match handle.join() {
+                Ok(part) => part,
                 Err(panic) => std::panic::resume_unwind(panic),
-            }
-        }
-        out
+            })
+            .collect()
     })
 }
 
@@ -58,6 +66,8 @@ mod tests {
             let items: Vec<usize> = (0..n).collect();
             let doubled = par_map(&items, |i| i * 2);
             assert_eq!(doubled, items.iter().map(|i| i * 2).collect::<Vec<_>>());
+            let sums: usize = par_chunks(&items, |c| c.iter().sum::<usize>()).iter().sum();
+            assert_eq!(sums, items.iter().sum::<usize>());
         }
     }
 

@@ -122,34 +122,34 @@ fn wav(seconds: u32) -> Vec<u8> {
     out
 }
 
-fn row(id: &str, status: Status, prompt: &str, path: &Path, error: &str) -> Row {
+fn row(id: &str, status: Status, prompt: &str, path: &Path, error: &str) -> Row<'static> {
     let succeeded = status == Status::Succeeded;
     Row {
-        job_id: id.into(),
+        job_id: id.to_string().into(),
         status,
         task_id: if status == Status::Pending {
-            String::new()
+            "".into()
         } else {
-            format!("video_01K8{}", id.to_uppercase())
+            format!("video_01K8{}", id.to_uppercase()).into()
         },
         model: "veo3.1-fast".into(),
-        prompt: prompt.into(),
+        prompt: prompt.to_string().into(),
         output_path: if succeeded {
-            path.display().to_string()
+            path.display().to_string().into()
         } else {
-            String::new()
+            "".into()
         },
         bytes: succeeded.then(|| std::fs::metadata(path).map(|m| m.len()).unwrap_or(0)),
-        sha256: String::new(),
-        error: error.into(),
+        sha256: "".into(),
+        error: error.to_string().into(),
         attempts: u32::from(status != Status::Pending),
         aspect_ratio: "16:9".into(),
         duration: 8,
-        image_urls: String::new(),
-        submitted_at: String::new(),
-        completed_at: String::new(),
-        downloaded_at: String::new(),
-        task_ids: String::new(),
+        image_urls: "".into(),
+        submitted_at: "".into(),
+        completed_at: "".into(),
+        downloaded_at: "".into(),
+        task_ids: "".into(),
     }
 }
 

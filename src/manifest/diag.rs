@@ -136,6 +136,11 @@ impl Diags {
         });
     }
 
+    /// `other`'s problems after these (the parts of a manifest checked in parallel).
+    pub fn append(&mut self, mut other: Diags) {
+        self.list.append(&mut other.list);
+    }
+
     pub fn is_empty(&self) -> bool {
         self.list.is_empty()
     }

@@ -22,7 +22,7 @@
 //! row, its extra columns), the job's own `id`, `model`, `aspect_ratio`, `duration`,
 //! `resolution` and `metadata.KEY` as written in its entry, and `[defaults]` `vars`.
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::BTreeMap;
 use std::path::Path;
 
 use serde_json::{Map, Value};
@@ -182,7 +182,6 @@ pub fn expand(
         filename: raw.output.filename.as_ref(),
     };
     let output = resolve_output(raw, ctx);
-    let mut out = Vec::new();
     let per_job = raw
         .matrix
         .iter()
@@ -199,13 +198,24 @@ pub fn expand(
                 jobs.len()
             ),
         );
-        return (output, out);
+        return (output, Vec::new());
     }
-    for job in jobs {
-        expand_one(raw, job, ctx, diags, &mut out);
+    // Rows on every core (3 µs each: a 100k-row resume spends a fifth of its
+    // time here); the parts and their problems joined back in row order.
+    let parts = crate::util::par_chunks(jobs, |rows| {
+        let mut part_diags = Diags::new();
+        let mut part = Vec::with_capacity(rows.len() * per_job.unwrap_or(1));
+        for job in rows {
+            expand_one(raw, job, ctx, &mut part_diags, &mut part);
+        }
+        (part, part_diags)
+    });
+    let mut out = Vec::with_capacity(parts.iter().map(|(part, _)| part.len()).sum());
+    for (mut part, part_diags) in parts {
+        out.append(&mut part);
+        diags.append(part_diags);
     }
     check_unique(&out, diags);
-    out.shrink_to_fit();
     (output, out)
 }
 
@@ -709,8 +719,10 @@ fn image_ref(
 
 /// Ids unique; file names unique (case-insensitively: they may land on macOS or Windows).
 fn check_unique(jobs: &[Job], diags: &mut Diags) {
-    let mut ids: HashMap<&str, &Origin> = HashMap::new();
-    let mut files: HashMap<String, &Job> = HashMap::new();
+    let mut ids: foldhash::HashMap<&str, &Origin> =
+        foldhash::HashMap::with_capacity_and_hasher(jobs.len(), Default::default());
+    let mut files: foldhash::HashMap<std::borrow::Cow<'_, str>, &Job> =
+        foldhash::HashMap::with_capacity_and_hasher(jobs.len(), Default::default());
     for job in jobs {
         let loc = Loc {
             file: job.origin.file.clone(),
@@ -725,7 +737,13 @@ fn check_unique(jobs: &[Job], diags: &mut Diags) {
             continue;
         }
         ids.insert(&job.id, &job.origin);
-        let key = job.filename.to_lowercase();
+        // Lower-cased without a copy in the common case (ASCII, no capitals).
+        let name = job.filename.as_str();
+        let key = if name.is_ascii() && !name.bytes().any(|b| b.is_ascii_uppercase()) {
+            std::borrow::Cow::Borrowed(name)
+        } else {
+            std::borrow::Cow::Owned(name.to_lowercase())
+        };
         if let Some(first) = files.get(&key) {
             diags.job_error(
                 &loc,

@@ -466,10 +466,12 @@ impl Job {
     /// path). Serialized straight from the job, without building a `Value`:
     /// a resume checks every job.
     pub fn fingerprint(&self) -> String {
-        format!(
-            "{:016x}",
-            self.fingerprint_cache.0.get_or_init(|| self.hash())
-        )
+        format!("{:016x}", self.fingerprint_hash())
+    }
+
+    /// [`Job::fingerprint`] as a number, hashed on the first call only.
+    pub fn fingerprint_hash(&self) -> u64 {
+        *self.fingerprint_cache.0.get_or_init(|| self.hash())
     }
 
     /// The first 8 bytes of the hash, as [`Job::fingerprint`] shows them.

@@ -293,7 +293,7 @@ impl Dispatcher {
     /// Records an event: journal first, then the in-memory state.
     fn record(&mut self, record: Record) -> Result<(), RunError> {
         self.journal.append(&record)?;
-        self.state.apply(&crate::journal::now_rfc3339(), &record);
+        self.state.apply(&crate::journal::now_rfc3339(), record);
         Ok(())
     }
 

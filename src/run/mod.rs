@@ -122,12 +122,25 @@ pub async fn run(
     let started = std::time::Instant::now();
     let state_path = campaign.output.state_path();
     let mut state = CampaignState::with_capacity(campaign.jobs.len());
-    let (mut journal, replay) = Journal::open(
-        &state_path,
-        &campaign.name,
-        &campaign.manifest_path.display().to_string(),
-        |entry| state.apply(&entry.t, &entry.record),
-    )?;
+    let resuming = std::fs::metadata(&state_path).is_ok_and(|m| m.len() > 0);
+    let (opened, on_disk) = std::thread::scope(|scope| {
+        // While this thread replays the journal, the other core works out what
+        // reconcile asks of every job of a resume: its fingerprint (cached on
+        // the job) and whether its video is on disk.
+        let prechecks = resuming.then(|| scope.spawn(|| videos_on_disk(&campaign)));
+        let opened = Journal::open(
+            &state_path,
+            &campaign.name,
+            &campaign.manifest_path.display().to_string(),
+            |entry| state.apply(&entry.t, entry.record),
+        );
+        let on_disk = prechecks.map(|handle| match handle.join() {
+            Ok(on_disk) => on_disk,
+            Err(panic) => std::panic::resume_unwind(panic),
+        });
+        (opened, on_disk)
+    });
+    let (mut journal, replay) = opened?;
     if replay.torn_tail {
         tracing::warn!(
             "{}: the last line was cut short by a crash; ignored",
@@ -141,7 +154,7 @@ pub async fn run(
         started.elapsed()
     );
     let started = std::time::Instant::now();
-    reconcile(&campaign, &opts, &mut journal, &mut state)?;
+    reconcile(&campaign, &opts, on_disk, &mut journal, &mut state)?;
     journal.sync()?;
     tracing::debug!(
         "reconciled with the manifest and the disk in {:.0?}",
@@ -155,13 +168,11 @@ pub async fn run(
 
     let started = std::time::Instant::now();
     let report_path = campaign.output.report_path();
-    let mut counts = BTreeMap::new();
-    let rows =
-        report::rows(&campaign, &state).inspect(|row| *counts.entry(row.status).or_insert(0) += 1);
-    report::write_csv(&report_path, rows).map_err(|source| RunError::Io {
-        what: format!("cannot write report {}", report_path.display()),
-        source: Arc::new(source),
-    })?;
+    let counts =
+        report::write_campaign(&report_path, &campaign, &state).map_err(|source| RunError::Io {
+            what: format!("cannot write report {}", report_path.display()),
+            source: Arc::new(source),
+        })?;
     tracing::debug!("report written in {:.0?}", started.elapsed());
     let (interrupted, fatal) = match ending {
         Ending::Finished => (false, None),
@@ -176,39 +187,49 @@ pub async fn run(
     })
 }
 
-/// Brings the journal's view in line with the manifest and the disk before anything is sent.
+/// Whether each job's video is on disk, in job order; hashes each job's
+/// fingerprint on the way (it is cached on the job for [`reconcile`]).
+fn videos_on_disk(campaign: &Campaign) -> Vec<bool> {
+    campaign
+        .jobs
+        .iter()
+        .map(|job| {
+            job.fingerprint_hash();
+            campaign.video_path(job).exists()
+        })
+        .collect()
+}
+
+/// Brings the journal's view in line with the manifest and the disk before
+/// anything is sent. `on_disk` is [`videos_on_disk`] if it was worked out
+/// already; otherwise the videos the journal calls downloaded are looked up here.
 fn reconcile(
     campaign: &Campaign,
     opts: &RunOptions,
+    on_disk: Option<Vec<bool>>,
     journal: &mut Journal,
     state: &mut CampaignState,
 ) -> Result<(), RunError> {
-    // The two costly checks of every job (a hash, a file-system look), on
-    // every core before the journal is touched: a resume makes them for all jobs.
-    let checks = crate::util::par_map(&campaign.jobs, |job| {
-        let Some(js) = state.jobs.get(&job.id) else {
-            return (false, false);
-        };
-        let changed = js.request_changed(job);
-        let missing =
-            matches!(js.phase, Phase::Succeeded { .. }) && !campaign.video_path(job).exists();
-        (changed, missing)
-    });
     let mut changed = Vec::new();
-    for (job, (was_changed, missing)) in campaign.jobs.iter().zip(checks) {
+    for (i, job) in campaign.jobs.iter().enumerate() {
         let Some(js) = state.jobs.get_mut(&job.id) else {
             continue;
         };
-        if was_changed {
+        if js.request_changed(job) {
             changed.push(job.id.clone());
         }
+        let missing = matches!(js.phase, Phase::Succeeded { .. })
+            && !on_disk
+                .as_ref()
+                .and_then(|on_disk| on_disk.get(i).copied())
+                .unwrap_or_else(|| campaign.video_path(job).exists());
         match js.phase.clone() {
             Phase::Unknown { .. } if opts.resubmit_unknown => {
                 let record = Record::ResubmitUnknown {
                     job: job.id.clone(),
                 };
                 journal.append(&record)?;
-                state.apply(&journal::now_rfc3339(), &record);
+                state.apply(&journal::now_rfc3339(), record);
             }
             // `--retry failed`: a new attempt (a new task) for each job that ended badly.
             Phase::TaskFailed { .. } | Phase::Finished { .. } if opts.retry_failed => {
@@ -216,7 +237,7 @@ fn reconcile(
                     job: job.id.clone(),
                 };
                 journal.append(&record)?;
-                state.apply(&journal::now_rfc3339(), &record);
+                state.apply(&journal::now_rfc3339(), record);
             }
             // A task that ran past the timeout last time may have finished since: look again.
             Phase::Finished {
@@ -243,8 +264,7 @@ fn reconcile(
             preview(&changed)
         );
     }
-    let known: std::collections::HashSet<&str> =
-        campaign.jobs.iter().map(|j| j.id.as_str()).collect();
+    let known: foldhash::HashSet<&str> = campaign.jobs.iter().map(|j| j.id.as_str()).collect();
     let orphans: Vec<String> = state
         .jobs
         .keys()
