@@ -167,56 +167,119 @@ struct Context<'a> {
     pub filename: Option<&'a Template>,
 }
 
-/// Turns `[[job]]` entries and CSV rows (`jobs`, in order) into concrete jobs, and
-/// resolves `[output]`. Problems go to `diags`; the jobs returned are the valid ones.
-pub fn expand(
-    raw: &RawManifest,
-    jobs: &[RawJob],
-    name: &str,
-    base_dir: &Path,
-    diags: &mut Diags,
-) -> (Output, Vec<Job>) {
-    let ctx = Context {
-        name,
-        base_dir,
-        filename: raw.output.filename.as_ref(),
-    };
-    let output = resolve_output(raw, ctx);
-    let per_job = raw
-        .matrix
-        .iter()
-        .try_fold(1usize, |n, dim| n.checked_mul(dim.values.len()));
-    let total = per_job.and_then(|n| n.checked_mul(jobs.len()));
-    if total.is_none_or(|total| total > MAX_JOBS) {
-        let loc = jobs
-            .first()
-            .map_or_else(|| Loc::file(&raw.file), |j| j.origin.clone());
-        diags.error(
-            &loc,
-            format!(
-                "{} jobs × the [matrix] combinations is more than {MAX_JOBS} jobs",
-                jobs.len()
-            ),
-        );
-        return (output, Vec::new());
-    }
-    // Rows on every core (3 µs each: a 100k-row resume spends a fifth of its
-    // time here); the parts and their problems joined back in row order.
-    let parts = crate::util::par_chunks(jobs, |rows| {
-        let mut part_diags = Diags::new();
-        let mut part = Vec::with_capacity(rows.len() * per_job.unwrap_or(1));
-        for job in rows {
-            expand_one(raw, job, ctx, &mut part_diags, &mut part);
+/// Turns `[[job]]` entries and CSV rows, fed one at a time in manifest order,
+/// into concrete jobs, and resolves `[output]`. Rows are expanded in batches,
+/// on every core, and then dropped, so a 100k-row CSV never holds all its rows
+/// and all its jobs at once. Problems go to the `Diags` given to `finish`;
+/// the jobs returned are the valid ones.
+#[derive(Debug)]
+pub struct Expander<'a> {
+    raw: &'a RawManifest,
+    ctx: Context<'a>,
+    /// Jobs per row: the product of the `[matrix]` sizes (`None` past `usize`).
+    per_job: Option<usize>,
+    batch: Vec<RawJob>,
+    jobs: Vec<Job>,
+    /// Problems found expanding, in row order (joined after the parser's own).
+    diags: Diags,
+    rows: usize,
+    first_row: Option<Loc>,
+}
+
+impl<'a> Expander<'a> {
+    /// Rows expanded together: both cores busy, a few megabytes of rows held.
+    const BATCH: usize = 16 * 1024;
+
+    pub fn new(raw: &'a RawManifest, name: &'a str, base_dir: &'a Path) -> Expander<'a> {
+        Expander {
+            raw,
+            ctx: Context {
+                name,
+                base_dir,
+                filename: raw.output.filename.as_ref(),
+            },
+            per_job: raw
+                .matrix
+                .iter()
+                .try_fold(1usize, |n, dim| n.checked_mul(dim.values.len())),
+            batch: Vec::new(),
+            jobs: Vec::new(),
+            diags: Diags::new(),
+            rows: 0,
+            first_row: None,
         }
-        (part, part_diags)
-    });
-    let mut out = Vec::with_capacity(parts.iter().map(|(part, _)| part.len()).sum());
-    for (mut part, part_diags) in parts {
-        out.append(&mut part);
-        diags.append(part_diags);
     }
-    check_unique(&out, diags);
-    (output, out)
+
+    /// Room for `rows` more rows' jobs (a CSV's line count), so that the job
+    /// list is sized once instead of copied as it grows.
+    pub fn reserve(&mut self, rows: usize) {
+        let jobs = self.per_job.and_then(|n| n.checked_mul(rows)).unwrap_or(0);
+        self.jobs
+            .reserve(jobs.min(MAX_JOBS.saturating_sub(self.jobs.len())));
+    }
+
+    /// The next row, in manifest order.
+    pub fn push(&mut self, row: RawJob) {
+        if self.first_row.is_none() {
+            self.first_row = Some(row.origin.clone());
+        }
+        self.rows += 1;
+        if self.too_many() {
+            // Reported once, in `finish`; nothing more is expanded.
+            self.batch.clear();
+            return;
+        }
+        self.batch.push(row);
+        if self.batch.len() >= Self::BATCH {
+            self.flush();
+        }
+    }
+
+    fn too_many(&self) -> bool {
+        self.per_job
+            .and_then(|n| n.checked_mul(self.rows))
+            .is_none_or(|total| total > MAX_JOBS)
+    }
+
+    /// Expands the rows held, on every core; the parts and their problems
+    /// are joined back in row order.
+    fn flush(&mut self) {
+        let (raw, ctx, per_job) = (self.raw, self.ctx, self.per_job.unwrap_or(1));
+        let parts = crate::util::par_chunks(&self.batch, |rows| {
+            let mut diags = Diags::new();
+            let mut part = Vec::with_capacity(rows.len() * per_job);
+            for job in rows {
+                expand_one(raw, job, ctx, &mut diags, &mut part);
+            }
+            (part, diags)
+        });
+        for (mut part, diags) in parts {
+            self.jobs.append(&mut part);
+            self.diags.append(diags);
+        }
+        self.batch.clear();
+    }
+
+    /// The resolved `[output]`, the valid jobs and the number of rows read;
+    /// problems are added to `diags`.
+    pub fn finish(mut self, diags: &mut Diags) -> (Output, Vec<Job>, usize) {
+        let output = resolve_output(self.raw, self.ctx);
+        if self.too_many() {
+            let loc = self.first_row.unwrap_or_else(|| Loc::file(&self.raw.file));
+            diags.error(
+                &loc,
+                format!(
+                    "{} jobs × the [matrix] combinations is more than {MAX_JOBS} jobs",
+                    self.rows
+                ),
+            );
+            return (output, Vec::new(), self.rows);
+        }
+        self.flush();
+        check_unique(&self.jobs, &mut self.diags);
+        diags.append(self.diags);
+        (output, self.jobs, self.rows)
+    }
 }
 
 fn resolve_output(raw: &RawManifest, ctx: Context<'_>) -> Output {

@@ -67,48 +67,12 @@ pub fn load_str(text: &str, path: &Path) -> Result<Campaign, ManifestError> {
         .extension()
         .map(|e| e.to_string_lossy().to_ascii_lowercase());
 
-    let (raw, rows) = match extension.as_deref() {
+    let raw = match extension.as_deref() {
         Some("toml") => match parse::parse_toml_str(text, path, &mut diags) {
-            Some(raw) => {
-                let mut rows = raw.jobs.clone();
-                // CSV rows inherit only the [defaults] prompt: its placeholders may be columns.
-                let placeholders = raw
-                    .defaults
-                    .prompt_template
-                    .as_ref()
-                    .map(|t| t.names())
-                    .unwrap_or_default();
-                for source in &raw.sources {
-                    let csv_path = base_dir.join(source.value.trim());
-                    match read_text(&csv_path) {
-                        Ok(csv) => {
-                            let mut parsed = parse::parse_csv_with_vars(
-                                &csv,
-                                &csv_path,
-                                &placeholders,
-                                &mut diags,
-                            );
-                            // Moved, not copied, when it is the only source (100k rows are ~60 MB).
-                            if rows.is_empty() {
-                                rows = parsed;
-                            } else {
-                                rows.append(&mut parsed);
-                            }
-                        }
-                        Err(message) => diags.error(
-                            &source.loc,
-                            format!("[[source]] csv {}: {message}", diag::quoted(&source.value)),
-                        ),
-                    }
-                }
-                (raw, rows)
-            }
+            Some(raw) => raw,
             None => return Err(fail(diags, path)),
         },
-        Some("csv") => (
-            parse::RawManifest::empty(&file),
-            parse::parse_csv_str(text, path, &mut diags),
-        ),
+        Some("csv") => parse::RawManifest::empty(&file),
         _ => {
             diags.error(
                 &Loc::file(&file),
@@ -135,8 +99,40 @@ pub fn load_str(text: &str, path: &Path) -> Result<Campaign, ManifestError> {
         }
     };
 
-    let (output, jobs) = expand::expand(&raw, &rows, &name, &base_dir, &mut diags);
-    if rows.is_empty() && diags.is_empty() {
+    // Rows are expanded as they are read (a 100k-row CSV is never held as rows).
+    let mut expander = expand::Expander::new(&raw, &name, &base_dir);
+    if extension.as_deref() == Some("csv") {
+        expander.reserve(line_count(text));
+        parse::for_each_csv_row(text, path, &[], &mut diags, |row| expander.push(row));
+    } else {
+        for job in &raw.jobs {
+            expander.push(job.clone());
+        }
+        // CSV rows inherit only the [defaults] prompt: its placeholders may be columns.
+        let placeholders = raw
+            .defaults
+            .prompt_template
+            .as_ref()
+            .map(|t| t.names())
+            .unwrap_or_default();
+        for source in &raw.sources {
+            let csv_path = base_dir.join(source.value.trim());
+            match read_text(&csv_path) {
+                Ok(csv) => {
+                    expander.reserve(line_count(&csv));
+                    parse::for_each_csv_row(&csv, &csv_path, &placeholders, &mut diags, |row| {
+                        expander.push(row)
+                    });
+                }
+                Err(message) => diags.error(
+                    &source.loc,
+                    format!("[[source]] csv {}: {message}", diag::quoted(&source.value)),
+                ),
+            }
+        }
+    }
+    let (output, jobs, rows) = expander.finish(&mut diags);
+    if rows == 0 && diags.is_empty() {
         diags.error(
             &Loc::file(&file),
             "no jobs: add [[job]] entries or a [[source]] csv with at least one row",
@@ -188,6 +184,11 @@ fn fail(diags: Diags, path: &Path) -> ManifestError {
         manifest: path.to_path_buf(),
         diagnostics: diags.finish(path),
     }
+}
+
+/// Lines in `text`: at most one CSV row each.
+fn line_count(text: &str) -> usize {
+    text.bytes().filter(|&b| b == b'\n').count() + 1
 }
 
 /// A file as UTF-8 text, or the message saying why not.
@@ -585,6 +586,39 @@ mod tests {
                 })
                 .collect(),
         }
+    }
+
+    #[test]
+    fn rows_across_expansion_batches_keep_their_order_and_their_problems() {
+        // More rows than one batch, with a bad row in each of three batches.
+        let bad = [7usize, 20_000, 39_999];
+        let mut csv = String::from("id,model,prompt,duration\n");
+        for i in 0..40_000 {
+            let duration = if bad.contains(&i) { "x" } else { "8" };
+            csv.push_str(&format!("j{i},veo3.1-fast,p {i},{duration}\n"));
+        }
+        let fixture = Fixture::new();
+        fixture.write("jobs.csv", &csv);
+        let toml = "[[source]]\ncsv = \"jobs.csv\"\n";
+        let found = problems(fixture.load("c.toml", toml));
+        let lines: Vec<&str> = found.iter().map(|p| p.split(' ').next().unwrap()).collect();
+        assert_eq!(
+            lines,
+            ["jobs.csv:9:", "jobs.csv:20002:", "jobs.csv:40001:"],
+            "{found:?}"
+        );
+
+        let good = Fixture::new();
+        good.write("jobs.csv", &csv.replace(",x\n", ",8\n"));
+        let campaign = good.load("c.toml", toml).unwrap();
+        assert_eq!(campaign.jobs.len(), 40_000);
+        assert!(
+            campaign
+                .jobs
+                .iter()
+                .enumerate()
+                .all(|(i, job)| job.id == format!("j{i}") && job.origin.line == i + 2)
+        );
     }
 
     /// How fingerprints were computed before they were streamed: state files

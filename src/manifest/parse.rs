@@ -1340,6 +1340,21 @@ pub fn parse_csv_with_vars(
     placeholders: &[&str],
     diags: &mut Diags,
 ) -> Vec<RawJob> {
+    // One row per line at most: sized once, so 100k rows are never copied to grow.
+    let mut jobs = Vec::with_capacity(text.bytes().filter(|&b| b == b'\n').count());
+    for_each_csv_row(text, path, placeholders, diags, |row| jobs.push(row));
+    jobs
+}
+
+/// [`parse_csv_with_vars`], each row handed to `each` as soon as it is read, so
+/// that a 100k-row CSV is never held as rows (600 bytes each) all at once.
+pub fn for_each_csv_row(
+    text: &str,
+    path: &Path,
+    placeholders: &[&str],
+    diags: &mut Diags,
+    mut each: impl FnMut(RawJob),
+) {
     let file: Arc<Path> = Arc::from(path);
     let text = text.strip_prefix('\u{feff}').unwrap_or(text);
     let lines = CsvLines {
@@ -1360,14 +1375,14 @@ pub fn parse_csv_with_vars(
                 &lines.at(e.position()),
                 format!("cannot read the CSV header: {e}"),
             );
-            return Vec::new();
+            return;
         }
         None => {
             diags.error(
                 &Loc::file(&file),
                 "empty CSV: a header row naming the columns (at least `prompt`) is required",
             );
-            return Vec::new();
+            return;
         }
     };
     let header_loc = lines.at(header.position());
@@ -1418,15 +1433,13 @@ pub fn parse_csv_with_vars(
     }
     if !seen.iter().any(|s| s == "prompt") {
         diags.error(&header_loc, "missing the required column `prompt`");
-        return Vec::new();
+        return;
     }
     let header = Arc::new(CsvHeader {
         loc: header_loc,
         columns: seen,
     });
 
-    // One row per line at most: sized once, so 100k rows are never copied to grow.
-    let mut jobs = Vec::with_capacity(text.bytes().filter(|&b| b == b'\n').count());
     for record in records {
         let record = match record {
             Ok(record) => record,
@@ -1516,13 +1529,12 @@ pub fn parse_csv_with_vars(
                 }
             }
         }
-        jobs.push(RawJob {
+        each(RawJob {
             origin: loc,
             fields,
             csv: Some(Arc::clone(&header)),
         });
     }
-    jobs
 }
 
 #[derive(Debug)]

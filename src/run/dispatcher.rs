@@ -89,14 +89,25 @@ enum Action {
     Poll(usize),
 }
 
-/// What the dispatcher keeps about a job during this run only.
-#[derive(Debug, Default)]
+/// What the dispatcher keeps about every job during this run only: kept
+/// small, since a 100k-job campaign holds one per job.
+#[derive(Debug, Default, Clone, Copy)]
 struct Live {
     submit_errors: u32,
+    download_errors: u32,
+    /// Bumped when a scheduled poll is moved: older timers for the job are stale.
+    poll_generation: u32,
+    /// This task probes for its model's first time estimate.
+    scout: bool,
+}
+
+/// What the dispatcher keeps about a task while it polls it: only for the
+/// tasks in flight, from the start of tracking until the task ends.
+#[derive(Debug, Default)]
+struct Tracking {
     poll_errors: u32,
     /// The last poll error of the current task, for a timeout's message.
     last_poll_error: Option<String>,
-    download_errors: u32,
     /// When this run gives up polling the current task.
     deadline: Option<Instant>,
     /// When the current task was submitted, if in this run (resumed tasks teach the poller nothing).
@@ -109,10 +120,6 @@ struct Live {
     queued_seen: Duration,
     /// When the last poll of the task left.
     poll_sent: Option<Instant>,
-    /// Bumped when a scheduled poll is moved: older timers for the job are stale.
-    poll_generation: u32,
-    /// This task probes for its model's first time estimate.
-    scout: bool,
     /// The last status and progress seen, for progress lines.
     last_status: Option<TaskStatus>,
     /// A poll for this job is in flight (never two at once).
@@ -134,6 +141,8 @@ pub(super) struct Dispatcher {
     journal: Journal,
     state: CampaignState,
     live: Vec<Live>,
+    /// By job index: the tasks being polled.
+    tracking: foldhash::HashMap<usize, Tracking>,
     limiter: Limiter,
     poller: Poller,
     /// Jobs waiting to be submitted, in manifest order.
@@ -207,7 +216,8 @@ impl Dispatcher {
             opts.time_scale,
         );
         Dispatcher {
-            live: campaign.jobs.iter().map(|_| Live::default()).collect(),
+            live: vec![Live::default(); campaign.jobs.len()],
+            tracking: Default::default(),
             campaign,
             client,
             opts,
@@ -245,6 +255,11 @@ impl Dispatcher {
     /// The journal's view of every job, for the report.
     pub(super) fn into_state(self) -> CampaignState {
         self.state
+    }
+
+    /// The tracking of job `idx`'s task (a fresh one if it had none).
+    fn tracked(&mut self, idx: usize) -> &mut Tracking {
+        self.tracking.entry(idx).or_default()
     }
 
     fn job(&self, idx: usize) -> &Job {
@@ -331,7 +346,7 @@ impl Dispatcher {
                 Phase::Running { .. } => {
                     self.in_flight += 1;
                     self.start_tracking(idx, now, Duration::ZERO);
-                    self.live[idx].submitted = None;
+                    self.tracked(idx).submitted = None;
                 }
                 Phase::Completed { .. } => self.queue_download(idx),
                 _ => {}
@@ -683,8 +698,9 @@ impl Dispatcher {
             return;
         };
         self.active_calls += 1;
-        self.live[idx].polling = true;
-        self.live[idx].poll_sent = Some(Instant::now());
+        let tracking = self.tracked(idx);
+        tracking.polling = true;
+        tracking.poll_sent = Some(Instant::now());
         let client = self.client.clone();
         let tx = self.tx.clone();
         self.workers.spawn(async move {
@@ -963,16 +979,15 @@ impl Dispatcher {
     /// Starts polling a task: first poll after `first`, timeout from now.
     fn start_tracking(&mut self, idx: usize, now: Instant, first: Duration) {
         let timeout = self.scaled(self.campaign.limits.task_timeout);
-        let live = &mut self.live[idx];
-        live.deadline = Some(now + timeout);
-        live.submitted = Some(now);
-        live.misses = 0;
-        live.unfinished_at = Duration::ZERO;
-        live.queued_seen = Duration::ZERO;
-        live.poll_errors = 0;
-        live.last_poll_error = None;
-        live.last_status = None;
-        live.scout = false;
+        self.tracking.insert(
+            idx,
+            Tracking {
+                deadline: Some(now + timeout),
+                submitted: Some(now),
+                ..Tracking::default()
+            },
+        );
+        self.live[idx].scout = false;
         self.schedule_poll(idx, now + first);
     }
 
@@ -994,14 +1009,16 @@ impl Dispatcher {
     /// A model just got its first time estimate: tasks that waited for it are
     /// moved to their expected finish.
     fn reschedule_waiting(&mut self, model: crate::models::Model, now: Instant) {
-        for idx in 0..self.live.len() {
-            let live = &self.live[idx];
-            if self.campaign.jobs[idx].model != model || live.polling || live.misses > 0 {
-                continue;
-            }
-            let Some(submitted) = live.submitted else {
-                continue;
-            };
+        let mut waiting: Vec<(usize, Instant)> = self
+            .tracking
+            .iter()
+            .filter(|(idx, t)| {
+                self.campaign.jobs[**idx].model == model && !t.polling && t.misses == 0
+            })
+            .filter_map(|(idx, t)| Some((*idx, t.submitted?)))
+            .collect();
+        waiting.sort_unstable();
+        for (idx, submitted) in waiting {
             if !matches!(
                 self.state
                     .job(&self.campaign.jobs[idx].id)
@@ -1021,7 +1038,9 @@ impl Dispatcher {
 
     fn on_polled(&mut self, idx: usize, result: Result<Task, ApiError>) -> Result<(), RunError> {
         self.active_calls -= 1;
-        self.live[idx].polling = false;
+        if let Some(tracking) = self.tracking.get_mut(&idx) {
+            tracking.polling = false;
+        }
         self.on_api_result(&result);
         let now = Instant::now();
         let id = self.job(idx).id.clone();
@@ -1033,9 +1052,18 @@ impl Dispatcher {
         let model = self.job(idx).model;
         match result {
             Ok(task) => {
-                let live = &mut self.live[idx];
-                live.poll_errors = 0;
-                live.last_poll_error = None;
+                let ended = matches!(task.status, TaskStatus::Completed | TaskStatus::Failed);
+                let live = if ended {
+                    // The task is over: nothing more to track.
+                    self.tracking.remove(&idx).unwrap_or_default()
+                } else {
+                    std::mem::take(self.tracked(idx))
+                };
+                let mut live = Tracking {
+                    poll_errors: 0,
+                    last_poll_error: None,
+                    ..live
+                };
                 // Time the look from when the poll left: a slow answer says nothing
                 // about how long the task took.
                 let looked = live.poll_sent.unwrap_or(now);
@@ -1051,7 +1079,7 @@ impl Dispatcher {
                     self.reschedule_waiting(model, now);
                 }
                 tracing::trace!(job = %id, status = ?task.status, elapsed_ms = ?elapsed.map(|e| e.as_millis()),
-                    misses = self.live[idx].misses, "polled");
+                    misses = live.misses, "polled");
                 match task.status {
                     TaskStatus::Completed => {
                         self.in_flight -= 1;
@@ -1089,11 +1117,10 @@ impl Dispatcher {
                     }
                     status => {
                         if let TaskStatus::Other(s) = &status
-                            && self.live[idx].last_status.as_ref() != Some(&status)
+                            && live.last_status.as_ref() != Some(&status)
                         {
                             tracing::warn!(job = %id, "task {task_id} has undocumented status `{s}`; still polling");
                         }
-                        let live = &mut self.live[idx];
                         live.misses += 1;
                         let elapsed = elapsed.unwrap_or_default();
                         let queued = status == TaskStatus::Queued;
@@ -1114,13 +1141,14 @@ impl Dispatcher {
                             elapsed_ms = elapsed.as_millis(), next_ms = wait.as_millis(), "unfinished");
                         live.unfinished_at = elapsed;
                         live.last_status = Some(status);
+                        *self.tracked(idx) = live;
                         let delay = (looked + wait).saturating_duration_since(now);
                         self.next_poll_or_timeout(idx, now, delay)?;
                     }
                 }
             }
             Err(e) => {
-                let live = &mut self.live[idx];
+                let live = self.tracked(idx);
                 live.poll_errors += 1;
                 live.last_poll_error = Some(e.to_string());
                 match retry::after_poll_error(&e, live.poll_errors, Backoff::DEFAULT) {
@@ -1150,13 +1178,16 @@ impl Dispatcher {
         now: Instant,
         delay: Duration,
     ) -> Result<(), RunError> {
-        let deadline = self.live[idx].deadline.unwrap_or(now);
+        let deadline = self.tracked(idx).deadline.unwrap_or(now);
         if now >= deadline {
             self.in_flight -= 1;
             self.lose_scout(idx);
             let id = self.job(idx).id.clone();
             let task = self.job_state(idx).task_id().unwrap_or("?").to_string();
-            let last = self.live[idx]
+            let last = self
+                .tracking
+                .remove(&idx)
+                .unwrap_or_default()
                 .last_poll_error
                 .as_ref()
                 .map(|e| format!(" (last poll: {e})"))

@@ -90,6 +90,8 @@ pub struct RunSummary {
     /// A fatal API condition that ended the run early (a refused key).
     pub fatal: Option<RunError>,
     pub report_path: PathBuf,
+    /// Every job's state at the end, as the journal now records it.
+    pub state: CampaignState,
 }
 
 impl RunSummary {
@@ -184,6 +186,7 @@ pub async fn run(
         interrupted,
         fatal,
         report_path,
+        state,
     })
 }
 
