@@ -12,8 +12,10 @@
 use std::num::NonZeroU32;
 use std::time::Duration;
 
-use governor::clock::{Clock, DefaultClock};
-use governor::{DefaultDirectRateLimiter, Quota, RateLimiter};
+use governor::clock::{Clock, MonotonicClock};
+use governor::middleware::NoOpMiddleware;
+use governor::state::{InMemoryState, NotKeyed};
+use governor::{Quota, RateLimiter};
 use tokio::time::Instant;
 
 /// Quiet time after a 429 before the rate is raised a step.
@@ -21,12 +23,21 @@ const RECOVERY: Duration = Duration::from_secs(10);
 /// The lowest fraction of the configured rate a run slows to.
 const MIN_FACTOR: f64 = 0.1;
 
+/// governor's GCRA on std's monotonic clock. Its default clock (quanta)
+/// calibrates itself on first use: ~40 ms at the start of every run.
+type Gcra = RateLimiter<
+    NotKeyed,
+    InMemoryState,
+    MonotonicClock,
+    NoOpMiddleware<<MonotonicClock as Clock>::Instant>,
+>;
+
 #[derive(Debug)]
 pub struct Limiter {
     rps: f64,
     burst: u32,
-    gcra: DefaultDirectRateLimiter,
-    clock: DefaultClock,
+    gcra: Gcra,
+    clock: MonotonicClock,
     /// The fraction of `rps` in force (1.0 unless the server pushed back).
     factor: f64,
     /// When the factor last changed.
@@ -39,7 +50,7 @@ pub struct Limiter {
     pub slowdowns: u64,
 }
 
-fn gcra(rps: f64, burst: u32) -> DefaultDirectRateLimiter {
+fn gcra(rps: f64, burst: u32) -> Gcra {
     let period = if rps.is_finite() && rps > 0.0 {
         Duration::from_secs_f64(1.0 / rps).max(Duration::from_nanos(1))
     } else {
@@ -49,7 +60,7 @@ fn gcra(rps: f64, burst: u32) -> DefaultDirectRateLimiter {
     let quota = Quota::with_period(period)
         .unwrap_or_else(|| Quota::per_second(NonZeroU32::MAX))
         .allow_burst(burst);
-    RateLimiter::direct(quota)
+    RateLimiter::direct_with_clock(quota, MonotonicClock)
 }
 
 impl Limiter {
@@ -59,7 +70,7 @@ impl Limiter {
             rps,
             burst,
             gcra: gcra(rps, burst),
-            clock: DefaultClock::default(),
+            clock: MonotonicClock,
             factor: 1.0,
             changed: None,
             paused_until: None,
