@@ -617,8 +617,7 @@ impl Dispatcher {
             );
         }
         let id = self.job(idx).id.clone();
-        self.state.jobs.entry(id).or_default().last_error =
-            Some("not submitted: limits.budget reached".into());
+        self.state.job_or_new(&id).last_error = Some("not submitted: limits.budget reached".into());
         false
     }
 

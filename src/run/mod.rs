@@ -215,7 +215,7 @@ fn reconcile(
 ) -> Result<(), RunError> {
     let mut changed = Vec::new();
     for (i, job) in campaign.jobs.iter().enumerate() {
-        let Some(js) = state.jobs.get_mut(&job.id) else {
+        let Some(js) = state.job_mut(&job.id) else {
             continue;
         };
         if js.request_changed(job) {
@@ -269,10 +269,9 @@ fn reconcile(
     }
     let known: foldhash::HashSet<&str> = campaign.jobs.iter().map(|j| j.id.as_str()).collect();
     let orphans: Vec<String> = state
-        .jobs
-        .keys()
-        .filter(|id| !known.contains(id.as_str()))
-        .cloned()
+        .jobs()
+        .filter(|(id, _)| !known.contains(id))
+        .map(|(id, _)| id.to_string())
         .collect();
     if !orphans.is_empty() {
         tracing::warn!(
@@ -285,10 +284,10 @@ fn reconcile(
     let added: Vec<String> = campaign
         .jobs
         .iter()
-        .filter(|job| !state.jobs.contains_key(&job.id))
+        .filter(|job| !state.contains(&job.id))
         .map(|job| job.id.clone())
         .collect();
-    if !state.jobs.is_empty() && (!added.is_empty() || !orphans.is_empty() || !changed.is_empty()) {
+    if !state.is_empty() && (!added.is_empty() || !orphans.is_empty() || !changed.is_empty()) {
         tracing::info!(
             "since the last run: {} changed, {} removed, {} not yet submitted (new, or not reached before){}",
             changed.len(),
