@@ -1052,33 +1052,36 @@ impl Dispatcher {
         match result {
             Ok(task) => {
                 let ended = matches!(task.status, TaskStatus::Completed | TaskStatus::Failed);
-                let live = if ended {
+                let task_poll = if ended {
                     // The task is over: nothing more to track.
                     self.tracking.remove(&idx).unwrap_or_default()
                 } else {
                     std::mem::take(self.tracked(idx))
                 };
-                let mut live = Tracking {
+                let mut task_poll = Tracking {
                     poll_errors: 0,
                     last_poll_error: None,
-                    ..live
+                    ..task_poll
                 };
                 // Time the look from when the poll left: a slow answer says nothing
                 // about how long the task took.
-                let looked = live.poll_sent.unwrap_or(now);
-                let elapsed = live
+                let looked = task_poll.poll_sent.unwrap_or(now);
+                let elapsed = task_poll
                     .submitted
                     .map(|at| looked.saturating_duration_since(at));
                 if matches!(task.status, TaskStatus::Completed | TaskStatus::Failed)
                     && let Some(elapsed) = elapsed
-                    && self
-                        .poller
-                        .finished(model, elapsed, live.misses, live.unfinished_at)
+                    && self.poller.finished(
+                        model,
+                        elapsed,
+                        task_poll.misses,
+                        task_poll.unfinished_at,
+                    )
                 {
                     self.reschedule_waiting(model, now);
                 }
                 tracing::trace!(job = %id, status = ?task.status, elapsed_ms = ?elapsed.map(|e| e.as_millis()),
-                    misses = live.misses, "polled");
+                    misses = task_poll.misses, "polled");
                 match task.status {
                     TaskStatus::Completed => {
                         self.in_flight -= 1;
@@ -1116,41 +1119,41 @@ impl Dispatcher {
                     }
                     status => {
                         if let TaskStatus::Other(s) = &status
-                            && live.last_status.as_ref() != Some(&status)
+                            && task_poll.last_status.as_ref() != Some(&status)
                         {
                             tracing::warn!(job = %id, "task {task_id} has undocumented status `{s}`; still polling");
                         }
-                        live.misses += 1;
+                        task_poll.misses += 1;
                         let elapsed = elapsed.unwrap_or_default();
                         let queued = status == TaskStatus::Queued;
                         if queued {
-                            live.queued_seen = elapsed;
+                            task_poll.queued_seen = elapsed;
                         }
                         let wait = self.poller.next(
                             model,
                             Look {
                                 elapsed,
                                 queued,
-                                misses: live.misses,
+                                misses: task_poll.misses,
                                 progress: task.progress,
-                                running: elapsed.saturating_sub(live.queued_seen),
+                                running: elapsed.saturating_sub(task_poll.queued_seen),
                             },
                         );
                         tracing::trace!(job = %id, ?status, progress = ?task.progress,
                             elapsed_ms = elapsed.as_millis(), next_ms = wait.as_millis(), "unfinished");
-                        live.unfinished_at = elapsed;
-                        live.last_status = Some(status);
-                        *self.tracked(idx) = live;
+                        task_poll.unfinished_at = elapsed;
+                        task_poll.last_status = Some(status);
+                        *self.tracked(idx) = task_poll;
                         let delay = (looked + wait).saturating_duration_since(now);
                         self.next_poll_or_timeout(idx, now, delay)?;
                     }
                 }
             }
             Err(e) => {
-                let live = self.tracked(idx);
-                live.poll_errors += 1;
-                live.last_poll_error = Some(e.to_string());
-                match retry::after_poll_error(&e, live.poll_errors, Backoff::DEFAULT) {
+                let task_poll = self.tracked(idx);
+                task_poll.poll_errors += 1;
+                task_poll.last_poll_error = Some(e.to_string());
+                match retry::after_poll_error(&e, task_poll.poll_errors, Backoff::DEFAULT) {
                     PollVerdict::StopRun => self.auth_failure(&e),
                     PollVerdict::SlowDown(retry_after) => {
                         let until = self.limiter.slow_down(now, retry_after);
