@@ -509,31 +509,36 @@ fn rewrite_report(args: &ReportArgs) -> Result<i32, AppError> {
     } else {
         (read_state(&campaign)?, Vec::new())
     };
-    let rows: Vec<_> = report::rows(&campaign, &state).collect();
     let path = campaign.output.report_path();
-    report::write_csv(&path, &rows).map_err(|source| AppError::Io {
+    let cannot_write = |source| AppError::Io {
         what: format!("cannot write {}", path.display()),
         source,
-    })?;
-    println!("report: {} ({} jobs)", path.display(), rows.len());
-    if args.html {
-        let html_path = html::path_next_to(&path);
-        let dir = html_path
-            .parent()
-            .filter(|p| !p.as_os_str().is_empty())
-            .unwrap_or(std::path::Path::new("."));
-        let page = html::Page {
-            campaign: &campaign.name,
-            dir,
-            rows: &rows,
-            timeline: html::timeline_from_journal(&entries),
-        };
-        html::write(&html_path, &html::render(&page)).map_err(|source| AppError::Io {
-            what: format!("cannot write {}", html_path.display()),
-            source,
-        })?;
-        println!("html: {}", html_path.display());
+    };
+    if !args.html {
+        // Rendered on every core, never held whole.
+        report::write_campaign(&path, &campaign, &state).map_err(cannot_write)?;
+        println!("report: {} ({} jobs)", path.display(), campaign.jobs.len());
+        return Ok(exit::SUCCESS);
     }
+    let rows: Vec<_> = report::rows(&campaign, &state).collect();
+    report::write_csv(&path, &rows).map_err(cannot_write)?;
+    println!("report: {} ({} jobs)", path.display(), rows.len());
+    let html_path = html::path_next_to(&path);
+    let dir = html_path
+        .parent()
+        .filter(|p| !p.as_os_str().is_empty())
+        .unwrap_or(std::path::Path::new("."));
+    let page = html::Page {
+        campaign: &campaign.name,
+        dir,
+        rows: &rows,
+        timeline: html::timeline_from_journal(&entries),
+    };
+    html::write(&html_path, &html::render(&page)).map_err(|source| AppError::Io {
+        what: format!("cannot write {}", html_path.display()),
+        source,
+    })?;
+    println!("html: {}", html_path.display());
     Ok(exit::SUCCESS)
 }
 
