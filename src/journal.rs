@@ -26,6 +26,14 @@ pub struct Entry {
     pub record: Record,
 }
 
+/// An [`Entry`] to write, borrowing its record (appending clones nothing).
+#[derive(Serialize)]
+struct EntryRef<'a> {
+    t: &'a str,
+    #[serde(flatten)]
+    record: &'a Record,
+}
+
 /// What happened. Field `job` is the job id from the manifest.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(tag = "event", rename_all = "snake_case")]
@@ -447,13 +455,12 @@ impl Journal {
         &self.path
     }
 
-    /// Appends one record with a single write. Durable against `kill -9` at once;
-    /// call [`Journal::sync`] before relying on it across a power loss.
-    pub fn append(&mut self, record: &Record) -> Result<(), JournalError> {
-        let entry = Entry {
-            t: now_rfc3339(),
-            record: record.clone(),
-        };
+    /// Appends one record with a single write and returns the time it was
+    /// stamped with (`t`). Durable against `kill -9` at once; call
+    /// [`Journal::sync`] before relying on it across a power loss.
+    pub fn append(&mut self, record: &Record) -> Result<String, JournalError> {
+        let t = now_rfc3339();
+        let entry = EntryRef { t: &t, record };
         let mut line = serde_json::to_vec(&entry).map_err(|e| JournalError::Write {
             path: self.path.clone(),
             source: io::Error::other(e),
@@ -466,7 +473,7 @@ impl Journal {
                 source,
             })?;
         self.dirty = true;
-        Ok(())
+        Ok(t)
     }
 
     /// Flushes appended records to disk (one fsync for any number of appends).
@@ -527,7 +534,7 @@ pub fn lock_path(path: &Path) -> PathBuf {
     path.with_file_name(name)
 }
 
-pub fn now_rfc3339() -> String {
+fn now_rfc3339() -> String {
     humantime::format_rfc3339_seconds(std::time::SystemTime::now()).to_string()
 }
 

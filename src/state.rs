@@ -7,7 +7,7 @@ use foldhash::{HashMap, HashMapExt};
 use std::fmt;
 use std::path::Path;
 
-use crate::journal::{self, Entry, JournalError, Record, Replay};
+use crate::journal::{self, Entry, Journal, JournalError, Record, Replay};
 
 /// Where a job stands.
 #[derive(Debug, Clone, PartialEq)]
@@ -328,20 +328,17 @@ impl CampaignState {
             self.uploads.insert(path, Uploaded { sha256, url });
             return;
         }
-        let Some(job) = record.job() else {
-            return;
-        };
-        // Looked up before inserting: a key is allocated once per job, not per record.
-        match self.index.get(job) {
-            Some(&at) => self.states[at].apply(t, record),
-            None => {
-                let key = job.to_string();
-                let mut state = JobState::default();
-                state.apply(t, record);
-                self.index.insert(key, self.states.len());
-                self.states.push(state);
-            }
+        if let Some(job) = record.job() {
+            self.job_or_new(job).apply(t, record);
         }
+    }
+
+    /// Records an event: in the journal first, then in this state, with the
+    /// time the journal stamped it with (so a replay reads back the same).
+    pub fn record(&mut self, journal: &mut Journal, record: Record) -> Result<(), JournalError> {
+        let t = journal.append(&record)?;
+        self.apply(&t, record);
+        Ok(())
     }
 
     pub fn job(&self, id: &str) -> Option<&JobState> {
@@ -352,7 +349,8 @@ impl CampaignState {
         self.index.get(id).map(|&at| &mut self.states[at])
     }
 
-    /// Job `id`'s state, a new one if the journal never named it.
+    /// Job `id`'s state, a new one if the journal never named it (looked up
+    /// before inserting: a key is allocated once per job, not per record).
     pub fn job_or_new(&mut self, id: &str) -> &mut JobState {
         let at = match self.index.get(id) {
             Some(&at) => at,
@@ -402,6 +400,25 @@ mod tests {
         let t = "2026-11-22T06:14:29Z";
         assert_eq!(Stamp::parse(t).unwrap().to_string(), t);
         assert_eq!(Stamp::parse("yesterday"), None);
+    }
+
+    #[test]
+    fn a_recorded_event_is_stamped_as_the_journal_wrote_it() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("s.jsonl");
+        let (mut journal, _) = Journal::open(&path, "c", "c.toml", |_| {}).unwrap();
+        let mut live = CampaignState::default();
+        live.record(&mut journal, submitting(1)).unwrap();
+        let submitted = Record::Submitted {
+            job: "a".into(),
+            attempt: 1,
+            task_id: "t".into(),
+        };
+        live.record(&mut journal, submitted).unwrap();
+        drop(journal);
+        let (replayed, _) = CampaignState::load(&path, 1).unwrap();
+        assert_eq!(replayed.job("a"), live.job("a"));
+        assert!(live.job("a").unwrap().submitted_at.is_some());
     }
 
     #[test]

@@ -307,9 +307,7 @@ impl Dispatcher {
 
     /// Records an event: journal first, then the in-memory state.
     fn record(&mut self, record: Record) -> Result<(), RunError> {
-        self.journal.append(&record)?;
-        self.state.apply(&crate::journal::now_rfc3339(), record);
-        Ok(())
+        Ok(self.state.record(&mut self.journal, record)?)
     }
 
     /// Puts every job where its journal state says it belongs.

@@ -24,7 +24,7 @@ use std::time::Duration;
 use tokio::sync::mpsc;
 
 use crate::api::Client;
-use crate::journal::{self, Journal, JournalError, Record};
+use crate::journal::{Journal, JournalError, Record};
 use crate::manifest::Campaign;
 use crate::report;
 use crate::state::{CampaignState, Phase, Status};
@@ -231,16 +231,14 @@ fn reconcile(
                 let record = Record::ResubmitUnknown {
                     job: job.id.clone(),
                 };
-                journal.append(&record)?;
-                state.apply(&journal::now_rfc3339(), record);
+                state.record(journal, record)?;
             }
             // `--retry failed`: a new attempt (a new task) for each job that ended badly.
             Phase::TaskFailed { .. } | Phase::Finished { .. } if opts.retry_failed => {
                 let record = Record::Retry {
                     job: job.id.clone(),
                 };
-                journal.append(&record)?;
-                state.apply(&journal::now_rfc3339(), record);
+                state.record(journal, record)?;
             }
             // A task that ran past the timeout last time may have finished since: look again.
             Phase::Finished {
