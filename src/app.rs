@@ -404,7 +404,7 @@ fn dry_run(campaign: &Campaign, args: &RunArgs) -> Result<i32, AppError> {
 fn read_state(campaign: &Campaign) -> Result<CampaignState, AppError> {
     let path = campaign.output.state_path();
     let (state, replay) = CampaignState::load(&path, campaign.jobs.len())?;
-    check_campaign(campaign, &path, replay.first.as_ref())?;
+    replay.check_campaign(&path, &campaign.name)?;
     Ok(state)
 }
 
@@ -412,28 +412,8 @@ fn read_state(campaign: &Campaign) -> Result<CampaignState, AppError> {
 fn read_journal(campaign: &Campaign) -> Result<Vec<journal::Entry>, AppError> {
     let path = campaign.output.state_path();
     let (replay, entries) = journal::read(&path)?;
-    check_campaign(campaign, &path, replay.first.as_ref())?;
+    replay.check_campaign(&path, &campaign.name)?;
     Ok(entries)
-}
-
-fn check_campaign(
-    campaign: &Campaign,
-    path: &std::path::Path,
-    first: Option<&journal::Record>,
-) -> Result<(), AppError> {
-    if let Some(journal::Record::Header {
-        campaign: found, ..
-    }) = first
-        && found != &campaign.name
-    {
-        return Err(JournalError::OtherCampaign {
-            path: path.into(),
-            found: found.clone(),
-            expected: campaign.name.clone(),
-        }
-        .into());
-    }
-    Ok(())
 }
 
 /// `runner status`: counts, then every job that is not done with its reason.

@@ -507,14 +507,7 @@ fn check_header(replay: &Replay, path: &Path, campaign: &str) -> Result<(), Jour
                     found: *version,
                 });
             }
-            if found != campaign {
-                return Err(JournalError::OtherCampaign {
-                    path: path.into(),
-                    found: found.clone(),
-                    expected: campaign.into(),
-                });
-            }
-            Ok(())
+            check_campaign(found, path, campaign)
         }
         _ => Err(JournalError::Corrupt {
             path: path.into(),
@@ -522,6 +515,30 @@ fn check_header(replay: &Replay, path: &Path, campaign: &str) -> Result<(), Jour
             message: "the first line is not a header; this is not a runner state file".into(),
         }),
     }
+}
+
+impl Replay {
+    /// Refuses a journal whose header names another campaign (reading it
+    /// without opening it: `runner status`, `runner report`).
+    pub fn check_campaign(&self, path: &Path, campaign: &str) -> Result<(), JournalError> {
+        match &self.first {
+            Some(Record::Header {
+                campaign: found, ..
+            }) => check_campaign(found, path, campaign),
+            _ => Ok(()),
+        }
+    }
+}
+
+fn check_campaign(found: &str, path: &Path, campaign: &str) -> Result<(), JournalError> {
+    if found == campaign {
+        return Ok(());
+    }
+    Err(JournalError::OtherCampaign {
+        path: path.into(),
+        found: found.into(),
+        expected: campaign.into(),
+    })
 }
 
 /// `state.jsonl` → `state.jsonl.lock`.
@@ -600,6 +617,14 @@ mod tests {
         assert!(matches!(err, JournalError::Locked { .. }), "{err}");
         drop(_j);
         let err = Journal::open(&path, "two", "two.toml", |_| {}).unwrap_err();
+        assert!(
+            err.to_string().contains("belongs to campaign `one`"),
+            "{err}"
+        );
+        // Read without opening (`runner status`): the same refusal.
+        let (replay, _) = read(&path).unwrap();
+        assert!(replay.check_campaign(&path, "one").is_ok());
+        let err = replay.check_campaign(&path, "two").unwrap_err();
         assert!(
             err.to_string().contains("belongs to campaign `one`"),
             "{err}"
