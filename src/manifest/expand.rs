@@ -29,7 +29,7 @@ use serde_json::{Map, Value};
 
 use super::diag::{Diags, Loc, Located, quoted, suggest};
 use super::parse::{
-    JobFields, MatrixDim, RawJob, RawManifest, Template, TemplateValues, filename_problem,
+    self, JobFields, MatrixDim, RawJob, RawManifest, Template, TemplateValues, filename_problem,
 };
 use super::prompt::PromptTemplate;
 use super::{ImageRef, Job, Origin, Output};
@@ -210,9 +210,15 @@ impl<'a> Expander<'a> {
         }
     }
 
-    /// Room for `rows` more rows' jobs (a CSV's line count), so that the job
-    /// list is sized once instead of copied as it grows.
-    pub fn reserve(&mut self, rows: usize) {
+    /// Every row of the CSV `text` (see [`parse::for_each_csv_row`]).
+    pub fn push_csv(&mut self, text: &str, path: &Path, placeholders: &[&str], diags: &mut Diags) {
+        // At most one row per line: the job list is sized once, not copied as it grows.
+        self.reserve(text.bytes().filter(|&b| b == b'\n').count() + 1);
+        parse::for_each_csv_row(text, path, placeholders, diags, |row| self.push(row));
+    }
+
+    /// Room for `rows` more rows' jobs.
+    fn reserve(&mut self, rows: usize) {
         let jobs = self.per_job.and_then(|n| n.checked_mul(rows)).unwrap_or(0);
         self.jobs
             .reserve(jobs.min(MAX_JOBS.saturating_sub(self.jobs.len())));

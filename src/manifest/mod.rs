@@ -102,8 +102,7 @@ pub fn load_str(text: &str, path: &Path) -> Result<Campaign, ManifestError> {
     // Rows are expanded as they are read (a 100k-row CSV is never held as rows).
     let mut expander = expand::Expander::new(&raw, &name, &base_dir);
     if extension.as_deref() == Some("csv") {
-        expander.reserve(line_count(text));
-        parse::for_each_csv_row(text, path, &[], &mut diags, |row| expander.push(row));
+        expander.push_csv(text, path, &[], &mut diags);
     } else {
         for job in &raw.jobs {
             expander.push(job.clone());
@@ -118,12 +117,7 @@ pub fn load_str(text: &str, path: &Path) -> Result<Campaign, ManifestError> {
         for source in &raw.sources {
             let csv_path = base_dir.join(source.value.trim());
             match read_text(&csv_path) {
-                Ok(csv) => {
-                    expander.reserve(line_count(&csv));
-                    parse::for_each_csv_row(&csv, &csv_path, &placeholders, &mut diags, |row| {
-                        expander.push(row)
-                    });
-                }
+                Ok(csv) => expander.push_csv(&csv, &csv_path, &placeholders, &mut diags),
                 Err(message) => diags.error(
                     &source.loc,
                     format!("[[source]] csv {}: {message}", diag::quoted(&source.value)),
@@ -184,11 +178,6 @@ fn fail(diags: Diags, path: &Path) -> ManifestError {
         manifest: path.to_path_buf(),
         diagnostics: diags.finish(path),
     }
-}
-
-/// Lines in `text`: at most one CSV row each.
-fn line_count(text: &str) -> usize {
-    text.bytes().filter(|&b| b == b'\n').count() + 1
 }
 
 /// A file as UTF-8 text, or the message saying why not.

@@ -1325,29 +1325,20 @@ pub fn parse_size(text: &str) -> Option<u64> {
     (bytes.is_finite() && bytes >= 0.0 && bytes < u64::MAX as f64).then_some(bytes as u64)
 }
 
-/// Parses a CSV job list: a header row, then one job per record. Never fails as a
-/// whole; every problem (unknown column, bad cell) is reported with its line.
+/// A CSV job list's rows (for tests): see [`for_each_csv_row`].
+#[cfg(test)]
 pub fn parse_csv_str(text: &str, path: &Path, diags: &mut Diags) -> Vec<RawJob> {
-    parse_csv_with_vars(text, path, &[], diags)
-}
-
-/// [`parse_csv_str`] for a CSV whose rows may fill a prompt template: a column that is
-/// not a job key is read into the row's `vars` when `placeholders` names it (the
-/// placeholders of the template the rows inherit), and is an unknown column otherwise.
-pub fn parse_csv_with_vars(
-    text: &str,
-    path: &Path,
-    placeholders: &[&str],
-    diags: &mut Diags,
-) -> Vec<RawJob> {
-    // One row per line at most: sized once, so 100k rows are never copied to grow.
-    let mut jobs = Vec::with_capacity(text.bytes().filter(|&b| b == b'\n').count());
-    for_each_csv_row(text, path, placeholders, diags, |row| jobs.push(row));
+    let mut jobs = Vec::new();
+    for_each_csv_row(text, path, &[], diags, |row| jobs.push(row));
     jobs
 }
 
-/// [`parse_csv_with_vars`], each row handed to `each` as soon as it is read, so
-/// that a 100k-row CSV is never held as rows (600 bytes each) all at once.
+/// Parses a CSV job list: a header row, then one job per record, each handed
+/// to `each` as soon as it is read (a 100k-row CSV is never held as rows,
+/// 600 bytes each). Never fails as a whole; every problem (unknown column,
+/// bad cell) is reported with its line. A column that is not a job key is
+/// read into the row's `vars` when `placeholders` names it (the placeholders
+/// of the template the rows inherit), and is an unknown column otherwise.
 pub fn for_each_csv_row(
     text: &str,
     path: &Path,
