@@ -213,7 +213,6 @@ impl fmt::Display for Plan {
 
 #[cfg(test)]
 mod tests {
-
     use serde_json::Map;
 
     use super::*;

@@ -1,10 +1,15 @@
 //! Small helpers shared across modules.
 
-/// Lower-case hex of the sha256 of `data` (aws-lc's assembly: every job's
-/// fingerprint is hashed on every resume, and sha2's portable code was a
-/// tenth of a 100k-job resume).
+/// The sha256 of `data`, by aws-lc's assembly: every job's fingerprint is
+/// hashed on every resume, and sha2's portable code was a tenth of a 100k-job
+/// resume.
+pub fn sha256(data: &[u8]) -> aws_lc_rs::digest::Digest {
+    aws_lc_rs::digest::digest(&aws_lc_rs::digest::SHA256, data)
+}
+
+/// Lower-case hex of the sha256 of `data`.
 pub fn sha256_hex(data: &[u8]) -> String {
-    hex(aws_lc_rs::digest::digest(&aws_lc_rs::digest::SHA256, data).as_ref())
+    hex(sha256(data).as_ref())
 }
 
 /// `f` applied to consecutive chunks of `items`, one chunk per core (at most
@@ -37,7 +42,7 @@ pub fn par_chunks<T: Sync, R: Send>(items: &[T], f: impl Fn(&[T]) -> R + Sync) -
 
 /// Lower-case hex of any byte slice (sha2 0.11 digests have no `{:x}`).
 pub fn hex(bytes: &[u8]) -> String {
-    // A table, not `write!("{:02x}")`: this runs for every job on every resume.
+    // A table, not `write!("{:02x}")`: ids derived from prompts hash every job of a load.
     const DIGITS: &[u8; 16] = b"0123456789abcdef";
     let mut out = String::with_capacity(bytes.len() * 2);
     for &b in bytes {

@@ -479,7 +479,7 @@ impl Job {
         // a hash update per token cost more than the hashing. Serializing
         // strings, numbers and a string-keyed map cannot fail.
         let json = serde_json::to_vec(&spec).unwrap_or_default();
-        let digest = aws_lc_rs::digest::digest(&aws_lc_rs::digest::SHA256, &json);
+        let digest = crate::util::sha256(&json);
         let mut first = [0u8; 8];
         first.copy_from_slice(&digest.as_ref()[..8]);
         u64::from_be_bytes(first)

@@ -14,9 +14,9 @@
 //! `E` tracks a high quantile online: a task found finished by an on-time
 //! first poll lowers it by a small step, one found unfinished raises it by a
 //! larger one (at least to when it was seen unfinished, at most one step past
-//! when it was seen done), so about one first poll in twenty comes early. A poll that went
-//! late because the request budget was busy teaches nothing and changes
-//! nothing. Each update is bounded by the task's own evidence, so a wave of
+//! when it was seen done), so about one first poll in twenty comes early. A
+//! poll that went late because the request budget was busy teaches nothing
+//! and changes nothing. Each update is bounded by the task's own evidence, so a wave of
 //! tasks finishing together cannot swing it. With steady generation times this
 //! costs about 1.05 polls per job and holds a slot a few percent past its
 //! finish.
