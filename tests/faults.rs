@@ -386,12 +386,22 @@ async fn failed_generations_are_retried_as_new_tasks_up_to_max_attempts() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn cut_downloads_resume_and_the_bytes_are_right() {
-    const JOBS: usize = 8;
-    const SIZE: u64 = 256 * 1024;
+    // Small clips arrive whole before they are written.
+    cut_downloads(8, 256 * 1024).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn cut_large_downloads_resume_and_the_bytes_are_right() {
+    // Over 1 MiB, a writer and a hasher thread take the chunks as they come,
+    // and the writeback starts every 8 MiB.
+    cut_downloads(4, 9 * 1024 * 1024 + 123).await;
+}
+
+async fn cut_downloads(jobs: usize, size: u64) {
     let sim = SimHandle::start(SimConfig {
         download_cut: 0.5,
         seed: 11,
-        video_size: SIZE,
+        video_size: size,
         ..fast_sim()
     })
     .await
@@ -399,7 +409,7 @@ async fn cut_downloads_resume_and_the_bytes_are_right() {
     let dir = Dir::new();
     dir.write(
         "cut.toml",
-        &gemini_campaign("cut", &limits(2, "60s"), JOBS, "cut short"),
+        &gemini_campaign("cut", &limits(2, "60s"), jobs, "cut short"),
     );
     let mut out = run(run_against(&dir, &sim, "cut.toml", &[])).await;
     if out.status.code() == Some(1) {
@@ -415,17 +425,17 @@ async fn cut_downloads_resume_and_the_bytes_are_right() {
     assert_eq!(out.status.code(), Some(0), "{}", text(&out));
     let rows = dir.report("out/report.csv");
     assert!(rows.iter().all(|r| r["status"] == "succeeded"), "{rows:?}");
-    check_succeeded_videos(&dir, &rows, SIZE);
+    check_succeeded_videos(&dir, &rows, size);
     assert!(part_files(dir.path()).is_empty());
     let stats = sim.stats();
     let cuts = stats.injected.get("download_cut").copied().unwrap_or(0);
     assert!(cuts > 0, "no download was cut: {:?}", stats.injected);
     assert_eq!(
         stats.downloads as usize,
-        JOBS + cuts as usize,
+        jobs + cuts as usize,
         "each cut costs exactly one more request"
     );
-    assert_eq!(stats.tasks_created as usize, JOBS);
+    assert_eq!(stats.tasks_created as usize, jobs);
 }
 
 // ---------------------------------------------------------------------------
