@@ -147,9 +147,9 @@ async fn restart(
 const SINK_DEPTH: usize = 4;
 
 /// A video of at most this many bytes is received whole, then written, hashed
-/// and fsynced in one blocking step: one thread hand-off per small clip instead
-/// of one per chunk, which is most of a 1 KiB clip's cost. At 16 downloads at
-/// once that holds at most 16 MiB.
+/// and fsynced in one blocking step: one thread hand-off (a futex wake-up) per
+/// small clip instead of one per chunk and thread. Each download in progress
+/// holds at most this much in memory.
 const WHOLE_BODY: u64 = 1 << 20;
 
 /// The writer asks the kernel to start writing a large video back to disk every
