@@ -1071,6 +1071,7 @@ impl Dispatcher {
                     && let Some(elapsed) = elapsed
                     && self.poller.finished(
                         model,
+                        looked,
                         elapsed,
                         task_poll.misses,
                         task_poll.unfinished_at,

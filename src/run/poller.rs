@@ -13,16 +13,24 @@
 //!
 //! `E` tracks a high quantile online: a task found finished by an on-time
 //! first poll lowers it by a small step, one found unfinished raises it by a
-//! larger one (at least to when it was seen unfinished, at most one step past
-//! when it was seen done), so about one first poll in twenty comes early. A
-//! poll that went late because the request budget was busy teaches nothing
-//! and changes nothing. Each update is bounded by the task's own evidence, so a wave of
-//! tasks finishing together cannot swing it. With steady generation times this
-//! costs about 1.05 polls per job and holds a slot a few percent past its
-//! finish.
+//! larger one (at least to when it was seen unfinished, at once; at most one
+//! step past when it was seen done), so about one first poll in twenty comes
+//! early. A poll that went late because the request budget was busy teaches
+//! nothing and changes nothing. Each update is bounded by the task's own
+//! evidence, so a wave of tasks finishing together cannot swing it.
+//!
+//! Tasks submitted together (the first fill of the slots, or a wave freed
+//! together) were polled with the same `E` and say the same thing about it.
+//! So the steps of polls that left within one window (5% of `E`) of each other
+//! are averaged and taken once: twenty on-time polls in a clump lower `E` by
+//! one small step, not twenty, which would send the whole next wave early. With
+//! steady generation times this costs about 1.05 polls per job and holds a
+//! slot a few percent past its finish.
 
 use std::collections::HashMap;
 use std::time::Duration;
+
+use tokio::time::Instant;
 
 use crate::models::Model;
 
@@ -43,6 +51,89 @@ struct ModelEstimate {
     estimate: Option<Duration>,
     /// A task of this model is probing for the first estimate; the others wait for it.
     scouting: bool,
+    /// The finished tasks whose polls left within the current window.
+    clump: Option<Clump>,
+    /// A first poll has come too early since the scout set the estimate. Until
+    /// then the estimate is only an upper bound (the scout's probes overshoot
+    /// the finish), and every on-time poll steps it down on its own.
+    calibrated: bool,
+}
+
+/// Looks at finished tasks whose polls left within one window of each other;
+/// together they move the estimate once, by their average step (see the module
+/// doc). The estimate is recomputed from `base` at each look, so it is always
+/// up to date, and ends where the averaged step puts it.
+#[derive(Debug, Clone, Copy)]
+struct Clump {
+    /// When the first of these polls left.
+    opened: Instant,
+    /// The estimate before the first of them.
+    base: Duration,
+    looks: u32,
+    /// How many were found unfinished by their first poll.
+    early: u32,
+    /// The earliest finish seen by an on-time first poll.
+    on_time_low: Option<Duration>,
+    /// The latest finish seen after an early poll.
+    early_high: Duration,
+    /// The latest time an early poll saw a task unfinished.
+    unfinished_high: Duration,
+}
+
+impl Clump {
+    fn new(opened: Instant, base: Duration) -> Clump {
+        Clump {
+            opened,
+            base,
+            looks: 0,
+            early: 0,
+            on_time_low: None,
+            early_high: Duration::ZERO,
+            unfinished_high: Duration::ZERO,
+        }
+    }
+
+    /// Whether a poll that left at `polled` belongs to this clump.
+    fn holds(&self, polled: Instant) -> bool {
+        polled.saturating_duration_since(self.opened) <= self.base.mul_f64(GAP_FRACTION)
+    }
+
+    /// One more task, seen finished `elapsed` after submit, after `misses`
+    /// polls that found it unfinished (the last at `unfinished_at`).
+    fn add(&mut self, elapsed: Duration, misses: u32, unfinished_at: Duration) {
+        self.looks += 1;
+        if misses == 0 {
+            self.on_time_low = Some(self.on_time_low.map_or(elapsed, |low| low.min(elapsed)));
+        } else {
+            self.early += 1;
+            self.early_high = self.early_high.max(elapsed);
+            self.unfinished_high = self.unfinished_high.max(unfinished_at);
+        }
+    }
+
+    /// The estimate after this clump: one step from `base`, weighted by the
+    /// clump's share of early polls, and at least the latest time one of its
+    /// tasks was seen unfinished.
+    fn estimate(&self) -> Duration {
+        self.step().max(self.unfinished_high)
+    }
+
+    fn step(&self) -> Duration {
+        let estimate = self.base;
+        let step = estimate.mul_f64(STEP);
+        let early = f64::from(self.early) / f64::from(self.looks.max(1));
+        if early > EARLY_SHARE {
+            // Up, but not past one step beyond these tasks' own finish: a wave of
+            // early polls at once must not inflate the estimate.
+            let up = step.mul_f64(early - EARLY_SHARE);
+            (estimate + up)
+                .min(self.early_high + step.mul_f64(1.0 - EARLY_SHARE))
+                .max(estimate)
+        } else {
+            let down = estimate.saturating_sub(step.mul_f64(EARLY_SHARE - early));
+            self.on_time_low.map_or(down, |low| down.min(low))
+        }
+    }
 }
 
 /// What one poll that found a task unfinished saw.
@@ -164,12 +255,14 @@ impl Poller {
         wait.min(cap).max(self.min_gap.min(cap))
     }
 
-    /// A task was seen finished `elapsed` after submit, after `misses` polls that found it
-    /// unfinished, the last of them `unfinished_at` after submit. Returns true when this
-    /// gave the model its first estimate.
+    /// A task was seen finished `elapsed` after submit by a poll that left at
+    /// `polled`, after `misses` polls that found it unfinished, the last of them
+    /// `unfinished_at` after submit. Returns true when this gave the model its
+    /// first estimate.
     pub fn finished(
         &mut self,
         model: Model,
+        polled: Instant,
         elapsed: Duration,
         misses: u32,
         unfinished_at: Duration,
@@ -182,26 +275,19 @@ impl Poller {
             m.estimate = Some(elapsed);
             return true;
         };
-        let step = estimate.mul_f64(STEP);
-        m.estimate = Some(if misses == 0 {
-            if elapsed > estimate + estimate.mul_f64(GAP_FRACTION) {
-                // Found finished by a poll that went late (the budget was busy):
-                // that says nothing about whether the estimate is too high.
-                estimate
-            } else {
-                estimate
-                    .saturating_sub(step.mul_f64(EARLY_SHARE))
-                    .min(elapsed)
-            }
-        } else {
-            // Up by a step, but not past one step beyond this task's own finish:
-            // a wave of early polls at once must not inflate the estimate.
-            let up = step.mul_f64(1.0 - EARLY_SHARE);
-            (estimate + up)
-                .min(elapsed + up)
-                .max(estimate)
-                .max(unfinished_at)
-        });
+        if misses == 0 && elapsed > estimate + estimate.mul_f64(GAP_FRACTION) {
+            // Found finished by a poll that went late (the budget was busy):
+            // that says nothing about whether the estimate is too high.
+            return false;
+        }
+        m.calibrated |= misses > 0;
+        let mut clump = match m.clump {
+            Some(clump) if m.calibrated && clump.holds(polled) => clump,
+            _ => Clump::new(polled, estimate),
+        };
+        clump.add(elapsed, misses, unfinished_at);
+        m.estimate = Some(clump.estimate());
+        m.clump = Some(clump);
         false
     }
 
@@ -246,28 +332,65 @@ mod tests {
         tasks: u32,
         progress: bool,
     ) -> (f64, Duration) {
+        wave(poller, generation, 1, tasks, progress)
+    }
+
+    /// Like [`simulate`], in `waves` of `tasks` submitted at once (each wave after the last
+    /// has finished, the way freed slots are filled again).
+    fn wave(
+        poller: &mut Poller,
+        generation: Duration,
+        tasks: u32,
+        waves: u32,
+        progress: bool,
+    ) -> (f64, Duration) {
         let mut polls = 0;
         let mut overrun = Duration::ZERO;
-        for _ in 0..tasks {
-            let mut t = poller.first(MODEL).0;
-            let mut misses = 0;
-            let mut unfinished_at = Duration::ZERO;
-            loop {
-                polls += 1;
-                if t >= generation {
-                    poller.finished(MODEL, t, misses, unfinished_at);
-                    overrun += t - generation;
-                    break;
-                }
-                misses += 1;
-                unfinished_at = t;
-                t += poller.next(
-                    MODEL,
-                    look(t, misses, progress.then(|| linear(t, generation))),
-                );
+        let mut clock = Instant::now();
+        for _ in 0..waves {
+            let submitted = clock;
+            let firsts: Vec<Duration> = (0..tasks).map(|_| poller.first(MODEL).0).collect();
+            let mut last = Duration::ZERO;
+            for first in firsts {
+                let (p, t) = follow(poller, submitted, first, generation, progress);
+                polls += p;
+                overrun += t - generation;
+                last = last.max(t);
             }
+            clock = submitted + last;
         }
-        (f64::from(polls) / f64::from(tasks), overrun / tasks)
+        (
+            f64::from(polls) / f64::from(tasks * waves),
+            overrun / (tasks * waves),
+        )
+    }
+
+    /// Polls one task submitted at `submitted` until it is found finished; returns the
+    /// polls it took and when it was seen finished.
+    fn follow(
+        poller: &mut Poller,
+        submitted: Instant,
+        first: Duration,
+        generation: Duration,
+        progress: bool,
+    ) -> (u32, Duration) {
+        let mut polls = 0;
+        let mut t = first;
+        let mut misses = 0;
+        let mut unfinished_at = Duration::ZERO;
+        loop {
+            polls += 1;
+            if t >= generation {
+                poller.finished(MODEL, submitted + t, t, misses, unfinished_at);
+                return (polls, t);
+            }
+            misses += 1;
+            unfinished_at = t;
+            t += poller.next(
+                MODEL,
+                look(t, misses, progress.then(|| linear(t, generation))),
+            );
+        }
     }
 
     #[test]
@@ -313,7 +436,7 @@ mod tests {
     #[test]
     fn past_the_estimate_progress_only_brings_the_next_look_closer() {
         let mut p = Poller::new(Duration::from_secs(5), Duration::from_secs(10), 1.0);
-        p.finished(MODEL, ms(2000), 0, Duration::ZERO);
+        p.finished(MODEL, Instant::now(), ms(2000), 0, Duration::ZERO);
         let plain = p.next(MODEL, look(ms(2000), 1, None));
         assert_eq!(plain, ms(100), "5% of the estimate");
         // Coarse progress (50% near the end) must not push the look out to ~2 s.
@@ -345,10 +468,11 @@ mod tests {
     #[test]
     fn a_wave_of_early_polls_does_not_inflate_the_estimate() {
         let mut p = Poller::new(Duration::from_secs(5), Duration::from_secs(10), 1.0);
-        p.finished(MODEL, ms(2000), 0, Duration::ZERO);
+        p.finished(MODEL, Instant::now(), ms(2000), 0, Duration::ZERO);
+        let polled = Instant::now();
         for _ in 0..20 {
             // Seen unfinished at 1.95 s, done at 2.02 s.
-            p.finished(MODEL, ms(2020), 1, ms(1950));
+            p.finished(MODEL, polled, ms(2020), 1, ms(1950));
         }
         // One step (~5%) past the latest finish at most.
         let e = p.estimate(MODEL).unwrap();
@@ -356,11 +480,62 @@ mod tests {
     }
 
     #[test]
+    fn a_clump_of_on_time_polls_lowers_the_estimate_once() {
+        let mut p = Poller::new(Duration::from_secs(5), Duration::from_secs(10), 1.0);
+        let start = Instant::now();
+        p.finished(MODEL, start, ms(2000), 0, Duration::ZERO);
+        // One early poll: from now on, clumps move the estimate once.
+        p.finished(MODEL, start + ms(2000), ms(2010), 1, ms(1990));
+        let e = p.estimate(MODEL).unwrap();
+        assert!(e > ms(2010), "{e:?}");
+        // Twenty tasks submitted together, found finished by polls 5 ms apart.
+        for i in 0..20 {
+            p.finished(MODEL, start + ms(4000 + 5 * i), e, 0, Duration::ZERO);
+        }
+        // One step of 5% of 5%, not twenty (which would be 5% lower).
+        let one_step = e - e.mul_f64(STEP * EARLY_SHARE);
+        assert_eq!(p.first(MODEL).0, one_step);
+        // A poll past the window opens a clump of its own.
+        p.finished(MODEL, start + ms(6000), one_step, 0, Duration::ZERO);
+        assert!(p.first(MODEL).0 < one_step);
+    }
+
+    #[test]
+    fn until_the_first_early_poll_each_on_time_poll_steps_down() {
+        // The scout's estimate is an upper bound: a clump must not hold it there.
+        let mut p = Poller::new(Duration::from_secs(5), Duration::from_secs(10), 1.0);
+        let start = Instant::now();
+        p.finished(MODEL, start, ms(2500), 0, Duration::ZERO);
+        for i in 0..20 {
+            p.finished(MODEL, start + ms(2500 + i), ms(2500), 0, Duration::ZERO);
+        }
+        let e = p.estimate(MODEL).unwrap();
+        assert!(e < ms(2500).mul_f64(0.96), "{e:?}");
+    }
+
+    #[test]
+    fn waves_of_tasks_submitted_together_cost_few_polls() {
+        // Twenty slots filled at once, again and again: the start of every campaign.
+        for progress in [true, false] {
+            let mut p = Poller::new(Duration::from_secs(5), Duration::from_secs(10), 1.0);
+            let g = Duration::from_secs(2);
+            simulate(&mut p, g, 1, progress); // the scout
+            wave(&mut p, g, 20, 10, progress); // down from the scout's estimate
+            let (polls, overrun) = wave(&mut p, g, 20, 40, progress);
+            assert!(polls <= 1.1, "progress {progress}: {polls} polls per task");
+            assert!(
+                overrun <= g.mul_f64(0.05),
+                "progress {progress}: {overrun:?} past the finish"
+            );
+        }
+    }
+
+    #[test]
     fn late_polls_do_not_lower_the_estimate() {
         let mut p = Poller::new(Duration::from_secs(5), Duration::from_secs(10), 1.0);
-        p.finished(MODEL, ms(2000), 0, Duration::ZERO);
+        p.finished(MODEL, Instant::now(), ms(2000), 0, Duration::ZERO);
         for _ in 0..50 {
-            p.finished(MODEL, ms(2500), 0, Duration::ZERO);
+            p.finished(MODEL, Instant::now(), ms(2500), 0, Duration::ZERO);
         }
         assert_eq!(p.estimate(MODEL), Some(ms(2000)));
     }
@@ -368,9 +543,9 @@ mod tests {
     #[test]
     fn a_wave_finishing_together_barely_moves_the_estimate() {
         let mut p = Poller::new(Duration::from_secs(5), Duration::from_secs(10), 1.0);
-        p.finished(MODEL, ms(2000), 0, Duration::ZERO);
+        p.finished(MODEL, Instant::now(), ms(2000), 0, Duration::ZERO);
         for _ in 0..20 {
-            p.finished(MODEL, ms(2300), 0, Duration::ZERO);
+            p.finished(MODEL, Instant::now(), ms(2300), 0, Duration::ZERO);
         }
         let e = p.estimate(MODEL).unwrap();
         assert!(e >= ms(1500), "{e:?}");
@@ -380,7 +555,7 @@ mod tests {
     fn a_slower_spell_raises_the_estimate_at_once() {
         let mut p = Poller::new(Duration::from_secs(5), Duration::from_secs(10), 1.0);
         simulate(&mut p, ms(2000), 50, false);
-        p.finished(MODEL, ms(3100), 2, ms(3000));
+        p.finished(MODEL, Instant::now(), ms(3100), 2, ms(3000));
         assert!(p.estimate(MODEL).unwrap() >= ms(3000));
     }
 
@@ -391,7 +566,7 @@ mod tests {
         assert_eq!(p.first(MODEL), (Duration::from_secs(5), false));
         assert_eq!(p.first(Model::Veo31Fast), (ms(100), true));
         assert_eq!(p.until_expected(MODEL, ms(500)), None);
-        assert!(p.finished(MODEL, ms(2250), 2, ms(1500)));
+        assert!(p.finished(MODEL, Instant::now(), ms(2250), 2, ms(1500)));
         assert_eq!(p.until_expected(MODEL, ms(500)), Some(ms(1750)));
         assert_eq!(p.first(MODEL), (ms(2250), false));
         p.scout_lost(Model::Veo31Fast);
