@@ -3,7 +3,7 @@
 
     python3 bench/campaigns.py                 # all scenarios, default sizes
     python3 bench/campaigns.py --jobs 100000   # the flat-overhead scenario at 100k jobs
-    python3 bench/campaigns.py --only rate,makespan
+    python3 bench/campaigns.py --only rate,makespan,bounds
 
 Each scenario starts `runner simulate` on a free local port, writes a manifest
 into a temp folder, runs `runner run` under /usr/bin/time (CPU and peak RSS of
@@ -107,17 +107,28 @@ def rate(rows, _):
 
 
 def makespan(rows, _):
-    """120 jobs of 2 s at 20/s and 20 in flight: floor max(2N/R, N·G/C) = 12 s."""
-    sim = Sim("--queue-time", "0", "--generation-time", "2", "--video-size", "65536")
+    """120 jobs of 2 s at 20/s and 20 in flight: floor max(2N/R, N·G/C) = 12 s (the acceptance case)."""
+    timed_case(rows, "makespan", 120, 20, 20, 2)
+
+
+def bounds(rows, _):
+    """The same floor with one side far from it: generation-bound (100/s), then rate-bound (50 in flight, 1 s)."""
+    timed_case(rows, "generation-bound", 120, 100, 20, 2)
+    timed_case(rows, "rate-bound", 200, 20, 50, 1)
+
+
+def timed_case(rows, name, jobs, rps, in_flight, generation):
+    """N jobs of G seconds at R requests/s and C in flight, against the floor max(2N/R, N·G/C)."""
+    sim = Sim("--queue-time", "0", "--generation-time", str(generation), "--video-size", "65536")
     with tempfile.TemporaryDirectory() as d:
-        m = manifest(d, "makespan", 120, 20, 20)
+        m = manifest(d, name, jobs, rps, in_flight)
         wall, cpu, rss, code = run_runner(["run", m, "--base-url", sim.url, "--yes"], d)
         s = sim.stats()
     sim.stop()
-    floor = max(2 * 120 / 20, 120 * 2 / 20)
-    rows.append(("makespan: 120 × 2 s @ 20/s, 20 in flight",
+    floor = max(2 * jobs / rps, jobs * generation / in_flight)
+    rows.append((f"{name}: {jobs} × {generation} s @ {rps}/s, {in_flight} in flight",
                  f"{wall:.1f} s = {wall / floor:.2f} × floor ({floor:.0f} s); "
-                 f"{s['polls'] / 120:.2f} polls/job; max 1 s window {window_max(sorted(s['request_times_ms']))}; exit {code}"))
+                 f"{s['polls'] / jobs:.2f} polls/job; max 1 s window {window_max(sorted(s['request_times_ms']))}; exit {code}"))
 
 
 def scale(rows, jobs):
@@ -161,7 +172,7 @@ def download(rows, _):
                  f"vs curl {size / curl / 1e6:.0f} MB/s ({curl:.2f} s): {curl / wall:.0%} of curl; exit {code}"))
 
 
-SCENARIOS = {"rate": rate, "makespan": makespan, "scale": scale, "download": download}
+SCENARIOS = {"rate": rate, "makespan": makespan, "bounds": bounds, "scale": scale, "download": download}
 
 
 def main():
