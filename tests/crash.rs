@@ -61,6 +61,7 @@ async fn crash_loop(c: Crash) {
     let state = out_dir.join("state.jsonl");
 
     let mut landed = 0;
+    let mut mid_download = 0;
     let mut unknown_before = 0;
     for k in 0..c.kills {
         let delay = rng.random_range(c.kill_after_ms.clone());
@@ -109,6 +110,9 @@ async fn crash_loop(c: Crash) {
             text(&st)
         );
         unknown_before = unknown_now;
+        if !finished_first && !part_files(&out_dir).is_empty() {
+            mid_download += 1;
+        }
         // A file under its final name is never partial.
         for entry in std::fs::read_dir(&out_dir).into_iter().flatten().flatten() {
             let path = entry.path();
@@ -124,7 +128,7 @@ async fn crash_loop(c: Crash) {
         }
     }
     eprintln!(
-        "{}: {landed} of {} kills landed, {unknown_before} jobs unknown; journal {} lines, {} tasks created so far",
+        "{}: {landed} of {} kills landed ({mid_download} left a .part), {unknown_before} jobs unknown; journal {} lines, {} tasks created so far",
         c.name,
         c.kills,
         std::fs::read_to_string(&state)
@@ -244,7 +248,8 @@ async fn twenty_kills_30_jobs() {
             time_scale: 1.0,
             queue_time: 0.02,
             generation_time: Some(0.6),
-            video_size: 1024 * 1024,
+            // Over 1 MiB: the writer and hasher threads are what the kills interrupt.
+            video_size: 6 * 1024 * 1024 + 1,
             ..SimConfig::default()
         },
         limits: "[limits]\nrequests_per_second = 300\nburst = 10\nmax_in_flight = 3\ndownloads = 2\npoll_queued = \"50ms\"\npoll_in_progress = \"50ms\"\n",
