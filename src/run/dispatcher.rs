@@ -1067,7 +1067,7 @@ impl Dispatcher {
                 let elapsed = task_poll
                     .submitted
                     .map(|at| looked.saturating_duration_since(at));
-                if matches!(task.status, TaskStatus::Completed | TaskStatus::Failed)
+                if ended
                     && let Some(elapsed) = elapsed
                     && self.poller.finished(
                         model,

@@ -14,6 +14,7 @@ use tokio::sync::mpsc;
 use tokio::task::{JoinHandle, spawn_blocking};
 
 use crate::api::{ApiError, Client};
+use crate::util::Sha256;
 
 /// A finished `.part` file.
 #[derive(Debug, Clone, PartialEq)]
@@ -33,24 +34,6 @@ pub enum DownloadError {
     /// Trying again will not help.
     #[error("{0}")]
     Fatal(String),
-}
-
-/// Streaming SHA-256. aws-lc's assembly runs several times faster than the
-/// portable code on CPUs without SHA extensions, which decides download speed.
-struct Hasher(aws_lc_rs::digest::Context);
-
-impl Hasher {
-    fn new() -> Hasher {
-        Hasher(aws_lc_rs::digest::Context::new(&aws_lc_rs::digest::SHA256))
-    }
-
-    fn update(&mut self, data: &[u8]) {
-        self.0.update(data);
-    }
-
-    fn finish(self) -> aws_lc_rs::digest::Digest {
-        self.0.finish()
-    }
 }
 
 /// `clip.mp4` → `clip.mp4.part`.
@@ -370,7 +353,7 @@ fn hash_part<C: AsRef<[u8]>>(
     start: u64,
     chunks: impl Iterator<Item = C>,
 ) -> std::io::Result<String> {
-    let mut hasher = Hasher::new();
+    let mut hasher = Sha256::new();
     if start > 0 {
         hash_existing(part, start, &mut hasher)?;
     }
@@ -381,7 +364,7 @@ fn hash_part<C: AsRef<[u8]>>(
 }
 
 /// Feeds the first `len` bytes of an existing `.part` to the hasher.
-fn hash_existing(part: &Path, len: u64, hasher: &mut Hasher) -> std::io::Result<()> {
+fn hash_existing(part: &Path, len: u64, hasher: &mut Sha256) -> std::io::Result<()> {
     use std::io::Read;
     let mut file = std::fs::File::open(part)?;
     let mut buf = vec![
@@ -442,18 +425,6 @@ mod tests {
         assert_eq!(parse_content_range("bytes 5-9/*"), Some((5, None)));
         assert_eq!(parse_content_range("bytes */200"), None);
         assert_eq!(parse_content_range("items 1-2/3"), None);
-    }
-
-    #[test]
-    fn hasher_matches_sha2() {
-        let data = vec![7u8; 100_000];
-        let mut h = Hasher::new();
-        h.update(&data[..1234]);
-        h.update(&data[1234..]);
-        assert_eq!(
-            crate::util::hex(h.finish().as_ref()),
-            crate::util::sha256_hex(&data)
-        );
     }
 
     fn chunks(data: &[u8], size: usize) -> Vec<Bytes> {
