@@ -1,11 +1,12 @@
-//! The state file: an append-only JSON Lines journal with a lock, replay and compaction.
+//! The state file: an append-only JSON Lines journal with a lock and replay.
 //!
 //! Each line is one [`Entry`]: a timestamp and a [`Record`]. The first line is
-//! a [`Record::Header`] naming the format version and the campaign. A record
-//! is written with a single `write` call, so `kill -9` leaves at most one torn
-//! last line, which replay ignores and the next open cuts off. Records that
-//! gate money or files (before a submit, after a task id, after a download)
-//! are also `fsync`ed before the step is taken as done.
+//! a [`Record::Header`] naming the format version and the campaign. Records
+//! are written by group commit: those appended since the last
+//! [`Journal::sync`] go out in a single `write` and one `fsync`, so `kill -9`
+//! leaves at most one torn last line, which replay ignores and the next open
+//! cuts off. The run syncs before every step that depends on a record (a
+//! submit, the rename of a downloaded video) and after every batch of answers.
 
 use std::borrow::Cow;
 use std::fs::{self, File, OpenOptions};
@@ -370,6 +371,9 @@ pub struct Journal {
     file: File,
     /// Held for as long as the journal is open; dropping it releases the lock.
     _lock: File,
+    /// Records appended since the last [`Journal::sync`], not yet written.
+    pending: Vec<u8>,
+    /// Written since the last fsync.
     dirty: bool,
 }
 
@@ -438,6 +442,7 @@ impl Journal {
             path: path.into(),
             file,
             _lock: lock,
+            pending: Vec::new(),
             dirty: false,
         };
         if replay.records == 0 {
@@ -455,39 +460,58 @@ impl Journal {
         &self.path
     }
 
-    /// Appends one record with a single write and returns the time it was
-    /// stamped with (`t`). Durable against `kill -9` at once; call
-    /// [`Journal::sync`] before relying on it across a power loss.
+    /// Appends one record and returns the time it was stamped with (`t`).
+    /// The record is written at the next [`Journal::sync`], with every other
+    /// record appended since, in one write and one fsync (group commit), or
+    /// when the journal is dropped. Nothing may rely on it before that.
     pub fn append(&mut self, record: &Record) -> Result<String, JournalError> {
         let t = now_rfc3339();
         let entry = EntryRef { t: &t, record };
-        let mut line = serde_json::to_vec(&entry).map_err(|e| JournalError::Write {
-            path: self.path.clone(),
-            source: io::Error::other(e),
-        })?;
-        line.push(b'\n');
-        self.file
-            .write_all(&line)
-            .map_err(|source| JournalError::Write {
+        let mark = self.pending.len();
+        if let Err(e) = serde_json::to_writer(&mut self.pending, &entry) {
+            self.pending.truncate(mark);
+            return Err(JournalError::Write {
                 path: self.path.clone(),
-                source,
-            })?;
-        self.dirty = true;
+                source: io::Error::other(e),
+            });
+        }
+        self.pending.push(b'\n');
         Ok(t)
     }
 
-    /// Flushes appended records to disk (one fsync for any number of appends).
+    /// Writes the appended records and flushes them to disk: one write and
+    /// one fsync for any number of appends.
     pub fn sync(&mut self) -> Result<(), JournalError> {
-        if self.dirty {
-            self.file
-                .sync_data()
-                .map_err(|source| JournalError::Write {
-                    path: self.path.clone(),
-                    source,
-                })?;
-            self.dirty = false;
+        self.write_pending()
+            .and_then(|()| {
+                if self.dirty {
+                    self.file.sync_data()?;
+                    self.dirty = false;
+                }
+                Ok(())
+            })
+            .map_err(|source| JournalError::Write {
+                path: self.path.clone(),
+                source,
+            })
+    }
+
+    /// Writes the appended records, without an fsync: enough for a `kill -9`
+    /// later, not for a power loss.
+    fn write_pending(&mut self) -> io::Result<()> {
+        if !self.pending.is_empty() {
+            self.file.write_all(&self.pending)?;
+            self.pending.clear();
+            self.dirty = true;
         }
         Ok(())
+    }
+}
+
+impl Drop for Journal {
+    /// A run that ends on an error still leaves every record it appended.
+    fn drop(&mut self) {
+        let _ = self.write_pending();
     }
 }
 
@@ -592,6 +616,25 @@ mod tests {
         }
         let (replay, entries) = read(&path).unwrap();
         assert!(!replay.torn_tail);
+        let jobs: Vec<_> = entries.iter().filter_map(|e| e.record.job()).collect();
+        assert_eq!(jobs, ["a", "b"]);
+    }
+
+    #[test]
+    fn records_are_written_together_at_sync() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("state.jsonl");
+        let (mut j, _) = Journal::open(&path, "c", "c.toml", |_| {}).unwrap();
+        let header = fs::metadata(&path).unwrap().len();
+        j.append(&submitted("a")).unwrap();
+        j.append(&submitted("b")).unwrap();
+        assert_eq!(
+            fs::metadata(&path).unwrap().len(),
+            header,
+            "not before the sync"
+        );
+        j.sync().unwrap();
+        let (_, entries) = read(&path).unwrap();
         let jobs: Vec<_> = entries.iter().filter_map(|e| e.record.job()).collect();
         assert_eq!(jobs, ["a", "b"]);
     }

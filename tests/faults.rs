@@ -10,6 +10,7 @@
 mod common;
 
 use std::collections::BTreeMap;
+use std::path::PathBuf;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU32, Ordering};
 use std::time::{Duration, Instant};
@@ -464,6 +465,70 @@ async fn expired_url_ends_the_job_expired() {
     }
     assert!(part_files(dir.path()).is_empty());
     assert_eq!(sim.stats().tasks_created, 3, "not resubmitted");
+}
+
+/// Junk `.part` files where the jobs' videos will go, as a download of an
+/// older task that was cut short would leave them.
+fn plant_stale_parts(dir: &Dir, jobs: usize) -> Vec<PathBuf> {
+    (0..jobs)
+        .map(|i| {
+            let part = dir.path().join(format!("out/j{i:03}.mp4.part"));
+            std::fs::create_dir_all(part.parent().unwrap()).unwrap();
+            std::fs::write(&part, vec![b'x'; 1000]).unwrap();
+            part
+        })
+        .collect()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_part_left_by_another_task_is_replaced_not_resumed() {
+    let sim = SimHandle::start(fast_sim()).await.unwrap();
+    let dir = Dir::new();
+    dir.write(
+        "stale.toml",
+        &gemini_campaign("stale", &limits(2, "60s"), 3, "stale part"),
+    );
+    plant_stale_parts(&dir, 3);
+    let out = run(run_against(&dir, &sim, "stale.toml", &[])).await;
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out));
+    let rows = dir.report("out/report.csv");
+    assert!(rows.iter().all(|r| r["status"] == "succeeded"), "{rows:?}");
+    // Resuming would have kept the 1000 junk bytes and asked for the rest.
+    check_succeeded_videos(&dir, &rows, fast_sim().video_size);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_retried_job_forgets_the_part_of_its_old_task() {
+    let expiring = SimHandle::start(SimConfig {
+        url_ttl: 0.0,
+        ..fast_sim()
+    })
+    .await
+    .unwrap();
+    let dir = Dir::new();
+    dir.write(
+        "retry.toml",
+        &gemini_campaign("retry", &limits(2, "60s"), 2, "expires, then retried"),
+    );
+    let out = run(run_against(&dir, &expiring, "retry.toml", &[])).await;
+    assert_eq!(out.status.code(), Some(1), "{}", text(&out));
+    // As if the first run had got part of each video before its URL expired.
+    let parts = plant_stale_parts(&dir, 2);
+    // The retry's new tasks expire too, so no download of theirs touches a
+    // `.part`: only the retry itself can have cleared the old ones away, and
+    // must have, or a later run resuming the new task would build on them.
+    let out = run(run_against(
+        &dir,
+        &expiring,
+        "retry.toml",
+        &["--retry", "failed", "--yes"],
+    ))
+    .await;
+    assert_eq!(out.status.code(), Some(1), "{}", text(&out));
+    assert_eq!(expiring.stats().tasks_created, 4);
+    for part in parts {
+        assert!(!part.exists(), "{} is still there", part.display());
+    }
 }
 
 // ---------------------------------------------------------------------------

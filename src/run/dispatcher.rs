@@ -99,6 +99,9 @@ struct Live {
     poll_generation: u32,
     /// This task probes for its model's first time estimate.
     scout: bool,
+    /// The job's current task was submitted by this run, so no earlier
+    /// download of it can have left a `.part` (see [`download::Start`]).
+    submitted_here: bool,
 }
 
 /// What the dispatcher keeps about a task while it polls it: only for the
@@ -779,8 +782,15 @@ impl Dispatcher {
         let client = self.client.clone();
         let tx = self.tx.clone();
         let max = self.campaign.limits.max_video_bytes;
+        let live = &self.live[idx];
+        let start = if live.submitted_here && live.download_errors == 0 {
+            download::Start::Fresh
+        } else {
+            download::Start::Resume
+        };
         self.workers.spawn(async move {
-            let result = download::fetch(&client, &url, &download::part_path(&path), max).await;
+            let part = download::part_path(&path);
+            let result = download::fetch(&client, &url, &part, max, start).await;
             let _ = tx.send(Event::Downloaded { job: idx, result });
         });
         Ok(())
@@ -919,6 +929,7 @@ impl Dispatcher {
                 tracing::debug!(job = %id, task = %task.id, attempt, "submitted");
                 self.in_flight += 1;
                 self.live[idx].submit_errors = 0;
+                self.live[idx].submitted_here = true;
                 let (first, scout) = self.poller.first(self.job(idx).model);
                 self.start_tracking(idx, now, first);
                 self.live[idx].scout = scout;

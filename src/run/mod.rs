@@ -228,6 +228,7 @@ fn reconcile(
                 .unwrap_or_else(|| campaign.video_path(job).exists());
         match js.phase.clone() {
             Phase::Unknown { .. } if opts.resubmit_unknown => {
+                drop_stale_part(&campaign.video_path(job))?;
                 let record = Record::ResubmitUnknown {
                     job: job.id.clone(),
                 };
@@ -235,6 +236,7 @@ fn reconcile(
             }
             // `--retry failed`: a new attempt (a new task) for each job that ended badly.
             Phase::TaskFailed { .. } | Phase::Finished { .. } if opts.retry_failed => {
+                drop_stale_part(&campaign.video_path(job))?;
                 let record = Record::Retry {
                     job: job.id.clone(),
                 };
@@ -299,6 +301,21 @@ fn reconcile(
         );
     }
     Ok(())
+}
+
+/// Before a job gets a new task: deletes the `.part` its old task may have
+/// left (a download cut short, then the URL expired), so that the new task's
+/// video is never appended to the old one's bytes if this run stops before
+/// the new download starts.
+fn drop_stale_part(path: &std::path::Path) -> Result<(), RunError> {
+    let part = download::part_path(path);
+    match std::fs::remove_file(&part) {
+        Err(e) if e.kind() != std::io::ErrorKind::NotFound => Err(RunError::Io {
+            what: format!("cannot delete {} before retrying its job", part.display()),
+            source: std::sync::Arc::new(e),
+        }),
+        _ => Ok(()),
+    }
 }
 
 /// The journal says a video was downloaded but its file is not there.
