@@ -8,7 +8,7 @@ pub mod types;
 use std::path::Path;
 use std::time::{Duration, SystemTime};
 
-use reqwest::header::{HeaderMap, RETRY_AFTER};
+use reqwest::header::{AUTHORIZATION, HeaderMap, HeaderValue, RETRY_AFTER};
 use reqwest::{StatusCode, Url};
 use serde_json::Value;
 
@@ -138,7 +138,12 @@ pub fn parse_retry_after(headers: &HeaderMap) -> Option<Duration> {
 pub struct Client {
     http: reqwest::Client,
     base: Url,
-    key: ApiKey,
+    /// Worked out once, not per call: parsing a URL and checking a header
+    /// value cost more than a poll's own work at 100k jobs.
+    submit_url: Url,
+    /// `…/v1/videos/generations`, to which a poll adds the task id.
+    tasks_url: Url,
+    auth: HeaderValue,
 }
 
 /// Timeouts for API calls (not downloads, which may take long but must keep moving).
@@ -161,7 +166,25 @@ impl Client {
             .user_agent(concat!("runner/", env!("CARGO_PKG_VERSION")))
             .build()
             .map_err(|e| format!("cannot build HTTP client: {e}"))?;
-        Ok(Client { http, base, key })
+        let join = |path: &str| {
+            base.join(path)
+                .map_err(|e| format!("bad base URL `{base_url}` for {path}: {e}"))
+        };
+        let submit_url = join("v1/videos/generations")?;
+        let tasks_url = submit_url.clone();
+        if tasks_url.cannot_be_a_base() {
+            return Err(format!("bad base URL `{base_url}`: it cannot take a path"));
+        }
+        let mut auth = HeaderValue::from_str(&format!("Bearer {}", key.0))
+            .map_err(|_| "the API key holds characters an HTTP header cannot carry".to_string())?;
+        auth.set_sensitive(true);
+        Ok(Client {
+            http,
+            base,
+            submit_url,
+            tasks_url,
+            auth,
+        })
     }
 
     fn url(&self, path: &str) -> Result<Url, ApiError> {
@@ -170,12 +193,21 @@ impl Client {
             .map_err(|e| ApiError::Decode(format!("bad URL for {path}: {e}")))
     }
 
+    /// `…/v1/videos/generations/{task_id}`.
+    fn task_url(&self, task_id: &str) -> Url {
+        let mut url = self.tasks_url.clone();
+        if let Ok(mut segments) = url.path_segments_mut() {
+            segments.pop_if_empty().push(task_id);
+        }
+        url
+    }
+
     /// `POST /v1/videos/generations`.
     pub async fn submit(&self, body: &Value) -> Result<Task, ApiError> {
         let request = self
             .http
-            .post(self.url("v1/videos/generations")?)
-            .bearer_auth(&self.key.0)
+            .post(self.submit_url.clone())
+            .header(AUTHORIZATION, self.auth.clone())
             .timeout(REQUEST_TIMEOUT)
             .json(body);
         let value = self.send_json(request).await?;
@@ -185,15 +217,10 @@ impl Client {
 
     /// `GET /v1/videos/generations/{task_id}`.
     pub async fn poll(&self, task_id: &str) -> Result<Task, ApiError> {
-        let mut url = self.url("v1/videos/generations/")?;
-        url.path_segments_mut()
-            .map_err(|()| ApiError::Decode("base URL cannot take a path".into()))?
-            .pop_if_empty()
-            .push(task_id);
         let request = self
             .http
-            .get(url)
-            .bearer_auth(&self.key.0)
+            .get(self.task_url(task_id))
+            .header(AUTHORIZATION, self.auth.clone())
             .timeout(REQUEST_TIMEOUT);
         let value = self.send_json(request).await?;
         Task::from_json(&value)
@@ -214,7 +241,7 @@ impl Client {
         let request = self
             .http
             .post(self.url("v1/uploads/images")?)
-            .bearer_auth(&self.key.0)
+            .header(AUTHORIZATION, self.auth.clone())
             .timeout(REQUEST_TIMEOUT)
             .multipart(form);
         let value = self.send_json(request).await?;
@@ -239,7 +266,7 @@ impl Client {
         let same_origin = url.origin() == self.base.origin();
         let mut request = self.http.get(url);
         if same_origin {
-            request = request.bearer_auth(&self.key.0);
+            request = request.header(AUTHORIZATION, self.auth.clone());
         }
         if offset > 0 {
             request = request.header(reqwest::header::RANGE, format!("bytes={offset}-"));
@@ -259,13 +286,18 @@ impl Client {
     async fn send_json(&self, request: reqwest::RequestBuilder) -> Result<Value, ApiError> {
         let response = request.send().await.map_err(ApiError::from_reqwest)?;
         let status = response.status();
-        let headers = response.headers().clone();
-        let body = response.text().await.map_err(ApiError::from_reqwest)?;
         if !status.is_success() {
+            let headers = response.headers().clone();
+            let body = response.text().await.map_err(ApiError::from_reqwest)?;
             return Err(status_error(status, headers, body));
         }
-        serde_json::from_str(&body)
-            .map_err(|e| ApiError::Decode(format!("{e} in {}", clip_str(&body))))
+        let body = response.bytes().await.map_err(ApiError::from_reqwest)?;
+        serde_json::from_slice(&body).map_err(|e| {
+            ApiError::Decode(format!(
+                "{e} in {}",
+                clip_str(&String::from_utf8_lossy(&body))
+            ))
+        })
     }
 }
 
@@ -339,6 +371,22 @@ mod tests {
         assert!(!format!("{key:?}").contains("secret"));
         let client = Client::new("http://127.0.0.1:1", key).unwrap();
         assert!(!format!("{client:?}").contains("secret"));
+        // Refused up front, not on every call.
+        let err = Client::new("http://127.0.0.1:1", ApiKey::new("sk\nx".into())).unwrap_err();
+        assert!(err.contains("API key"), "{err}");
+    }
+
+    #[test]
+    fn poll_urls_take_the_task_id_as_one_segment() {
+        let client = Client::new("http://h:1/base/", ApiKey::new("k".into())).unwrap();
+        assert_eq!(
+            client.task_url("video_1").as_str(),
+            "http://h:1/base/v1/videos/generations/video_1"
+        );
+        assert_eq!(
+            client.task_url("a/b?c").as_str(),
+            "http://h:1/base/v1/videos/generations/a%2Fb%3Fc"
+        );
     }
 
     #[test]
