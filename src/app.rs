@@ -317,6 +317,12 @@ fn make_client(base_url: &str, key: ApiKey) -> Result<Client, AppError> {
 
 fn api_key(env: &str) -> Result<ApiKey, AppError> {
     match std::env::var(env) {
+        Ok(key) if key.trim().chars().any(|c| c.is_control() || !c.is_ascii()) => {
+            Err(AppError::Usage(format!(
+                "the API key in {env} holds a character an HTTP header cannot carry \
+                 (a line break, a control character or a non-ASCII letter)"
+            )))
+        }
         Ok(key) if !key.trim().is_empty() => Ok(ApiKey::new(key.trim().to_string())),
         _ => Err(AppError::MissingKey { env: env.into() }),
     }

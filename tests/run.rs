@@ -309,6 +309,25 @@ async fn missing_key_is_a_clear_error() {
     let out = run(cmd).await;
     assert_eq!(out.status.code(), Some(2), "{}", text(&out));
     assert!(String::from_utf8_lossy(&out.stderr).contains("TOAPIS_API_KEY"));
+
+    // A key pasted with a line break in it is named before anything is sent,
+    // and never echoed.
+    let mut cmd = runner_cmd(&dir);
+    cmd.env("TOAPIS_API_KEY", "sk-abc\nsk-def").args([
+        "run",
+        "m.toml",
+        "--base-url",
+        "http://127.0.0.1:9",
+        "--yes",
+    ]);
+    let out = run(cmd).await;
+    assert_eq!(out.status.code(), Some(2), "{}", text(&out));
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        stderr.contains("TOAPIS_API_KEY") && stderr.contains("header"),
+        "{stderr}"
+    );
+    assert!(!stderr.contains("sk-abc"), "{stderr}");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
