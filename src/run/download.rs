@@ -113,13 +113,43 @@ pub async fn fetch(
 /// How many bytes of the video the `.part` already holds; makes its folder if
 /// there is none. One blocking step, not two: this runs once per clip.
 fn existing_part(part: &Path) -> std::io::Result<u64> {
+    resumable_len(part, booted_at())
+}
+
+/// [`existing_part`], given when the machine last started. A `.part` last
+/// written before then counts as empty: a `.part` is fsynced only when it is
+/// whole, and after a power loss some filesystems keep a file's length but
+/// not all its blocks, so the bytes past the last flush may be zeros.
+/// Resuming from them would give a video with a hole in it. Downloading it
+/// again costs bandwidth only: the task is paid for and its URL still works.
+fn resumable_len(part: &Path, booted: Option<std::time::SystemTime>) -> std::io::Result<u64> {
     if let Ok(meta) = std::fs::metadata(part) {
+        let before_boot = booted.zip(meta.modified().ok()).is_some_and(|(b, m)| m < b);
+        if before_boot && meta.len() > 0 {
+            tracing::warn!(
+                "{}: written before this machine last started, so it may hold gaps; downloading it again",
+                part.display()
+            );
+            return Ok(0);
+        }
         return Ok(meta.len());
     }
     if let Some(parent) = part.parent() {
         std::fs::create_dir_all(parent)?;
     }
     Ok(0)
+}
+
+/// When this machine last started (`btime` in `/proc/stat`); `None` where
+/// that cannot be read, and then every `.part` is trusted.
+fn booted_at() -> Option<std::time::SystemTime> {
+    static BOOTED: std::sync::OnceLock<Option<std::time::SystemTime>> = std::sync::OnceLock::new();
+    *BOOTED.get_or_init(|| {
+        let stat = std::fs::read_to_string("/proc/stat").ok()?;
+        let secs = stat.lines().find_map(|l| l.strip_prefix("btime "))?;
+        let secs: u64 = secs.trim().parse().ok()?;
+        Some(std::time::UNIX_EPOCH + std::time::Duration::from_secs(secs))
+    })
 }
 
 /// Deletes the `.part` and downloads from byte 0.
@@ -511,6 +541,29 @@ mod tests {
         let written = write_part(&part, 0, 16, chunks(b"xy", 2).into_iter()).unwrap();
         assert_eq!(written, 2);
         assert_eq!(std::fs::read(&part).unwrap(), b"xy");
+    }
+
+    #[test]
+    fn a_part_written_before_the_last_boot_is_not_resumed() {
+        use std::time::{Duration, SystemTime};
+        let dir = tempfile::tempdir().unwrap();
+        let part = dir.path().join("v.mp4.part");
+        std::fs::write(&part, b"12345").unwrap();
+        let now = SystemTime::now();
+        assert_eq!(resumable_len(&part, None).unwrap(), 5);
+        assert_eq!(
+            resumable_len(&part, Some(now - Duration::from_secs(60))).unwrap(),
+            5
+        );
+        let file = std::fs::File::options().write(true).open(&part).unwrap();
+        file.set_modified(now - Duration::from_secs(3600)).unwrap();
+        assert_eq!(
+            resumable_len(&part, Some(now - Duration::from_secs(60))).unwrap(),
+            0
+        );
+        // This machine's own boot time is readable on Linux, and before now.
+        #[cfg(target_os = "linux")]
+        assert!(booted_at().is_some_and(|b| b < now));
     }
 
     #[test]
