@@ -388,7 +388,7 @@ impl Journal {
         visit: impl FnMut(Entry),
     ) -> Result<(Journal, Replay), JournalError> {
         if let Some(parent) = path.parent().filter(|p| !p.as_os_str().is_empty()) {
-            fs::create_dir_all(parent).map_err(|source| JournalError::Open {
+            crate::util::create_dir_all_durable(parent).map_err(|source| JournalError::Open {
                 path: path.into(),
                 source,
             })?;
@@ -452,6 +452,10 @@ impl Journal {
                 manifest: manifest.into(),
             })?;
             journal.sync()?;
+            // A new file's name is durable only once its folder is synced: without
+            // this, a power loss could take the whole journal, write-ahead records
+            // of paid submits included.
+            crate::util::sync_dir(path.parent().unwrap_or(Path::new("")));
         }
         Ok((journal, replay))
     }

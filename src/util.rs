@@ -1,5 +1,39 @@
 //! Small helpers shared across modules.
 
+use std::path::Path;
+
+/// Makes the entries of `dir` durable: a new or renamed file survives a power
+/// loss only once its folder is synced too. Best effort: not every
+/// filesystem can sync a folder.
+pub fn sync_dir(dir: &Path) {
+    let dir = if dir.as_os_str().is_empty() {
+        Path::new(".")
+    } else {
+        dir
+    };
+    if let Ok(dir) = std::fs::File::open(dir) {
+        let _ = dir.sync_all();
+    }
+}
+
+/// `create_dir_all`, then syncs the parent of every folder it made, so the
+/// new folders survive a power loss along with what goes in them.
+pub fn create_dir_all_durable(dir: &Path) -> std::io::Result<()> {
+    let mut missing = Vec::new();
+    let mut at = Some(dir);
+    while let Some(d) = at.filter(|d| !d.as_os_str().is_empty() && !d.exists()) {
+        missing.push(d);
+        at = d.parent();
+    }
+    std::fs::create_dir_all(dir)?;
+    for d in missing {
+        if let Some(parent) = d.parent() {
+            sync_dir(parent);
+        }
+    }
+    Ok(())
+}
+
 /// The sha256 of `data`, by aws-lc's assembly: every job's fingerprint is
 /// hashed on every resume, and sha2's portable code was a tenth of a 100k-job
 /// resume.
@@ -86,6 +120,18 @@ pub fn hex(bytes: &[u8]) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn durable_folders_are_made_whole_and_again_without_harm() {
+        let dir = tempfile::tempdir().unwrap();
+        let deep = dir.path().join("a/b/c");
+        create_dir_all_durable(&deep).unwrap();
+        assert!(deep.is_dir());
+        create_dir_all_durable(&deep).unwrap();
+        std::fs::write(dir.path().join("a/file"), b"x").unwrap();
+        assert!(create_dir_all_durable(&dir.path().join("a/file/d")).is_err());
+        sync_dir(Path::new(""));
+    }
 
     #[test]
     fn streaming_sha256_matches_the_one_shot() {

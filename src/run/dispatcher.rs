@@ -294,7 +294,7 @@ impl Dispatcher {
             }
         }
         for dir in folders {
-            sync_dir(&dir);
+            crate::util::sync_dir(&dir);
         }
         Ok(())
     }
@@ -1293,7 +1293,7 @@ impl Dispatcher {
 pub(super) fn finish_file(path: &std::path::Path) -> Result<(), RunError> {
     rename_part(path)?;
     if let Some(dir) = path.parent() {
-        sync_dir(dir);
+        crate::util::sync_dir(dir);
     }
     Ok(())
 }
@@ -1305,13 +1305,6 @@ fn rename_part(path: &std::path::Path) -> Result<(), RunError> {
         what: format!("cannot rename {} to {}", part.display(), path.display()),
         source: Arc::new(source),
     })
-}
-
-/// Makes renames in `dir` durable (best effort: not every filesystem can sync a folder).
-fn sync_dir(dir: &std::path::Path) {
-    if let Ok(dir) = std::fs::File::open(dir) {
-        let _ = dir.sync_all();
-    }
 }
 
 pub(super) fn unix_now() -> i64 {

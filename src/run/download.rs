@@ -135,7 +135,7 @@ fn resumable_len(part: &Path, booted: Option<std::time::SystemTime>) -> std::io:
         return Ok(meta.len());
     }
     if let Some(parent) = part.parent() {
-        std::fs::create_dir_all(parent)?;
+        crate::util::create_dir_all_durable(parent)?;
     }
     Ok(0)
 }
@@ -385,7 +385,7 @@ fn create_part(part: &Path) -> std::io::Result<std::fs::File> {
     match open() {
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
             if let Some(parent) = part.parent() {
-                std::fs::create_dir_all(parent)?;
+                crate::util::create_dir_all_durable(parent)?;
             }
             open()
         }
