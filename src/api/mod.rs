@@ -138,11 +138,10 @@ pub fn parse_retry_after(headers: &HeaderMap) -> Option<Duration> {
 pub struct Client {
     http: reqwest::Client,
     base: Url,
-    /// Worked out once, not per call: parsing a URL and checking a header
+    /// `…/v1/videos/generations`, to which a poll adds the task id. Worked out
+    /// once, like `auth`, not per call: parsing a URL and checking a header
     /// value cost more than a poll's own work at 100k jobs.
     submit_url: Url,
-    /// `…/v1/videos/generations`, to which a poll adds the task id.
-    tasks_url: Url,
     auth: HeaderValue,
 }
 
@@ -166,15 +165,9 @@ impl Client {
             .user_agent(concat!("runner/", env!("CARGO_PKG_VERSION")))
             .build()
             .map_err(|e| format!("cannot build HTTP client: {e}"))?;
-        let join = |path: &str| {
-            base.join(path)
-                .map_err(|e| format!("bad base URL `{base_url}` for {path}: {e}"))
-        };
-        let submit_url = join("v1/videos/generations")?;
-        let tasks_url = submit_url.clone();
-        if tasks_url.cannot_be_a_base() {
-            return Err(format!("bad base URL `{base_url}`: it cannot take a path"));
-        }
+        let submit_url = base
+            .join("v1/videos/generations")
+            .map_err(|e| format!("bad base URL `{base_url}`: {e}"))?;
         let mut auth = HeaderValue::from_str(&format!("Bearer {}", key.0))
             .map_err(|_| "the API key holds characters an HTTP header cannot carry".to_string())?;
         auth.set_sensitive(true);
@@ -182,7 +175,6 @@ impl Client {
             http,
             base,
             submit_url,
-            tasks_url,
             auth,
         })
     }
@@ -193,9 +185,10 @@ impl Client {
             .map_err(|e| ApiError::Decode(format!("bad URL for {path}: {e}")))
     }
 
-    /// `…/v1/videos/generations/{task_id}`.
+    /// `…/v1/videos/generations/{task_id}`. Every http(s) URL with a host
+    /// (checked in [`Client::new`]) takes path segments.
     fn task_url(&self, task_id: &str) -> Url {
-        let mut url = self.tasks_url.clone();
+        let mut url = self.submit_url.clone();
         if let Ok(mut segments) = url.path_segments_mut() {
             segments.pop_if_empty().push(task_id);
         }
