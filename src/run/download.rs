@@ -54,7 +54,7 @@ pub enum Start {
     Resume,
     /// From byte 0, replacing any `.part`: the task was submitted in this run
     /// and this is its first try, so a `.part` on disk can only be another
-    /// task's. Saves a blocking step (a stat and a folder check) per clip.
+    /// task's. Saves a blocking step (a stat) per clip.
     Fresh,
 }
 
@@ -76,7 +76,6 @@ pub async fn fetch(
             spawn_blocking(move || existing_part(&part))
                 .await
                 .map_err(|e| io("cannot look at", std::io::Error::other(e)))?
-                .map_err(|e| io("cannot create folder for", e))?
         }
     };
     if offset > max_bytes {
@@ -110,9 +109,9 @@ pub async fn fetch(
     stream_to_part(response, part, start, total, max_bytes).await
 }
 
-/// How many bytes of the video the `.part` already holds; makes its folder if
-/// there is none. One blocking step, not two: this runs once per clip.
-fn existing_part(part: &Path) -> std::io::Result<u64> {
+/// How many bytes of the video the `.part` already holds (0 if there is
+/// none: its folder is made when the `.part` is, by [`create_part`]).
+fn existing_part(part: &Path) -> u64 {
     resumable_len(part, booted_at())
 }
 
@@ -122,22 +121,19 @@ fn existing_part(part: &Path) -> std::io::Result<u64> {
 /// not all its blocks, so the bytes past the last flush may be zeros.
 /// Resuming from them would give a video with a hole in it. Downloading it
 /// again costs bandwidth only: the task is paid for and its URL still works.
-fn resumable_len(part: &Path, booted: Option<std::time::SystemTime>) -> std::io::Result<u64> {
-    if let Ok(meta) = std::fs::metadata(part) {
-        let before_boot = booted.zip(meta.modified().ok()).is_some_and(|(b, m)| m < b);
-        if before_boot && meta.len() > 0 {
-            tracing::warn!(
-                "{}: written before this machine last started, so it may hold gaps; downloading it again",
-                part.display()
-            );
-            return Ok(0);
-        }
-        return Ok(meta.len());
+fn resumable_len(part: &Path, booted: Option<std::time::SystemTime>) -> u64 {
+    let Ok(meta) = std::fs::metadata(part) else {
+        return 0;
+    };
+    let before_boot = booted.zip(meta.modified().ok()).is_some_and(|(b, m)| m < b);
+    if before_boot && meta.len() > 0 {
+        tracing::warn!(
+            "{}: written before this machine last started, so it may hold gaps; downloading it again",
+            part.display()
+        );
+        return 0;
     }
-    if let Some(parent) = part.parent() {
-        crate::util::create_dir_all_durable(parent)?;
-    }
-    Ok(0)
+    meta.len()
 }
 
 /// When this machine last started (`btime` in `/proc/stat`); `None` where
@@ -526,10 +522,12 @@ mod tests {
     fn an_existing_part_is_measured_and_a_missing_folder_made() {
         let dir = tempfile::tempdir().unwrap();
         let part = dir.path().join("a/b/v.mp4.part");
-        assert_eq!(existing_part(&part).unwrap(), 0);
+        assert_eq!(existing_part(&part), 0);
+        // A resume that finds nothing writes from byte 0, which makes the folder.
+        write_part(&part, 0, 16, chunks(b"12", 1).into_iter()).unwrap();
         assert!(dir.path().join("a/b").is_dir());
         std::fs::write(&part, b"12345").unwrap();
-        assert_eq!(existing_part(&part).unwrap(), 5);
+        assert_eq!(existing_part(&part), 5);
     }
 
     #[test]
@@ -550,17 +548,11 @@ mod tests {
         let part = dir.path().join("v.mp4.part");
         std::fs::write(&part, b"12345").unwrap();
         let now = SystemTime::now();
-        assert_eq!(resumable_len(&part, None).unwrap(), 5);
-        assert_eq!(
-            resumable_len(&part, Some(now - Duration::from_secs(60))).unwrap(),
-            5
-        );
+        assert_eq!(resumable_len(&part, None), 5);
+        assert_eq!(resumable_len(&part, Some(now - Duration::from_secs(60))), 5);
         let file = std::fs::File::options().write(true).open(&part).unwrap();
         file.set_modified(now - Duration::from_secs(3600)).unwrap();
-        assert_eq!(
-            resumable_len(&part, Some(now - Duration::from_secs(60))).unwrap(),
-            0
-        );
+        assert_eq!(resumable_len(&part, Some(now - Duration::from_secs(60))), 0);
         // This machine's own boot time is readable on Linux, and before now.
         #[cfg(target_os = "linux")]
         assert!(booted_at().is_some_and(|b| b < now));
