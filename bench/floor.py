@@ -49,7 +49,7 @@ class Conn:
         self.sock.sendall(head + body)
         data = b""
         while True:
-            data += self.sock.recv(65536)
+            data += self.recv()
             end = data.find(b"\r\n\r\n")
             if end < 0:
                 continue
@@ -59,12 +59,18 @@ class Conn:
                 if name.strip().lower() == b"content-length":
                     length = int(value)
             while len(data) < end + 4 + length:
-                data += self.sock.recv(65536)
+                data += self.recv()
             return data[end + 4:end + 4 + length]
+
+    def recv(self):
+        chunk = self.sock.recv(65536)
+        if not chunk:
+            raise RuntimeError("the simulator closed the connection")
+        return chunk
 
 
 def network(jobs, port):
-    """Submit, poll, download for each job; returns (system s, video URLs' paths)."""
+    """Submit, poll, download for each job; returns the system CPU seconds they took."""
     conn = Conn(port)
     t0 = system_time()
     for _ in range(jobs):
