@@ -40,9 +40,8 @@ impl AppError {
                 exit::BAD_INPUT
             }
             AppError::Journal(_) => exit::BAD_INPUT,
-            AppError::Run(RunError::Auth { .. }) => exit::API_FATAL,
-            AppError::Run(RunError::Journal(_)) => exit::BAD_INPUT,
-            AppError::Run(RunError::Io { .. }) | AppError::Io { .. } => exit::JOBS_FAILED,
+            AppError::Run(e) => e.exit_code(),
+            AppError::Io { .. } => exit::LOCAL_IO,
         }
     }
 }
@@ -227,9 +226,12 @@ async fn run_command(args: RunArgs, quiet: bool) -> Result<i32, AppError> {
     print_summary(&campaign, &summary);
     if let Some(fatal) = &summary.fatal {
         eprintln!("error: {fatal}");
-        eprintln!(
-            "  the run stopped; nothing more was sent. Fix the key and run the same command again."
-        );
+        let mut source = std::error::Error::source(fatal);
+        while let Some(cause) = source {
+            eprintln!("  caused by: {cause}");
+            source = cause.source();
+        }
+        eprintln!("  {}", fatal.advice());
     }
     let code = summary.exit_code();
     // The process exits next: freeing 100k jobs and their states one by one

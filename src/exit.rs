@@ -8,5 +8,9 @@ pub const JOBS_FAILED: i32 = 1;
 pub const BAD_INPUT: i32 = 2;
 /// A fatal API condition, such as a rejected key (401/403).
 pub const API_FATAL: i32 = 3;
+/// A local I/O failure during the run (disk full, state or report unwritable).
+pub const LOCAL_IO: i32 = 74;
+/// The service stayed unreachable past `limits.outage_timeout`: nothing is lost, run again.
+pub const UNAVAILABLE: i32 = 75;
 /// Interrupted (Ctrl-C or SIGTERM); run again to resume.
 pub const INTERRUPTED: i32 = 130;

@@ -261,6 +261,14 @@ pub struct Limits {
     pub poll_in_progress: Duration,
     /// Largest video accepted, in bytes.
     pub max_video_bytes: u64,
+    /// How long the service may stay unreachable (the run paused) before the run
+    /// stops with exit 75, every unsent job still pending.
+    pub outage_timeout: Duration,
+    /// A download slower than this (bytes per second) for `download_stall` is cut
+    /// and resumed from its `.part`.
+    pub download_min_rate: u64,
+    /// How long a download may stay below `download_min_rate`.
+    pub download_stall: Duration,
     /// Stop submitting before the estimated cost (by [`Pricing`], in its currency)
     /// would pass this. Every job then has a known price (checked by [`load`]).
     pub budget: Option<f64>,
@@ -280,6 +288,9 @@ impl Default for Limits {
             poll_queued: Duration::from_secs(5),
             poll_in_progress: Duration::from_secs(10),
             max_video_bytes: 2 << 30,
+            outage_timeout: Duration::from_secs(10 * 60),
+            download_min_rate: 16 * 1024,
+            download_stall: Duration::from_secs(30),
             budget: None,
         }
     }

@@ -41,7 +41,7 @@ const TOP_KEYS: [&str; 9] = [
     "name", "api", "limits", "output", "pricing", "defaults", "matrix", "job", "source",
 ];
 const API_KEYS: [&str; 2] = ["base_url", "api_key_env"];
-const LIMIT_KEYS: [&str; 12] = [
+const LIMIT_KEYS: [&str; 15] = [
     "requests_per_second",
     "burst",
     "max_in_flight",
@@ -54,6 +54,9 @@ const LIMIT_KEYS: [&str; 12] = [
     "max_video_size",
     "budget",
     "confirm_above",
+    "outage_timeout",
+    "download_min_rate",
+    "download_stall",
 ];
 const PRICE_KEYS: [&str; 2] = ["per_second", "per_video"];
 const OUTPUT_KEYS: [&str; 4] = ["dir", "filename", "state", "report"];
@@ -959,6 +962,35 @@ impl Walker<'_, '_> {
                 "poll_in_progress" => {
                     if let Some(d) = self.duration("poll_in_progress", PLACE, value) {
                         limits.poll_in_progress = d;
+                    }
+                }
+                "outage_timeout" => {
+                    if let Some(d) = self.duration("outage_timeout", PLACE, value) {
+                        limits.outage_timeout = d;
+                    }
+                }
+                "download_stall" => {
+                    if let Some(d) = self.duration("download_stall", PLACE, value) {
+                        limits.download_stall = d;
+                    }
+                }
+                "download_min_rate" => {
+                    let bytes = match value.get_ref() {
+                        DeValue::Integer(_) => self
+                            .integer("download_min_rate", PLACE, value)
+                            .and_then(|n| u64::try_from(n.value).ok()),
+                        DeValue::String(s) => parse_size(s.trim_end_matches("/s")),
+                        _ => None,
+                    };
+                    match bytes {
+                        Some(bytes) => limits.download_min_rate = bytes,
+                        None => self.error(
+                            value.span(),
+                            format!(
+                                "`download_min_rate`{PLACE} must be bytes per second, like 16384 or \"16KiB/s\" (0: no minimum), got {}",
+                                describe(value.get_ref())
+                            ),
+                        ),
                     }
                 }
                 "max_video_size" => {

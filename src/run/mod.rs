@@ -68,12 +68,51 @@ pub enum RunError {
     Journal(Arc<JournalError>),
     #[error("the API refused the key in ${env}: {message}")]
     Auth { env: String, message: String },
+    /// 402 or a quota error code: the account cannot pay for more tasks.
+    #[error("the account's balance is too low: {message}")]
+    Balance { message: String },
+    /// The service stayed unreachable past `limits.outage_timeout`.
+    #[error("the service was unreachable for {secs} s (limits.outage_timeout), last: {last}")]
+    Outage { secs: u64, last: String },
     #[error("{what}")]
     Io {
         what: String,
         #[source]
         source: Arc<std::io::Error>,
     },
+}
+
+impl RunError {
+    /// SPEC §2's exit code for a run that ended on this.
+    pub fn exit_code(&self) -> i32 {
+        match self {
+            RunError::Auth { .. } | RunError::Balance { .. } => crate::exit::API_FATAL,
+            RunError::Outage { .. } => crate::exit::UNAVAILABLE,
+            // Before anything is sent, a state file that is not ours (or in use) is bad input.
+            RunError::Journal(e) if !matches!(**e, JournalError::Write { .. }) => {
+                crate::exit::BAD_INPUT
+            }
+            RunError::Journal(_) | RunError::Io { .. } => crate::exit::LOCAL_IO,
+        }
+    }
+
+    /// What the user should do next, printed under the error.
+    pub fn advice(&self) -> &'static str {
+        match self {
+            RunError::Auth { .. } => {
+                "the run stopped; nothing more was sent. Fix the key and run the same command again."
+            }
+            RunError::Balance { .. } => {
+                "no more jobs were submitted; tasks already paid for were finished. Top up the account, then run the same command again: unsent jobs are still pending."
+            }
+            RunError::Outage { .. } => {
+                "no job was marked failed and nothing is lost. Run the same command again when the service is back."
+            }
+            RunError::Journal(_) | RunError::Io { .. } => {
+                "a local file could not be written (see the cause above). Free space or fix permissions, then run the same command again: nothing recorded is lost."
+            }
+        }
+    }
 }
 
 impl From<JournalError> for RunError {
@@ -95,10 +134,11 @@ pub struct RunSummary {
 }
 
 impl RunSummary {
-    /// SPEC §2: 0 all succeeded, 1 some did not, 3 fatal API condition, 130 interrupted.
+    /// SPEC §2: 0 all succeeded, 1 some did not, 3 fatal API condition (key or
+    /// balance), 74 local I/O failure, 75 outage, 130 interrupted.
     pub fn exit_code(&self) -> i32 {
-        if self.fatal.is_some() {
-            3
+        if let Some(fatal) = &self.fatal {
+            fatal.exit_code()
         } else if self.interrupted {
             130
         } else if self
