@@ -118,6 +118,8 @@ pub struct JobState {
     pub downloaded_at: Option<Stamp>,
     /// The finished video's URL and when it expires, once known.
     pub video_url: Option<(String, Option<i64>)>,
+    /// The job's final outcome came before any task of its last attempt existed.
+    pub ended_unpaid: bool,
 }
 
 impl JobState {
@@ -132,6 +134,7 @@ impl JobState {
         completed_at: None,
         downloaded_at: None,
         video_url: None,
+        ended_unpaid: false,
     };
 }
 
@@ -171,14 +174,27 @@ impl JobState {
             Phase::Unknown { .. } | Phase::Submitting { .. } => Status::Unknown,
             Phase::Finished { status } => *status,
             Phase::TaskFailed { .. } => Status::Failed,
-            // A finished video that could not be fetched this time: the run failed it,
-            // but its URL is kept and the next run tries again.
-            Phase::Completed { .. } if self.last_error.is_some() => Status::Failed,
+            // A finished video not fetched yet, or not this time (the network, the
+            // disk): paid for, its URL kept, and the next run fetches it. SPEC §4:
+            // a failure of the world never marks a job failed.
             Phase::Pending | Phase::Running { .. } | Phase::Completed { .. } => Status::Pending,
         }
     }
 
     /// The current task, if any.
+    /// `failed` before any task of its last attempt existed: nothing was paid
+    /// for that failure, so a plain rerun tries the job again, and `--retry
+    /// failed` does not count it as paying again.
+    pub fn failed_unpaid(&self) -> bool {
+        self.ended_unpaid
+            && matches!(
+                self.phase,
+                Phase::Finished {
+                    status: Status::Failed
+                }
+            )
+    }
+
     pub fn task_id(&self) -> Option<&str> {
         self.task_ids.last().map(String::as_str)
     }
@@ -249,6 +265,8 @@ impl JobState {
                 self.last_error = None;
             }
             Record::Finished { status, error, .. } => {
+                // Ended with no task for this attempt: a refused submit, a failed upload.
+                self.ended_unpaid = matches!(self.phase, Phase::Pending);
                 self.phase = Phase::Finished {
                     status: Status::parse(&status).unwrap_or(Status::Failed),
                 };
@@ -503,8 +521,8 @@ mod tests {
         let job = s.job("a").unwrap();
         assert_eq!(
             job.status(),
-            Status::Failed,
-            "a failed download shows as failed"
+            Status::Pending,
+            "a paid video whose download failed is still to fetch, not failed"
         );
         let s2 = {
             let mut s2 = s.clone();
@@ -525,6 +543,41 @@ mod tests {
         assert_eq!(job.attempts, 2);
         assert_eq!(job.task_ids, ["t1", "t2"]);
         assert_eq!(job.last_error, None);
+    }
+
+    #[test]
+    fn a_failure_before_any_task_is_unpaid_and_one_after_is_not() {
+        let finished = || Record::Finished {
+            job: "a".into(),
+            status: "failed".into(),
+            error: "HTTP 400".into(),
+        };
+        let rejected = Record::SubmitRejected {
+            job: "a".into(),
+            attempt: 1,
+            error: "HTTP 400".into(),
+        };
+        let s = fold(vec![submitting(1), rejected, finished()]);
+        assert!(s.job("a").unwrap().failed_unpaid());
+        // A failed upload: no submit at all.
+        let s = fold(vec![finished()]);
+        assert!(s.job("a").unwrap().failed_unpaid());
+        let completed = Record::Completed {
+            job: "a".into(),
+            task_id: "t1".into(),
+            url: "u".into(),
+            expires_at: None,
+        };
+        let submitted = Record::Submitted {
+            job: "a".into(),
+            attempt: 1,
+            task_id: "t1".into(),
+        };
+        let s = fold(vec![submitting(1), submitted, completed, finished()]);
+        assert!(
+            !s.job("a").unwrap().failed_unpaid(),
+            "a paid task's failure"
+        );
     }
 
     #[test]

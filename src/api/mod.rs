@@ -40,6 +40,12 @@ pub enum ApiError {
         message: String,
         /// From `Retry-After` (seconds or HTTP date), when present.
         retry_after: Option<Duration>,
+        /// The error body's `code` (a string or a number), or its `type`.
+        code: Option<String>,
+        /// `X-RateLimit-Category`: which budget a 429 is about.
+        category: Option<String>,
+        /// The body was an HTML page: something other than the API answered.
+        html: bool,
     },
     /// No connection was made: the request certainly did not reach the server.
     #[error("could not connect: {0}")]
@@ -60,18 +66,62 @@ impl ApiError {
         }
     }
 
-    /// True when a submit that failed this way may nevertheless have created a task.
+    /// True when a submit that failed this way may nevertheless have created a
+    /// task: sent with no complete answer, an unusable success body, or a
+    /// gateway that may have forwarded it (a Cloudflare 524 means the origin
+    /// received the request).
     pub fn may_have_reached_server(&self) -> bool {
         matches!(self, ApiError::Transport(_) | ApiError::Decode(_))
+            || matches!(self.status(), Some(502 | 504 | 520 | 522 | 524))
+    }
+
+    /// The error body's code, if any.
+    pub fn code(&self) -> Option<&str> {
+        match self {
+            ApiError::Status { code, .. } => code.as_deref(),
+            _ => None,
+        }
+    }
+
+    /// 402, or a quota code under any status: the balance is too low.
+    pub fn is_quota(&self) -> bool {
+        self.status() == Some(402)
+            || matches!(
+                self.code(),
+                Some(
+                    "insufficient_quota"
+                        | "insufficient_user_quota"
+                        | "pre_consume_token_quota_failed"
+                )
+            )
+    }
+
+    /// 503 `rate_limit_unavailable`: the submit limiter is down; queries still work.
+    pub fn limiter_down(&self) -> bool {
+        self.status() == Some(503) && self.code() == Some("rate_limit_unavailable")
+    }
+
+    /// `X-RateLimit-Category` of a 429.
+    pub fn rate_limit_category(&self) -> Option<&str> {
+        match self {
+            ApiError::Status { category, .. } => category.as_deref(),
+            _ => None,
+        }
+    }
+
+    /// The answer was an HTML page (a proxy, a web server, not the API).
+    pub fn is_html(&self) -> bool {
+        matches!(self, ApiError::Status { html: true, .. })
     }
 
     pub fn is_rate_limited(&self) -> bool {
         self.status() == Some(429)
     }
 
-    /// 401 or 403 on an API call: the key is wrong or lacks access.
+    /// 401 or 403 on an API call: the key is wrong or lacks access (a 403
+    /// carrying a quota code is about the balance, not the key).
     pub fn is_auth(&self) -> bool {
-        matches!(self.status(), Some(401 | 403))
+        matches!(self.status(), Some(401 | 403)) && !self.is_quota()
     }
 
     /// Worth trying again later: 429, 5xx, 408, and network trouble.
@@ -94,7 +144,11 @@ impl ApiError {
         // Strip the URL: it may carry signed query strings, and it adds nothing here.
         // A builder error (bad URL, bad header) means the request never left.
         let never_sent = err.is_connect() || err.is_builder();
-        let text = error_chain(&err.without_url());
+        let text = if err.is_timeout() {
+            format!("timed out after {} s", REQUEST_TIMEOUT.as_secs())
+        } else {
+            error_chain(&err.without_url())
+        };
         if never_sent {
             ApiError::Connect(text)
         } else {
@@ -295,7 +349,55 @@ impl Client {
 }
 
 fn status_error(status: StatusCode, headers: HeaderMap, body: String) -> ApiError {
-    let message = types::error_message(&body).unwrap_or_else(|| {
+    let html = is_html(&headers, &body);
+    let message = if html {
+        let title = html_title(&body)
+            .unwrap_or_else(|| status.canonical_reason().unwrap_or("no title").to_string());
+        format!("{title} (an HTML page, not the API)")
+    } else {
+        status_message(status, &body)
+    };
+    let category = headers
+        .get("x-ratelimit-category")
+        .and_then(|v| v.to_str().ok())
+        .map(String::from);
+    ApiError::Status {
+        status: status.as_u16(),
+        message,
+        retry_after: parse_retry_after(&headers),
+        code: types::error_code(&body),
+        category,
+        html,
+    }
+}
+
+/// An HTML page, by its type or its first characters.
+fn is_html(headers: &HeaderMap, body: &str) -> bool {
+    let typed = headers
+        .get(reqwest::header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .is_some_and(|t| t.to_ascii_lowercase().contains("html"));
+    let head: String = body.trim_start().chars().take(15).collect();
+    let head = head.to_ascii_lowercase();
+    typed || head.starts_with("<!doctype") || head.starts_with("<html")
+}
+
+/// The `<title>` of an HTML page, trimmed and clipped.
+pub fn html_title(body: &str) -> Option<String> {
+    let lower = body.to_ascii_lowercase();
+    let start = lower.find("<title")?;
+    let open_end = start + lower[start..].find('>')? + 1;
+    let end = open_end + lower[open_end..].find("</title")?;
+    let title = body
+        .get(open_end..end)?
+        .split_whitespace()
+        .collect::<Vec<_>>()
+        .join(" ");
+    (!title.is_empty()).then(|| clip_str(&title))
+}
+
+fn status_message(status: StatusCode, body: &str) -> String {
+    types::error_message(body).unwrap_or_else(|| {
         let text = clip_str(body.trim());
         if text.is_empty() {
             status
@@ -305,12 +407,7 @@ fn status_error(status: StatusCode, headers: HeaderMap, body: String) -> ApiErro
         } else {
             text
         }
-    });
-    ApiError::Status {
-        status: status.as_u16(),
-        message,
-        retry_after: parse_retry_after(&headers),
-    }
+    })
 }
 
 fn mime_for(name: &str) -> &'static str {
@@ -392,12 +489,18 @@ mod tests {
             status: 400,
             message: "x".into(),
             retry_after: None,
+            code: None,
+            category: None,
+            html: false,
         };
         assert!(!e.is_transient() && !e.may_have_reached_server());
         let e = ApiError::Status {
             status: 403,
             message: "x".into(),
             retry_after: None,
+            code: None,
+            category: None,
+            html: false,
         };
         assert!(e.is_auth());
     }

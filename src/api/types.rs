@@ -26,13 +26,16 @@ pub enum TaskStatus {
 }
 
 impl TaskStatus {
+    /// SPEC §1: read case-insensitively; anything else is not final.
     pub fn parse(s: &str) -> TaskStatus {
-        match s {
+        match s.trim().to_ascii_lowercase().as_str() {
             "queued" | "submitted" | "pending" => TaskStatus::Queued,
-            "in_progress" | "processing" | "running" => TaskStatus::InProgress,
+            "in_progress" | "in-progress" | "processing" | "running" | "started" => {
+                TaskStatus::InProgress
+            }
             "completed" | "succeeded" | "success" => TaskStatus::Completed,
-            "failed" | "error" => TaskStatus::Failed,
-            other => TaskStatus::Other(other.to_string()),
+            "failed" | "failure" | "cancelled" | "canceled" | "error" => TaskStatus::Failed,
+            _ => TaskStatus::Other(s.to_string()),
         }
     }
 }
@@ -61,20 +64,32 @@ impl Task {
             .and_then(Value::as_str)
             .map(TaskStatus::parse)
             .unwrap_or_else(|| TaskStatus::Other("(missing)".into()));
-        let progress = value
-            .get("progress")
-            .and_then(Value::as_u64)
-            .map(|p| p.min(100) as u32);
+        let progress = value.get("progress").and_then(parse_progress);
         let expires_at = value.get("expires_at").and_then(|v| {
             v.as_i64()
                 .or_else(|| v.as_str().and_then(|s| s.parse().ok()))
         });
-        let error = value.get("error").and_then(error_message_of).or_else(|| {
+        let text = |key: &str| {
             value
-                .get("fail_reason")
+                .get(key)
                 .and_then(Value::as_str)
+                .filter(|s| !s.is_empty())
                 .map(String::from)
-        });
+        };
+        let error = value
+            .get("error")
+            .and_then(error_message_of)
+            .or_else(|| text("fail_reason"))
+            .or_else(|| text("failure_reason"))
+            .or_else(|| text("message"))
+            .or_else(|| {
+                let status = value.get("status").and_then(Value::as_str)?;
+                matches!(
+                    status.to_ascii_lowercase().as_str(),
+                    "cancelled" | "canceled"
+                )
+                .then(|| "task cancelled".to_string())
+            });
         Some(Task {
             id,
             status,
@@ -84,6 +99,16 @@ impl Task {
             error,
         })
     }
+}
+
+/// `progress` as an integer, a float, or a string like `"65%"`; clamped to 0–100.
+fn parse_progress(value: &Value) -> Option<u32> {
+    let number = match value {
+        Value::Number(n) => n.as_f64()?,
+        Value::String(s) => s.trim().trim_end_matches('%').trim().parse::<f64>().ok()?,
+        _ => return None,
+    };
+    number.is_finite().then(|| number.clamp(0.0, 100.0) as u32)
 }
 
 /// The first video URL present, in the order SPEC §1 lists.
@@ -117,6 +142,22 @@ pub fn error_message(body: &str) -> Option<String> {
                 .map(String::from)
         })
         .filter(|m| !m.is_empty())
+}
+
+/// The error body's `code` (a string or a number), else its `type`, else a top-level `code`.
+pub fn error_code(body: &str) -> Option<String> {
+    let value: Value = serde_json::from_str(body).ok()?;
+    let as_text = |v: &Value| match v {
+        Value::String(s) if !s.is_empty() => Some(s.clone()),
+        Value::Number(n) => Some(n.to_string()),
+        _ => None,
+    };
+    let error = value.get("error");
+    error
+        .and_then(|e| e.get("code"))
+        .and_then(as_text)
+        .or_else(|| error.and_then(|e| e.get("type")).and_then(as_text))
+        .or_else(|| value.get("code").and_then(as_text))
 }
 
 fn error_message_of(error: &Value) -> Option<String> {

@@ -16,11 +16,12 @@ use tokio::sync::mpsc;
 use tokio::task::JoinSet;
 use tokio::time::Instant;
 
-use super::download::{self, DownloadError, Fetched};
+use super::breaker::{Breaker, Gate};
+use super::download::{self, DownloadError, DownloadLimits, Fetched};
 use super::limiter::Limiter;
 use super::poller::{Look, Poller};
 use super::progress::Progress;
-use super::retry::{self, Backoff, PollVerdict, SubmitVerdict};
+use super::retry::{self, Backoff, Call, Failure};
 use super::shutdown::Signal;
 use super::{RunError, RunOptions};
 use crate::api::{ApiError, Client, Task, TaskStatus};
@@ -31,6 +32,9 @@ use crate::state::{CampaignState, JobState, Phase, Status};
 use retry::MAX_DOWNLOAD_TRIES;
 /// How long a first Ctrl-C waits for submits already sent, so their task ids are kept.
 const STOP_GRACE: Duration = Duration::from_secs(8);
+/// Looks at a `completed` task whose answer has no video URL before the job
+/// fails: some services fill the URL in a moment after the status.
+const MISSING_URL_LOOKS: u32 = 5;
 
 /// What a worker reports back.
 #[derive(Debug)]
@@ -127,6 +131,8 @@ struct Tracking {
     last_status: Option<TaskStatus>,
     /// A poll for this job is in flight (never two at once).
     polling: bool,
+    /// Polls that found the task `completed` with no video URL in the answer.
+    missing_url: u32,
 }
 
 #[derive(Debug)]
@@ -176,6 +182,12 @@ pub(super) struct Dispatcher {
     spent: f64,
     /// `limits.budget` stopped a submit (logged once).
     budget_reached: bool,
+    /// Tells an outage from a job's failure; gates every API call while the service is down.
+    breaker: Breaker,
+    /// The balance ran out (402 or a quota code): no more submits; what is paid is finished.
+    out_of_money: Option<String>,
+    /// A poll answer carrying another task's id was seen (logged once).
+    wrong_id_logged: bool,
     stopping: Option<Instant>,
     fatal: Option<RunError>,
     tx: mpsc::UnboundedSender<Event>,
@@ -213,6 +225,7 @@ impl Dispatcher {
         let limits = &campaign.limits;
         let limiter = Limiter::new(limits.requests_per_second, limits.burst);
         let progress = Progress::new(&opts, campaign.jobs.len());
+        let breaker = Breaker::new(limits.outage_timeout, opts.time_scale);
         let poller = Poller::new(
             limits.poll_queued.mul_f64(opts.time_scale),
             limits.poll_in_progress.mul_f64(opts.time_scale),
@@ -246,6 +259,9 @@ impl Dispatcher {
             verified: false,
             spent: 0.0,
             budget_reached: false,
+            breaker,
+            out_of_money: None,
+            wrong_id_logged: false,
             stopping: None,
             fatal: None,
             tx,
@@ -344,6 +360,11 @@ impl Dispatcher {
                 {
                     self.submit_queue.push_back(idx)
                 }
+                // Failed before any task existed (a refused submit, an upload that
+                // failed): nothing was paid, so a plain rerun tries again.
+                Phase::Finished {
+                    status: Status::Failed,
+                } if job_state.failed_unpaid() => self.submit_queue.push_back(idx),
                 Phase::Running { .. } => {
                     self.in_flight += 1;
                     self.start_tracking(idx, now, Duration::ZERO);
@@ -425,7 +446,8 @@ impl Dispatcher {
                     let paused = self.limiter.paused_until(now).map(|u| u - now);
                     let rate = self.limiter.current_rps();
                     let slowed = rate < self.campaign.limits.requests_per_second;
-                    self.progress.tick(&self.counts(), paused, rate, slowed);
+                    let outage = self.breaker.open_since().map(|since| now - since);
+                    self.progress.tick(&self.counts(), paused, outage, rate, slowed);
                 }
             }
         }
@@ -470,7 +492,16 @@ impl Dispatcher {
             && self.timers.is_empty()
             && self.due_polls.is_empty()
             && self.download_queue.is_empty();
-        idle.then_some(Ending::Finished)
+        if !idle {
+            return None;
+        }
+        // Out of money: what was paid is finished; the run still says why it stopped.
+        Some(match &self.out_of_money {
+            Some(message) => Ending::Fatal(RunError::Balance {
+                message: message.clone(),
+            }),
+            None => Ending::Finished,
+        })
     }
 
     /// Frees the tasks of workers that have finished: a `JoinSet` keeps each one
@@ -524,7 +555,15 @@ impl Dispatcher {
                         self.due_polls.push_back(idx);
                     }
                 }
-                Wake::RetrySubmit(idx) => self.submit_queue.push_front(idx),
+                Wake::RetrySubmit(idx) if self.out_of_money.is_none() => {
+                    self.submit_queue.push_front(idx)
+                }
+                Wake::RetrySubmit(idx) => {
+                    let id = self.job(idx).id.clone();
+                    self.state.job_or_new(&id).last_error = Some(
+                        "not submitted: the account's balance ran out; top up and run again".into(),
+                    );
+                }
                 Wake::RetryDownload(idx) => self.queue_download(idx),
                 Wake::RetryUpload(n) => {
                     if let Some(path) = self.upload_paths.get(n).cloned() {
@@ -535,12 +574,35 @@ impl Dispatcher {
             }
         }
         self.start_downloads()?;
+        if self.breaker.timed_out(now) {
+            let secs = self.campaign.limits.outage_timeout.as_secs();
+            let last = self.breaker.last_error().to_string();
+            tracing::error!(
+                "the service was unreachable for {secs} s (limits.outage_timeout); stopping"
+            );
+            self.fail_fatal(RunError::Outage { secs, last });
+            return Ok(wake);
+        }
+        if let Some(at) = self.breaker.gives_up_at() {
+            soonest(at, &mut wake);
+        }
         let mut submits = Vec::new();
         while let Some(action) = self.next_action() {
             if !self.verified && self.active_calls + self.preparing > 0 {
                 self.put_back(action);
                 break;
             }
+            let probe = match self.breaker.gate(now) {
+                Gate::Go => false,
+                Gate::Probe => true,
+                Gate::Wait(at) => {
+                    self.put_back(action);
+                    if let Some(at) = at {
+                        soonest(at, &mut wake);
+                    }
+                    break;
+                }
+            };
             if let Err(at) = self.limiter.try_acquire(now) {
                 self.put_back(action);
                 soonest(at, &mut wake);
@@ -556,6 +618,12 @@ impl Dispatcher {
                     }
                 }
             }
+            if probe {
+                // One call finds out whether the service is back; the rest wait for its answer.
+                self.breaker.probe_sent();
+                tracing::debug!("service unreachable: probing with one call");
+                break;
+            }
         }
         if !submits.is_empty() {
             // The write-ahead records must be on disk before any of these requests leave.
@@ -570,6 +638,9 @@ impl Dispatcher {
 
     /// The next API call in priority order, taken off its queue.
     fn next_action(&mut self) -> Option<Action> {
+        if self.out_of_money.is_some() {
+            return self.due_polls.pop_front().map(Action::Poll);
+        }
         if let Some(path) = self.upload_queue.pop_front() {
             return Some(Action::Upload(path));
         }
@@ -773,15 +844,35 @@ impl Dispatcher {
         }
         let path = self.output_path(idx);
         if path.exists() {
-            return self.finish(id, Status::Failed, format!(
-                    "{} already exists and is not recorded in the state file; move it away and run again",
-                    path.display()
-                ));
+            // The checks before the first paid call refuse this; a file that
+            // appeared since is not overwritten. The task is paid for, so its
+            // URL is kept and a plain rerun downloads it once the file is moved.
+            let error = format!(
+                "{} already exists and is not recorded in the state file; move it away and run again to download the video",
+                path.display()
+            );
+            tracing::error!(job = %id, "{error}");
+            return self.record(Record::DownloadFailed { job: id, error });
         }
         self.active_downloads += 1;
         let client = self.client.clone();
         let tx = self.tx.clone();
-        let max = self.campaign.limits.max_video_bytes;
+        let limits = &self.campaign.limits;
+        let job = self.job(idx);
+        let download_limits = DownloadLimits {
+            max_bytes: limits.max_video_bytes,
+            min_rate: limits.download_min_rate,
+            stall: self.scaled(limits.download_stall),
+            // `expires_at` is the server's wall clock: only its distance from now is known here.
+            deadline: expires_at.map(|at| {
+                Instant::now() + Duration::from_secs(u64::try_from(at - unix_now()).unwrap_or(0))
+            }),
+            allow_gif: job
+                .metadata
+                .get("enable_gif")
+                .and_then(serde_json::Value::as_bool)
+                .unwrap_or(false),
+        };
         let live = &self.live[idx];
         let start = if live.submitted_here && live.download_errors == 0 {
             download::Start::Fresh
@@ -790,7 +881,7 @@ impl Dispatcher {
         };
         self.workers.spawn(async move {
             let part = download::part_path(&path);
-            let result = download::fetch(&client, &url, &part, max, start).await;
+            let result = download::fetch(&client, &url, &part, &download_limits, start).await;
             let _ = tx.send(Event::Downloaded { job: idx, result });
         });
         Ok(())
@@ -809,10 +900,69 @@ impl Dispatcher {
         }
     }
 
-    fn on_api_result<T>(&mut self, result: &Result<T, ApiError>) {
-        if result.is_ok() {
-            self.verified = true;
-            self.limiter.on_success();
+    /// What an answer says about the world. Any answer of the API itself (a
+    /// task, or an error of the request's own) shows the service is there and
+    /// closes the breaker; a failure of the world counts toward an outage.
+    /// Returns how the policy classes the error, if it is one.
+    fn on_api_result<T>(&mut self, result: &Result<T, ApiError>, call: Call) -> Option<Failure> {
+        let now = Instant::now();
+        match result {
+            Ok(_) => {
+                self.verified = true;
+                self.limiter.on_success();
+                self.service_answered(now);
+                None
+            }
+            Err(e) => {
+                let failure = retry::classify(e, call);
+                match failure {
+                    Failure::World | Failure::Ambiguous => self.world_failure(now, e),
+                    _ => self.service_answered(now),
+                }
+                Some(failure)
+            }
+        }
+    }
+
+    fn service_answered(&mut self, now: Instant) {
+        if let Some(down) = self.breaker.on_success(now) {
+            tracing::info!(
+                "the service answers again after {:.0}s; resuming",
+                down.as_secs_f64()
+            );
+        }
+    }
+
+    fn world_failure(&mut self, now: Instant, e: &ApiError) {
+        if self.breaker.on_world_failure(now, &e.to_string()) {
+            tracing::warn!(
+                "the service looks unreachable ({e}); every call pauses and one at a time probes \
+                 (the run stops after limits.outage_timeout = {}; no job is marked failed)",
+                humantime::format_duration(self.campaign.limits.outage_timeout)
+            );
+        }
+    }
+
+    /// 402 or a quota code: no more submits. Tasks already paid for are
+    /// polled and downloaded to the end; the jobs not sent stay pending.
+    fn stop_for_money(&mut self, e: &ApiError) {
+        if self.out_of_money.is_some() {
+            return;
+        }
+        tracing::error!(
+            "the balance is too low ({e}): no more submits; finishing the tasks already paid for"
+        );
+        self.out_of_money = Some(e.to_string());
+        let waiting: Vec<usize> = self
+            .submit_queue
+            .drain(..)
+            .chain(self.blocked_on_upload.drain(..))
+            .collect();
+        self.upload_queue.clear();
+        for idx in waiting {
+            let id = self.job(idx).id.clone();
+            self.state.job_or_new(&id).last_error =
+                Some("not submitted: the account's balance ran out; top up and run again".into());
         }
     }
 
@@ -834,6 +984,8 @@ impl Dispatcher {
         match result {
             Ok((sha256, url)) => {
                 self.verified = true;
+                self.limiter.on_success();
+                self.service_answered(Instant::now());
                 self.record(Record::Upload {
                     path: path.clone(),
                     sha256,
@@ -854,26 +1006,42 @@ impl Dispatcher {
     }
 
     /// Uploads create nothing paid, so like polls they are safe to repeat: a 429
-    /// slows the whole run and the upload keeps its place; other transient errors
-    /// retry with backoff. Only a refused key, a file that cannot be read, or
-    /// too many tries fail it (and with it the jobs that need the image).
+    /// slows the whole run and the upload keeps its place; a failure of the
+    /// world retries with backoff (during an outage without counting). Only a
+    /// refused key, a file that cannot be read, an upload the API refuses, or
+    /// too many tries fail it (and with it the jobs that need the image; they
+    /// cost nothing, so a plain rerun tries them again).
     fn on_upload_failed(&mut self, path: String, error: UploadError) {
+        let now = Instant::now();
+        let failure = match &error {
+            UploadError::Api(e) => {
+                let failure = retry::classify(e, Call::Upload);
+                match failure {
+                    Failure::World | Failure::Ambiguous => self.world_failure(now, e),
+                    _ => self.service_answered(now),
+                }
+                Some(failure)
+            }
+            UploadError::Read(_) => None,
+        };
+        let counts = !self.breaker.is_open();
         let tries = {
             let tries = self.upload_tries.entry(path.clone()).or_default();
-            *tries += 1;
+            if counts {
+                *tries += 1;
+            }
             *tries
         };
-        let now = Instant::now();
-        let verdict = match &error {
-            UploadError::Api(e) => retry::after_poll_error(e, tries, Backoff::DEFAULT),
-            UploadError::Read(_) => PollVerdict::StopRun,
-        };
-        match (verdict, &error) {
-            (PollVerdict::StopRun, UploadError::Api(e)) => {
+        match (failure, &error) {
+            (Some(Failure::Key), UploadError::Api(e)) => {
                 tracing::error!("upload of {path} failed: {error}");
                 self.auth_failure(e);
             }
-            (PollVerdict::SlowDown(retry_after), _) => {
+            (Some(Failure::Money), UploadError::Api(e)) => {
+                tracing::error!("upload of {path} failed: {error}");
+                self.stop_for_money(e);
+            }
+            (Some(Failure::RateLimited { retry_after, .. }), _) => {
                 let until = self.limiter.slow_down(now, retry_after);
                 tracing::warn!(
                     "429 on upload: every call waits {:.1}s",
@@ -881,16 +1049,17 @@ impl Dispatcher {
                 );
                 // Not the upload's fault: it keeps its place and its tries.
                 if let Some(tries) = self.upload_tries.get_mut(&path) {
-                    *tries -= 1;
+                    *tries = tries.saturating_sub(1);
                 }
                 self.uploads.insert(path.clone(), UploadState::Queued);
                 self.upload_queue.push_front(path);
                 return;
             }
-            (PollVerdict::RetryAfter(delay), UploadError::Api(e))
-                if e.is_transient() && tries < retry::MAX_SUBMIT_TRIES =>
-            {
-                let delay = self.scaled(delay);
+            (
+                Some(Failure::World | Failure::Ambiguous | Failure::SubmitLimiterDown { .. }),
+                UploadError::Api(_),
+            ) if tries < retry::MAX_SUBMIT_TRIES => {
+                let delay = self.scaled(Backoff::DEFAULT.delay(tries));
                 tracing::warn!(
                     "upload of {path} failed ({error}); retrying in {:.1}s",
                     delay.as_secs_f64()
@@ -916,7 +1085,7 @@ impl Dispatcher {
     ) -> Result<(), RunError> {
         self.active_submits -= 1;
         self.active_calls -= 1;
-        self.on_api_result(&result);
+        let failure = self.on_api_result(&result, Call::Submit);
         let id = self.job(idx).id.clone();
         let now = Instant::now();
         match result {
@@ -935,10 +1104,9 @@ impl Dispatcher {
                 self.live[idx].scout = scout;
             }
             Err(e) => {
-                self.live[idx].submit_errors += 1;
-                let tries = self.live[idx].submit_errors;
-                let verdict = retry::after_submit_error(&e, tries, Backoff::DEFAULT);
-                if verdict == SubmitVerdict::Unknown {
+                let failure = failure.unwrap_or(Failure::World);
+                if failure == Failure::Ambiguous {
+                    // The request may have created a task: never resent silently.
                     tracing::warn!(job = %id, "submit outcome unknown: {e}");
                     return self.record(Record::SubmitUnknown {
                         job: id,
@@ -954,31 +1122,72 @@ impl Dispatcher {
                     attempt,
                     error: e.to_string(),
                 })?;
-                match verdict {
-                    SubmitVerdict::StopRun => self.auth_failure(&e),
-                    SubmitVerdict::SlowDown(retry_after) => {
-                        // Not the job's fault: it keeps its place and its tries.
-                        self.live[idx].submit_errors -= 1;
-                        let until = self.limiter.slow_down(now, retry_after);
-                        tracing::warn!(job = %id, "429 on submit: every call waits {:.1}s", (until - now).as_secs_f64());
-                        self.submit_queue.push_front(idx);
-                    }
-                    SubmitVerdict::RetryAfter(delay) => {
-                        let delay = self.scaled(delay);
-                        tracing::warn!(job = %id, "submit failed ({e}); retrying in {:.1}s", delay.as_secs_f64());
-                        self.timers
-                            .push(Reverse((now + delay, Wake::RetrySubmit(idx))));
-                    }
-                    SubmitVerdict::Unknown | SubmitVerdict::Fail => {
-                        let error = if e.is_transient() {
-                            format!("submit failed {tries} times, last: {e}")
-                        } else {
-                            format!("rejected by the API: {e}")
-                        };
-                        tracing::error!(job = %id, "{error}");
-                        self.finish(id, Status::Failed, error)?;
-                    }
+                self.after_submit_failure(idx, failure, &e, now)?;
+            }
+        }
+        Ok(())
+    }
+
+    /// A submit that created no task: the policy says whose failure it was.
+    /// Only a failure of the job's own (or one that kept coming back while the
+    /// rest of the service answered) ends the job, and then nothing was paid,
+    /// so a plain rerun tries it again.
+    fn after_submit_failure(
+        &mut self,
+        idx: usize,
+        failure: Failure,
+        e: &ApiError,
+        now: Instant,
+    ) -> Result<(), RunError> {
+        let id = self.job(idx).id.clone();
+        match failure {
+            Failure::Key => self.auth_failure(e),
+            Failure::Money => {
+                self.stop_for_money(e);
+                self.state.job_or_new(&id).last_error = Some(format!(
+                    "not submitted: the balance is too low ({e}); top up and run again"
+                ));
+            }
+            Failure::RateLimited { retry_after, .. } => {
+                // Not the job's fault: it keeps its place and its tries.
+                let until = self.limiter.slow_down(now, retry_after);
+                tracing::warn!(job = %id, "429 on submit: every call waits {:.1}s", (until - now).as_secs_f64());
+                self.submit_queue.push_front(idx);
+            }
+            Failure::SubmitLimiterDown { retry_after } => {
+                // The provider's submit limiter is down; polls still work.
+                let delay = retry_after.unwrap_or_else(|| Backoff::DEFAULT.ceiling(2));
+                let delay = self.scaled(delay);
+                tracing::warn!(job = %id, "the service cannot take submits right now ({e}); trying again in {:.1}s", delay.as_secs_f64());
+                self.timers
+                    .push(Reverse((now + delay, Wake::RetrySubmit(idx))));
+            }
+            Failure::World | Failure::Ambiguous => {
+                // During an outage the breaker holds every call; a failure then says
+                // nothing about this job. Outside one, a job whose submit keeps
+                // failing while others go through stops after MAX_SUBMIT_TRIES.
+                let live = &mut self.live[idx];
+                if !self.breaker.is_open() {
+                    live.submit_errors += 1;
                 }
+                let tries = live.submit_errors;
+                if tries >= retry::MAX_SUBMIT_TRIES {
+                    let error = format!(
+                        "submit failed {tries} times while the service answered other calls, last: {e}; \
+                         no task was created, so a plain rerun tries it again"
+                    );
+                    tracing::error!(job = %id, "{error}");
+                    return self.finish(id, Status::Failed, error);
+                }
+                let delay = self.scaled(Backoff::DEFAULT.delay(tries));
+                tracing::debug!(job = %id, "submit failed ({e}); trying again in {:.1}s", delay.as_secs_f64());
+                self.timers
+                    .push(Reverse((now + delay, Wake::RetrySubmit(idx))));
+            }
+            Failure::Job => {
+                let error = format!("rejected by the API: {e}");
+                tracing::error!(job = %id, "{error}");
+                self.finish(id, Status::Failed, error)?;
             }
         }
         Ok(())
@@ -1049,7 +1258,7 @@ impl Dispatcher {
         if let Some(tracking) = self.tracking.get_mut(&idx) {
             tracking.polling = false;
         }
-        self.on_api_result(&result);
+        let failure = self.on_api_result(&result, Call::Poll);
         let now = Instant::now();
         let id = self.job(idx).id.clone();
         let task_id = match &self.job_state(idx).phase {
@@ -1058,6 +1267,46 @@ impl Dispatcher {
         };
         let limits = self.campaign.limits.clone();
         let model = self.job(idx).model;
+        // An answer about another task (a confused proxy or cache) is not believed.
+        let result = match result {
+            Ok(task) if task.id != task_id => {
+                if !std::mem::replace(&mut self.wrong_id_logged, true) {
+                    tracing::warn!(job = %id, "a poll of task {task_id} answered for task {}; not believed, polling again (logged once)", task.id);
+                }
+                Err(ApiError::Decode(format!(
+                    "the poll of task {task_id} answered for another task ({})",
+                    task.id
+                )))
+            }
+            other => other,
+        };
+        // A `completed` answer with no URL yet is looked at again, a few times.
+        let result = match result {
+            Ok(task) if task.status == TaskStatus::Completed && task.video_url.is_none() => {
+                let looks = {
+                    let tracking = self.tracked(idx);
+                    tracking.missing_url += 1;
+                    tracking.missing_url
+                };
+                if looks >= MISSING_URL_LOOKS {
+                    self.in_flight -= 1;
+                    self.lose_scout(idx);
+                    self.tracking.remove(&idx);
+                    return self.finish(
+                        id,
+                        Status::Failed,
+                        format!(
+                            "task {task_id} answered `completed` {looks} times with no video URL \
+                             (looked in result.data[].url and the other places SPEC §1 lists)"
+                        ),
+                    );
+                }
+                tracing::debug!(job = %id, "task {task_id} is completed but has no video URL yet; looking again");
+                let delay = self.scaled(limits.poll_queued.min(Backoff::DEFAULT.ceiling(looks)));
+                return self.next_poll_or_timeout(idx, now, delay);
+            }
+            other => other,
+        };
         match result {
             Ok(task) => {
                 let ended = matches!(task.status, TaskStatus::Completed | TaskStatus::Failed);
@@ -1163,9 +1412,12 @@ impl Dispatcher {
                 let task_poll = self.tracked(idx);
                 task_poll.poll_errors += 1;
                 task_poll.last_poll_error = Some(e.to_string());
-                match retry::after_poll_error(&e, task_poll.poll_errors, Backoff::DEFAULT) {
-                    PollVerdict::StopRun => self.auth_failure(&e),
-                    PollVerdict::SlowDown(retry_after) => {
+                let errors = task_poll.poll_errors;
+                // Polls create nothing: whatever went wrong, looking again is safe.
+                // Only a refused key stops; the balance is no reason to stop polling.
+                match failure.unwrap_or(Failure::World) {
+                    Failure::Key => self.auth_failure(&e),
+                    Failure::RateLimited { retry_after, .. } => {
                         let until = self.limiter.slow_down(now, retry_after);
                         tracing::warn!(
                             "429 on poll: every call waits {:.1}s",
@@ -1173,8 +1425,9 @@ impl Dispatcher {
                         );
                         self.due_polls.push_front(idx);
                     }
-                    PollVerdict::RetryAfter(delay) => {
+                    _ => {
                         tracing::debug!(job = %id, "poll failed ({e}); retrying");
+                        let delay = Backoff::DEFAULT.delay(errors.saturating_sub(1));
                         let delay = self.scaled(limits.poll_queued.max(delay));
                         self.next_poll_or_timeout(idx, now, delay)?;
                     }
@@ -1191,7 +1444,8 @@ impl Dispatcher {
         delay: Duration,
     ) -> Result<(), RunError> {
         let deadline = self.tracked(idx).deadline.unwrap_or(now);
-        if now >= deadline {
+        // An outage is not the task's slowness: the breaker's own timeout decides then.
+        if now >= deadline && !self.breaker.is_open() {
             self.in_flight -= 1;
             self.lose_scout(idx);
             let id = self.job(idx).id.clone();
@@ -1209,7 +1463,7 @@ impl Dispatcher {
                     humantime::format_duration(self.campaign.limits.task_timeout)
                 ));
         }
-        let at = (now + delay).min(deadline);
+        let at = (now + delay).min(deadline.max(now));
         self.schedule_poll(idx, at);
         Ok(())
     }
@@ -1265,6 +1519,19 @@ impl Dispatcher {
                 tracing::error!(job = %id, "{error}");
                 self.finish(id, Status::Failed, error)?;
             }
+            Err(DownloadError::Local(error)) => {
+                // The clip is paid for and its URL still works: keep it for the
+                // next run, and stop this one (the disk is full, or not ours).
+                tracing::error!(job = %id, "{error}");
+                self.record(Record::DownloadFailed {
+                    job: id.clone(),
+                    error: format!("{error}; run again to download it"),
+                })?;
+                self.fail_fatal(RunError::Io {
+                    what: format!("cannot save the video of job {id}"),
+                    source: Arc::new(std::io::Error::other(error)),
+                });
+            }
         }
         Ok(())
     }
@@ -1277,9 +1544,7 @@ impl Dispatcher {
             match state.map(|s| &s.phase) {
                 None | Some(Phase::Pending) => counts.queued += 1,
                 Some(Phase::Submitting { .. } | Phase::Running { .. }) => counts.generating += 1,
-                Some(Phase::Completed { .. }) if state.is_some_and(|s| s.last_error.is_none()) => {
-                    counts.downloading += 1
-                }
+                Some(Phase::Completed { .. }) => counts.downloading += 1,
                 Some(Phase::Succeeded { .. }) => counts.done += 1,
                 Some(Phase::Unknown { .. }) => counts.unknown += 1,
                 _ => counts.failed += 1,

@@ -34,6 +34,23 @@ pub enum DownloadError {
     /// Trying again will not help.
     #[error("{0}")]
     Fatal(String),
+    /// The `.part` could not be written or read here (disk full, permissions).
+    #[error("{0}")]
+    Local(String),
+}
+
+/// What bounds one download.
+#[derive(Debug, Clone)]
+pub struct DownloadLimits {
+    pub max_bytes: u64,
+    /// Cut a download slower than this many bytes/s over `stall` (0: no minimum).
+    pub min_rate: u64,
+    /// The window over which `min_rate` is judged.
+    pub stall: std::time::Duration,
+    /// The URL's expiry (`expires_at`): no download outlives it.
+    pub deadline: Option<tokio::time::Instant>,
+    /// GIF is a video here (the task asked for `enable_gif`).
+    pub allow_gif: bool,
 }
 
 /// `clip.mp4` → `clip.mp4.part`.
@@ -63,9 +80,10 @@ pub async fn fetch(
     client: &Client,
     url: &str,
     part: &Path,
-    max_bytes: u64,
+    limits: &DownloadLimits,
     start: Start,
 ) -> Result<Fetched, DownloadError> {
+    let max_bytes = limits.max_bytes;
     let io = |what: &str, e: std::io::Error| {
         DownloadError::Retry(format!("{what} {}: {e}", part.display()))
     };

@@ -2,12 +2,14 @@
 //!
 //! Layout:
 //! - `dispatcher`: owns job state and the journal; schedules every API call.
+//! - `breaker`: tells an outage from a job's failure; pauses the run while the world is down.
 //! - `limiter`: one rate for all calls; the pause a 429 causes.
 //! - `download`: streaming, resumable, verified downloads.
 //! - `retry`: backoff with full jitter.
 //! - `progress`: what the user sees while it runs.
 //! - `shutdown`: Ctrl-C / SIGTERM as stop-then-abort signals.
 
+pub mod breaker;
 mod dispatcher;
 pub mod download;
 pub mod limiter;

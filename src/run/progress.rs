@@ -100,7 +100,15 @@ impl Progress {
     }
 
     /// Redraws the bar, or logs a summary line when something changed.
-    pub fn tick(&mut self, counts: &Counts, paused: Option<Duration>, rate: f64, slowed: bool) {
+    /// `outage`: how long the service has been unreachable, while the run is paused for it.
+    pub fn tick(
+        &mut self,
+        counts: &Counts,
+        paused: Option<Duration>,
+        outage: Option<Duration>,
+        rate: f64,
+        slowed: bool,
+    ) {
         let elapsed = self.started.elapsed().as_secs_f64();
         let per_min = if elapsed > 0.0 {
             counts.done as f64 / elapsed * 60.0
@@ -114,6 +122,12 @@ impl Progress {
         if let Some(p) = paused {
             state.push_str(&format!(" · 429: waiting {:.0}s", p.as_secs_f64().ceil()));
         }
+        if let Some(down) = outage {
+            state.push_str(&format!(
+                " · service unreachable for {:.0}s: paused, probing",
+                down.as_secs_f64()
+            ));
+        }
         if slowed {
             state.push_str(&format!(" · slowed to {rate:.2} req/s"));
         }
@@ -124,7 +138,10 @@ impl Progress {
             return;
         }
         let due = self.last_line.is_none_or(|at| at.elapsed() >= self.every);
-        if self.quiet || !due || (self.last.as_ref() == Some(counts) && paused.is_none()) {
+        if self.quiet
+            || !due
+            || (self.last.as_ref() == Some(counts) && paused.is_none() && outage.is_none())
+        {
             return;
         }
         self.last = Some(*counts);

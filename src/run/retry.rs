@@ -17,6 +17,70 @@ pub const MAX_SUBMIT_TRIES: u32 = 6;
 /// (its URL is kept: the next run tries again).
 pub const MAX_DOWNLOAD_TRIES: u32 = 6;
 
+/// Whose failure this is, and so what the run does about it (SPEC §1's answer table).
+#[derive(Debug, Clone, PartialEq)]
+pub enum Failure {
+    /// 401/403 without a quota code: stop the run, exit 3.
+    Key,
+    /// 402 or a quota code: stop submitting; finish what is paid; exit 3.
+    Money,
+    /// 429: wait (`Retry-After` when given) and slow the named budget (None: both).
+    RateLimited {
+        retry_after: Option<Duration>,
+        category: Option<String>,
+    },
+    /// 503 `rate_limit_unavailable`: back off submits, keep polling.
+    SubmitLimiterDown { retry_after: Option<Duration> },
+    /// The request may have reached the service (502/504/520/522/524, a reset or
+    /// timeout after sending, an unusable success body): a submit becomes
+    /// `unknown`; a poll or an upload just tries again.
+    Ambiguous,
+    /// The world, not the request: no connection, 5xx, 408, an HTML page from
+    /// something that is not the API, 404/405 on a submit (a wrong base URL).
+    /// Never a job failure; many in a row across jobs are an outage.
+    World,
+    /// This request is wrong (400, 422, another 4xx): fail the job with the message.
+    Job,
+}
+
+/// Which kind of call failed: the same answer means different things to each.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Call {
+    Submit,
+    Poll,
+    Upload,
+}
+
+/// The one failure policy: whose failure `e` is.
+pub fn classify(e: &ApiError, call: Call) -> Failure {
+    let status = e.status();
+    if e.is_quota() {
+        Failure::Money
+    } else if e.is_auth() {
+        Failure::Key
+    } else if e.is_rate_limited() {
+        Failure::RateLimited {
+            retry_after: e.retry_after(),
+            category: e.rate_limit_category().map(String::from),
+        }
+    } else if e.limiter_down() {
+        Failure::SubmitLimiterDown {
+            retry_after: e.retry_after(),
+        }
+    } else if e.may_have_reached_server() {
+        Failure::Ambiguous
+    } else if matches!(e, ApiError::Connect(_))
+        || status.is_some_and(|s| s >= 500 || s == 408)
+        || e.is_html()
+        || (call != Call::Poll && matches!(status, Some(404 | 405)))
+        || (call == Call::Poll && status == Some(404))
+    {
+        Failure::World
+    } else {
+        Failure::Job
+    }
+}
+
 /// What to do after a submit failed.
 #[derive(Debug, Clone, PartialEq)]
 pub enum SubmitVerdict {
@@ -114,6 +178,9 @@ mod tests {
             status,
             message: "m".into(),
             retry_after: None,
+            code: None,
+            category: None,
+            html: false,
         }
     }
 
@@ -132,6 +199,9 @@ mod tests {
             status: 429,
             message: "slow".into(),
             retry_after: Some(Duration::from_secs(3)),
+            code: None,
+            category: None,
+            html: false,
         };
         assert_eq!(
             after_submit_error(&e, 1, b),
