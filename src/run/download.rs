@@ -99,32 +99,35 @@ pub async fn fetch(
     if offset > max_bytes {
         offset = 0;
     }
-    let response = match client.open_download(url, offset).await {
+    let response = match open(client, url, offset, limits).await {
         Ok(response) => response,
         // The range runs past the end: what we have may be the whole file, or junk.
-        Err(ApiError::Status { status: 416, .. }) if offset > 0 => {
-            return restart(client, url, part, max_bytes).await;
+        Err(DownloadError::Fatal(e)) if offset > 0 && e.starts_with("HTTP 416") => {
+            return restart(client, url, part, limits).await;
         }
-        Err(e) => return Err(classify(e)),
+        Err(e) => return Err(e),
     };
     let (start, total) = match (offset, response.status()) {
         (0, _) => (0, response.content_length()),
         (_, StatusCode::PARTIAL_CONTENT) => match content_range(&response) {
-            Some((start, total)) if start == offset => (start, total),
-            _ => (0, None), // a range we did not ask for: start over
+            // A range that starts where the `.part` ends, of a video longer than it.
+            Some((start, total)) if start == offset && total.is_none_or(|t| t > offset) => {
+                (start, total)
+            }
+            _ => (0, None), // a range we did not ask for, or past the end: start over
         },
         // The server ignored the range and sent everything.
         _ => (0, response.content_length()),
     };
     if start == 0 && offset > 0 && response.status() == StatusCode::PARTIAL_CONTENT {
-        return restart(client, url, part, max_bytes).await;
+        return restart(client, url, part, limits).await;
     }
     if let Some(total) = total.filter(|t| *t > max_bytes) {
         return Err(DownloadError::Fatal(format!(
             "video is {total} bytes, over the limit of {max_bytes} (limits.max_video_size)"
         )));
     }
-    stream_to_part(response, part, start, total, max_bytes).await
+    stream_to_part(response, part, start, total, limits).await
 }
 
 /// How many bytes of the video the `.part` already holds (0 if there is
@@ -166,22 +169,47 @@ fn booted_at() -> Option<std::time::SystemTime> {
     })
 }
 
+/// Starts the GET; the wait for its headers is bounded by `limits.stall` and the URL's expiry.
+async fn open(
+    client: &Client,
+    url: &str,
+    offset: u64,
+    limits: &DownloadLimits,
+) -> Result<reqwest::Response, DownloadError> {
+    let mut until = tokio::time::Instant::now() + limits.stall;
+    if let Some(deadline) = limits.deadline {
+        until = until.min(deadline);
+    }
+    match tokio::time::timeout_at(until, client.open_download(url, offset)).await {
+        Ok(Ok(response)) => Ok(response),
+        Ok(Err(e)) => Err(classify(e)),
+        Err(_) if limits.deadline.is_some_and(|d| d <= until) => Err(DownloadError::Expired(
+            "the video URL expired while waiting for its answer".into(),
+        )),
+        Err(_) => Err(DownloadError::Retry(format!(
+            "no answer from the video URL within {:.0?} (limits.download_stall)",
+            limits.stall
+        ))),
+    }
+}
+
 /// Deletes the `.part` and downloads from byte 0.
 async fn restart(
     client: &Client,
     url: &str,
     part: &Path,
-    max_bytes: u64,
+    limits: &DownloadLimits,
 ) -> Result<Fetched, DownloadError> {
+    let max_bytes = limits.max_bytes;
     let _ = tokio::fs::remove_file(part).await;
-    let response = client.open_download(url, 0).await.map_err(classify)?;
+    let response = open(client, url, 0, limits).await?;
     let total = response.content_length();
     if let Some(total) = total.filter(|t| *t > max_bytes) {
         return Err(DownloadError::Fatal(format!(
             "video is {total} bytes, over the limit of {max_bytes} (limits.max_video_size)"
         )));
     }
-    stream_to_part(response, part, 0, total, max_bytes).await
+    stream_to_part(response, part, 0, total, limits).await
 }
 
 /// How many received chunks may wait for each thread of a large video: enough
@@ -208,13 +236,67 @@ async fn stream_to_part(
     part: &Path,
     start: u64,
     total: Option<u64>,
-    max_bytes: u64,
+    limits: &DownloadLimits,
 ) -> Result<Fetched, DownloadError> {
+    let max_bytes = limits.max_bytes;
+    let kind = content_type(&response);
+    if !could_be_video(&kind) {
+        let body = first_text(&mut response).await;
+        return Err(not_a_video(&kind, &body));
+    }
+    // The first bytes of a fresh download decide whether it is a video before
+    // anything reaches the disk (a resume's head was checked when it was written).
+    let mut head: Vec<Bytes> = Vec::new();
+    if start == 0 {
+        let mut seen = 0usize;
+        while seen < MAGIC_LEN {
+            match tokio::time::timeout(limits.stall, response.chunk()).await {
+                Ok(Ok(Some(chunk))) => {
+                    seen += chunk.len();
+                    head.push(chunk);
+                }
+                Ok(Ok(None)) => break,
+                Ok(Err(e)) => {
+                    return Err(DownloadError::Retry(format!(
+                        "download broke off at its start: {}",
+                        e.without_url()
+                    )));
+                }
+                Err(_) => {
+                    return Err(DownloadError::Retry(format!(
+                        "no bytes from the video URL within {:.0?} (limits.download_stall)",
+                        limits.stall
+                    )));
+                }
+            }
+        }
+        let first: Vec<u8> = head
+            .iter()
+            .flat_map(|c| c.iter().copied())
+            .take(64)
+            .collect();
+        if !is_video(&first, limits.allow_gif) {
+            let text = String::from_utf8_lossy(&head.concat()).into_owned();
+            return Err(not_a_video(&kind, &text));
+        }
+    }
     let mut sink = Sink::new(part, start, total);
     let mut received = start;
     let mut failure = None;
+    let mut pending = head.into_iter();
+    let mut meter = Meter::new(limits);
     loop {
-        match response.chunk().await {
+        let next = match pending.next() {
+            Some(chunk) => Ok(Some(chunk)),
+            None => match meter.next(&mut response).await {
+                Ok(next) => next,
+                Err(cut) => {
+                    failure = Some(cut);
+                    break;
+                }
+            },
+        };
+        match next {
             Ok(Some(chunk)) => {
                 received += chunk.len() as u64;
                 if received > max_bytes {
@@ -229,6 +311,7 @@ async fn stream_to_part(
             }
             Ok(None) => break,
             Err(e) => {
+                let e: reqwest::Error = e;
                 let of = total.map(|t| format!(" of {t}")).unwrap_or_default();
                 failure = Some(DownloadError::Retry(format!(
                     "download broke off after {received}{of} bytes: {}",
@@ -242,7 +325,7 @@ async fn stream_to_part(
     let written = sink
         .finish()
         .await
-        .map_err(|e| DownloadError::Retry(format!("cannot write {}: {e}", part.display())));
+        .map_err(|e| DownloadError::Local(format!("cannot write {}: {e}", part.display())));
     if let Some(failure) = failure {
         if matches!(failure, DownloadError::Fatal(_)) {
             let _ = tokio::fs::remove_file(part).await;
@@ -481,6 +564,136 @@ fn parse_content_range(value: &str) -> Option<(u64, Option<u64>)> {
     Some((start.parse().ok()?, total))
 }
 
+/// Bytes enough to tell a video's container by its start.
+const MAGIC_LEN: usize = 12;
+
+/// The response's `Content-Type`, lower-cased, without parameters.
+fn content_type(response: &reqwest::Response) -> String {
+    response
+        .headers()
+        .get(reqwest::header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .map(|t| {
+            t.split(';')
+                .next()
+                .unwrap_or("")
+                .trim()
+                .to_ascii_lowercase()
+        })
+        .unwrap_or_default()
+}
+
+/// A type that cannot carry a video: text, HTML, JSON, XML.
+fn could_be_video(kind: &str) -> bool {
+    !(kind.starts_with("text/")
+        || kind.contains("json")
+        || kind.contains("xml")
+        || kind.contains("html"))
+}
+
+/// MP4/MOV/3GP (`ftyp` box first), WebM/Matroska (EBML magic), or GIF when asked for.
+fn is_video(first: &[u8], allow_gif: bool) -> bool {
+    let ftyp = first.get(4..8) == Some(b"ftyp".as_slice());
+    let ebml = first.starts_with(&[0x1A, 0x45, 0xDF, 0xA3]);
+    let gif = first.starts_with(b"GIF87a") || first.starts_with(b"GIF89a");
+    ftyp || ebml || (allow_gif && gif)
+}
+
+/// Up to a few kilobytes of a body that is not a video, to say what it was.
+async fn first_text(response: &mut reqwest::Response) -> String {
+    let mut text = Vec::new();
+    while text.len() < 4096 {
+        match tokio::time::timeout(std::time::Duration::from_secs(2), response.chunk()).await {
+            Ok(Ok(Some(chunk))) => text.extend_from_slice(&chunk),
+            _ => break,
+        }
+    }
+    String::from_utf8_lossy(&text).into_owned()
+}
+
+/// What came instead of a video, summarised (an HTML page by its title), never saved.
+fn not_a_video(kind: &str, body: &str) -> DownloadError {
+    let what = crate::api::html_title(body)
+        .map(|t| format!("an HTML page \"{t}\""))
+        .or_else(|| crate::api::types::error_message(body).map(|m| format!("\"{m}\"")))
+        .unwrap_or_else(|| {
+            let clip: String = body.chars().filter(|c| !c.is_control()).take(60).collect();
+            format!("{} bytes starting {clip:?}", body.len())
+        });
+    let kind = if kind.is_empty() { "no type" } else { kind };
+    DownloadError::Retry(format!(
+        "the video URL answered with {what} ({kind}), not a video; not saved"
+    ))
+}
+
+/// Reads the body while judging its pace: fewer than `min_rate × stall`
+/// bytes in a `stall` window cut it (the `.part` keeps what came, for a
+/// resume), and so does the URL's expiry.
+struct Meter {
+    min_bytes: u64,
+    stall: std::time::Duration,
+    deadline: Option<tokio::time::Instant>,
+    window_start: tokio::time::Instant,
+    window_bytes: u64,
+}
+
+impl Meter {
+    fn new(limits: &DownloadLimits) -> Meter {
+        Meter {
+            min_bytes: (limits.min_rate as f64 * limits.stall.as_secs_f64()) as u64,
+            stall: limits.stall,
+            deadline: limits.deadline,
+            window_start: tokio::time::Instant::now(),
+            window_bytes: 0,
+        }
+    }
+
+    async fn next(
+        &mut self,
+        response: &mut reqwest::Response,
+    ) -> Result<Result<Option<Bytes>, reqwest::Error>, DownloadError> {
+        loop {
+            let window_end = self.window_start + self.stall;
+            let until = self.deadline.map_or(window_end, |d| d.min(window_end));
+            match tokio::time::timeout_at(until, response.chunk()).await {
+                Ok(Ok(Some(chunk))) => {
+                    self.window_bytes += chunk.len() as u64;
+                    self.roll(tokio::time::Instant::now())?;
+                    return Ok(Ok(Some(chunk)));
+                }
+                Ok(other) => return Ok(other),
+                Err(_) => {
+                    if self
+                        .deadline
+                        .is_some_and(|d| tokio::time::Instant::now() >= d)
+                    {
+                        return Err(DownloadError::Expired(
+                            "the video URL expired while it was downloading".into(),
+                        ));
+                    }
+                    self.roll(tokio::time::Instant::now())?;
+                }
+            }
+        }
+    }
+
+    /// At the end of a window: too few bytes in it is a stall; else a new window.
+    fn roll(&mut self, now: tokio::time::Instant) -> Result<(), DownloadError> {
+        if now < self.window_start + self.stall {
+            return Ok(());
+        }
+        if self.min_bytes > 0 && self.window_bytes < self.min_bytes {
+            return Err(DownloadError::Retry(format!(
+                "stalled: {} bytes in the last {:.0?}, below limits.download_min_rate; resuming from the .part",
+                self.window_bytes, self.stall
+            )));
+        }
+        self.window_start = now;
+        self.window_bytes = 0;
+        Ok(())
+    }
+}
+
 fn classify(e: ApiError) -> DownloadError {
     match e.status() {
         Some(403 | 404 | 410) => DownloadError::Expired(e.to_string()),
@@ -492,6 +705,104 @@ fn classify(e: ApiError) -> DownloadError {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_video_by_its_first_bytes() {
+        assert!(is_video(b"\0\0\0\x18ftypmp42\0\0", false));
+        assert!(is_video(&[0x1A, 0x45, 0xDF, 0xA3, 1, 2], false));
+        assert!(!is_video(b"GIF89a....", false));
+        assert!(is_video(b"GIF89a....", true));
+        assert!(!is_video(b"<html><head>", false));
+        assert!(!is_video(b"", false));
+        assert!(could_be_video("video/mp4") && could_be_video("application/octet-stream"));
+        assert!(could_be_video(""));
+        assert!(!could_be_video("text/html") && !could_be_video("application/json"));
+    }
+
+    /// Serves one crafted answer to every connection: `head`, then `body`
+    /// in pieces of `piece` bytes every `gap`.
+    async fn serve(head: String, body: Vec<u8>, piece: usize, gap: std::time::Duration) -> String {
+        use tokio::io::AsyncWriteExt;
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap();
+        tokio::spawn(async move {
+            while let Ok((mut socket, _)) = listener.accept().await {
+                let head = head.clone();
+                let body = body.clone();
+                tokio::spawn(async move {
+                    let mut buf = [0u8; 4096];
+                    let _ = tokio::io::AsyncReadExt::read(&mut socket, &mut buf).await;
+                    let _ = socket.write_all(head.as_bytes()).await;
+                    for chunk in body.chunks(piece.max(1)) {
+                        if socket.write_all(chunk).await.is_err() {
+                            return;
+                        }
+                        tokio::time::sleep(gap).await;
+                    }
+                });
+            }
+        });
+        format!("http://{addr}/v.mp4")
+    }
+
+    fn limits() -> DownloadLimits {
+        DownloadLimits {
+            max_bytes: 1 << 30,
+            min_rate: 1000,
+            stall: std::time::Duration::from_millis(200),
+            deadline: None,
+            allow_gif: false,
+        }
+    }
+
+    fn client() -> Client {
+        Client::new("http://127.0.0.1:1", crate::api::ApiKey::new("k".into())).unwrap()
+    }
+
+    #[tokio::test]
+    async fn an_html_page_is_never_saved_as_the_video() {
+        let page = b"<html><head><title>502 Bad Gateway</title></head></html>".to_vec();
+        for kind in ["text/html", "application/octet-stream"] {
+            let head = format!(
+                "HTTP/1.1 200 OK\r\ncontent-type: {kind}\r\ncontent-length: {}\r\n\r\n",
+                page.len()
+            );
+            let url = serve(head, page.clone(), 4096, std::time::Duration::ZERO).await;
+            let dir = tempfile::tempdir().unwrap();
+            let part = dir.path().join("v.mp4.part");
+            let err = fetch(&client(), &url, &part, &limits(), Start::Fresh)
+                .await
+                .unwrap_err();
+            let text = err.to_string();
+            assert!(matches!(err, DownloadError::Retry(_)), "{text}");
+            assert!(
+                text.contains("502 Bad Gateway") && text.contains("not a video"),
+                "{text}"
+            );
+            assert!(!part.exists(), "{kind}: nothing written");
+        }
+    }
+
+    #[tokio::test]
+    async fn a_trickle_is_cut_and_what_came_is_kept_for_the_resume() {
+        let mut body = b"\0\0\0\x18ftypmp42\0\0\0\0".to_vec();
+        body.extend(std::iter::repeat_n(7u8, 10_000));
+        let head = format!(
+            "HTTP/1.1 200 OK\r\ncontent-type: video/mp4\r\ncontent-length: {}\r\n\r\n",
+            body.len()
+        );
+        let url = serve(head, body, 16, std::time::Duration::from_millis(50)).await;
+        let dir = tempfile::tempdir().unwrap();
+        let part = dir.path().join("v.mp4.part");
+        let started = std::time::Instant::now();
+        let err = fetch(&client(), &url, &part, &limits(), Start::Fresh)
+            .await
+            .unwrap_err();
+        assert!(err.to_string().contains("stalled"), "{err}");
+        assert!(started.elapsed() < std::time::Duration::from_secs(3));
+        let kept = std::fs::metadata(&part).map(|m| m.len()).unwrap_or(0);
+        assert!(kept >= 16, "the bytes that came are kept: {kept}");
+    }
 
     #[test]
     fn content_range_forms() {
