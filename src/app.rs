@@ -185,6 +185,7 @@ async fn run_command(args: RunArgs, quiet: bool) -> Result<i32, AppError> {
             1.0
         },
         resubmit_unknown: args.resubmit_unknown,
+        skip_existing: args.skip_existing,
         retry_failed: args.retry.is_some(),
         only: (!args.only.is_empty()).then(|| args.only.iter().cloned().collect()),
         quiet,

@@ -151,6 +151,9 @@ pub struct RunArgs {
     /// Resend jobs whose earlier submit has an unknown outcome (a task may exist: this may pay twice).
     #[arg(long)]
     pub resubmit_unknown: bool,
+    /// Leave unsent (pending) the jobs whose output file already exists but is not in the state file, instead of refusing the run.
+    #[arg(long)]
+    pub skip_existing: bool,
     /// New attempts for jobs that ended `failed`, `timed_out` or `expired` (each costs a generation).
     #[arg(long, value_name = "WHICH", value_parser = ["failed"])]
     pub retry: Option<String>,

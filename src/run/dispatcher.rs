@@ -329,8 +329,9 @@ impl Dispatcher {
         Ok(self.state.record(&mut self.journal, record)?)
     }
 
-    /// Puts every job where its journal state says it belongs.
-    pub(super) fn plan(&mut self) -> Result<(), RunError> {
+    /// Puts every job where its journal state says it belongs; `skipped` (by
+    /// index, from `--skip-existing`) are left where they are.
+    pub(super) fn plan(&mut self, skipped: &[usize]) -> Result<(), RunError> {
         let now = Instant::now();
         self.spent = self
             .campaign
@@ -350,6 +351,9 @@ impl Dispatcher {
             if let Some(only) = &self.opts.only
                 && !only.contains(&self.campaign.jobs[idx].id)
             {
+                continue;
+            }
+            if skipped.binary_search(&idx).is_ok() {
                 continue;
             }
             let job_state = self.job_state(idx);

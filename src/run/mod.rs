@@ -3,6 +3,7 @@
 //! Layout:
 //! - `dispatcher`: owns job state and the journal; schedules every API call.
 //! - `breaker`: tells an outage from a job's failure; pauses the run while the world is down.
+//! - `preflight`: the local checks before the first paid call.
 //! - `limiter`: one rate for all calls; the pause a 429 causes.
 //! - `download`: streaming, resumable, verified downloads.
 //! - `retry`: backoff with full jitter.
@@ -14,6 +15,7 @@ mod dispatcher;
 pub mod download;
 pub mod limiter;
 mod poller;
+mod preflight;
 pub mod progress;
 pub mod retry;
 pub mod shutdown;
@@ -44,6 +46,9 @@ pub struct RunOptions {
     pub retry_failed: bool,
     /// Work only on these job ids (`--only`); the report still covers every job.
     pub only: Option<std::collections::HashSet<String>>,
+    /// `--skip-existing`: leave unsent the jobs whose output path already holds
+    /// a file the state does not record, instead of refusing the run.
+    pub skip_existing: bool,
     /// How often to print a progress line.
     pub progress_every: Duration,
     /// No progress lines.
@@ -57,6 +62,7 @@ impl Default for RunOptions {
             resubmit_unknown: false,
             retry_failed: false,
             only: None,
+            skip_existing: false,
             progress_every: Duration::from_secs(5),
             quiet: false,
         }
@@ -73,6 +79,9 @@ pub enum RunError {
     /// 402 or a quota error code: the account cannot pay for more tasks.
     #[error("the account's balance is too low: {message}")]
     Balance { message: String },
+    /// A local check before the first paid call failed: nothing was sent.
+    #[error("{0}")]
+    Preflight(String),
     /// The service stayed unreachable past `limits.outage_timeout`.
     #[error("the service was unreachable for {secs} s (limits.outage_timeout), last: {last}")]
     Outage { secs: u64, last: String },
@@ -90,6 +99,7 @@ impl RunError {
         match self {
             RunError::Auth { .. } | RunError::Balance { .. } => crate::exit::API_FATAL,
             RunError::Outage { .. } => crate::exit::UNAVAILABLE,
+            RunError::Preflight(_) => crate::exit::BAD_INPUT,
             // Before anything is sent, a state file that is not ours (or in use) is bad input.
             RunError::Journal(e) if !matches!(**e, JournalError::Write { .. }) => {
                 crate::exit::BAD_INPUT
@@ -107,6 +117,7 @@ impl RunError {
             RunError::Balance { .. } => {
                 "no more jobs were submitted; tasks already paid for were finished. Top up the account, then run the same command again: unsent jobs are still pending."
             }
+            RunError::Preflight(_) => "nothing was sent.",
             RunError::Outage { .. } => {
                 "no job was marked failed and nothing is lost. Run the same command again when the service is back."
             }
@@ -205,8 +216,18 @@ pub async fn run(
         started.elapsed()
     );
 
+    let skipped =
+        preflight::check(&campaign, &state, opts.skip_existing).map_err(RunError::Preflight)?;
+    for &idx in &skipped {
+        let job = &campaign.jobs[idx];
+        let error = format!(
+            "not submitted: {} already exists (--skip-existing)",
+            campaign.video_path(job).display()
+        );
+        state.job_or_new(&job.id).last_error = Some(error);
+    }
     let mut dispatcher = Dispatcher::new(campaign.clone(), client, opts, journal, state);
-    dispatcher.plan()?;
+    dispatcher.plan(&skipped)?;
     let ending = dispatcher.run(signals).await;
     let state = dispatcher.into_state();
 

@@ -1,0 +1,97 @@
+//! End-to-end: the local checks before the first paid call (issue 13, SPEC §3).
+//! Each refused case exits 2 and the simulator saw no submit at all.
+
+#![allow(clippy::expect_used, clippy::unwrap_used)]
+
+mod common;
+
+use common::*;
+use runner::sim::SimHandle;
+
+/// Two jobs, `[output]` as given.
+fn campaign(output: &str) -> String {
+    format!(
+        "name = \"l\"\n{FAST_LIMITS}\n[output]\n{output}\n\n[defaults]\nmodel = \"gemini_omni_flash\"\n\n\
+         [[job]]\nid = \"report\"\nprompt = \"a red kite\"\n\n[[job]]\nid = \"b\"\nprompt = \"a blue kite\"\n"
+    )
+}
+
+async fn refused(output: &str, prepare: impl FnOnce(&Dir), expect: &str) {
+    let sim = SimHandle::start(fast_sim()).await.unwrap();
+    let dir = Dir::new();
+    dir.write("l.toml", &campaign(output));
+    prepare(&dir);
+    let out = run(run_against(&dir, &sim, "l.toml", &[])).await;
+    assert_eq!(out.status.code(), Some(2), "{}", text(&out));
+    assert_no_panic(&out);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(stderr.contains(expect), "names {expect:?}: {}", text(&out));
+    let stats = sim.stats();
+    assert_eq!(stats.tasks_created, 0, "nothing paid: {stats:?}");
+    assert_eq!(stats.polls + stats.uploads, 0, "nothing sent: {stats:?}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_file_in_the_way_is_refused_before_paying() {
+    refused(
+        "dir = \"out\"",
+        |dir| {
+            dir.write("out/b.mp4", "someone else's clip");
+        },
+        "out/b.mp4",
+    )
+    .await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_unwritable_report_path_is_refused_before_paying() {
+    refused(
+        "dir = \"out\"\nreport = \"afile/report.csv\"",
+        |dir| {
+            dir.write("afile", "a file where a folder must be");
+        },
+        "afile",
+    )
+    .await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_filename_that_lands_on_the_report_is_refused() {
+    refused(
+        "dir = \"out\"\nfilename = \"{id}.csv\"",
+        |_| {},
+        "the report",
+    )
+    .await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_filename_that_lands_on_the_state_file_is_refused() {
+    refused(
+        "dir = \"out\"\nfilename = \"{id}.jsonl\"\nstate = \"out/b.jsonl\"",
+        |_| {},
+        "the state file",
+    )
+    .await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn skip_existing_leaves_that_job_pending_and_runs_the_rest() {
+    let sim = SimHandle::start(fast_sim()).await.unwrap();
+    let dir = Dir::new();
+    dir.write("l.toml", &campaign("dir = \"out\""));
+    dir.write("out/b.mp4", "someone else's clip");
+    let out = run(run_against(&dir, &sim, "l.toml", &["--skip-existing"])).await;
+    // One job did not succeed (it was left unsent): exit 1, as for any pending job.
+    assert_eq!(out.status.code(), Some(1), "{}", text(&out));
+    let rows = dir.report("out/report.csv");
+    let b = rows.iter().find(|r| r["job_id"] == "b").unwrap();
+    assert_eq!(b["status"], "pending", "{b:?}");
+    assert!(b["error"].contains("--skip-existing"), "{b:?}");
+    assert_eq!(
+        std::fs::read_to_string(dir.path().join("out/b.mp4")).unwrap(),
+        "someone else's clip",
+        "the file in the way is untouched"
+    );
+    assert_eq!(sim.stats().tasks_created, 1);
+}
