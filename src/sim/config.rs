@@ -102,6 +102,37 @@ pub struct SimConfig {
     /// so a campaign run against a restarted simulator can resume.
     #[arg(long)]
     pub revive: bool,
+
+    /// The account's balance in USD (default: unlimited); each task created costs `--price`,
+    /// and a submit it cannot cover answers 402 `insufficient_user_quota`.
+    /// `SimHandle::top_up` adds to it.
+    #[arg(long)]
+    pub balance: Option<f64>,
+    /// What one task costs against `--balance`, in USD.
+    #[arg(long, default_value_t = 0.10)]
+    pub price: f64,
+    /// Probability that a submit creates its task and is then answered by a gateway
+    /// status (`--gateway-status`) with an HTML page, as a proxy that timed out would.
+    #[arg(long = "submit-gateway", default_value_t = 0.0, value_parser = parse_probability)]
+    pub submit_gateway: f64,
+    /// The status of `--submit-gateway` answers: 502, 504, 520, 522 or 524.
+    #[arg(long, default_value_t = 524)]
+    pub gateway_status: u16,
+    /// Statuses in upper case (`COMPLETED`) and `progress` as a string (`"65%"`).
+    #[arg(long)]
+    pub shout: bool,
+    /// The first N polls of each task answer for another task (another id), as a confused cache would.
+    #[arg(long, default_value_t = 0)]
+    pub swap_ids: u32,
+    /// The first N polls of a completed task answer `completed` with no video URL.
+    #[arg(long, default_value_t = 0)]
+    pub late_url: u32,
+    /// The first N GETs of each video answer 200 with an HTML error page.
+    #[arg(long, default_value_t = 0)]
+    pub html_downloads: u32,
+    /// Serve `--html-downloads` pages as `application/octet-stream`, so only their bytes tell.
+    #[arg(long)]
+    pub html_as_octet: bool,
 }
 
 impl Default for SimConfig {
@@ -127,6 +158,15 @@ impl Default for SimConfig {
             rate_limit: None,
             result_shape: ResultShape::DataUrl,
             revive: false,
+            balance: None,
+            price: 0.10,
+            submit_gateway: 0.0,
+            gateway_status: 524,
+            shout: false,
+            swap_ids: 0,
+            late_url: 0,
+            html_downloads: 0,
+            html_as_octet: false,
         }
     }
 }

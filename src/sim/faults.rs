@@ -20,6 +20,7 @@ pub(crate) enum Fault {
     PollDrop,
     DownloadCut,
     FailRate,
+    SubmitGateway,
 }
 
 impl Fault {
@@ -33,6 +34,7 @@ impl Fault {
             Fault::PollDrop => "poll_drop",
             Fault::DownloadCut => "download_cut",
             Fault::FailRate => "fail_rate",
+            Fault::SubmitGateway => "submit_gateway",
         }
     }
 
@@ -46,6 +48,7 @@ impl Fault {
             Fault::PollDrop => config.poll_drop,
             Fault::DownloadCut => config.download_cut,
             Fault::FailRate => config.fail_rate,
+            Fault::SubmitGateway => config.submit_gateway,
         }
     }
 }
@@ -59,6 +62,14 @@ pub(crate) fn error_response(
 ) -> Response {
     let body = json!({"error": {"message": message, "type": kind, "code": code}});
     (status, axum::Json(body)).into_response()
+}
+
+/// An HTML error page with `status`, as a proxy or web server in front of the API sends.
+pub(crate) fn html_page(status: StatusCode, title: &str) -> Response {
+    let body = format!(
+        "<!DOCTYPE html>\n<html><head><title>{title}</title></head>\n<body><center><h1>{title}</h1></center><hr><center>nginx</center></body></html>\n"
+    );
+    (status, [(header::CONTENT_TYPE, "text/html")], body).into_response()
 }
 
 /// 429 with `Retry-After` in whole seconds.

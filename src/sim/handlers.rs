@@ -78,6 +78,13 @@ fn refusal(
     now: Instant,
 ) -> Option<Response> {
     state.arrive(inner, now);
+    if inner.outage {
+        inner.stats.outage_503 += 1;
+        return Some(super::faults::html_page(
+            StatusCode::SERVICE_UNAVAILABLE,
+            "503 Service Temporarily Unavailable",
+        ));
+    }
     let authorized = match (bearer(headers), &state.config.api_key) {
         (Some(token), Some(key)) => token == key,
         (Some(_), None) => true,
@@ -125,9 +132,30 @@ async fn submit(
             "service temporarily unavailable (simulated)",
         );
     }
+    if let Some(balance) = inner.balance {
+        if balance + 1e-9 < config.price {
+            inner.stats.payment_402 += 1;
+            return error_response(
+                StatusCode::PAYMENT_REQUIRED,
+                "insufficient_quota",
+                "insufficient_user_quota",
+                "Insufficient account balance",
+            );
+        }
+        inner.balance = Some(balance - config.price);
+    }
     let task = state.create_task(&mut inner, submission, now);
     if inner.roll(Fault::SubmitDrop, config) {
         return dropped();
+    }
+    if inner.roll(Fault::SubmitGateway, config) {
+        // The task exists and is paid for; the answer is lost in a proxy.
+        let status =
+            StatusCode::from_u16(config.gateway_status).unwrap_or(StatusCode::GATEWAY_TIMEOUT);
+        return super::faults::html_page(
+            status,
+            &format!("{} A timeout occurred", status.as_u16()),
+        );
     }
     inner.stats.submits += 1;
     // A fresh task is always reported queued, even with a zero queue time.
@@ -160,10 +188,48 @@ async fn poll(
     if inner.roll(Fault::PollDrop, config) {
         return dropped();
     }
-    match state.find_task(&mut inner, &task_id, now) {
-        Some(task) => Json(state.task_json(&task, task.phase(now))).into_response(),
-        None => not_found_response(&mut inner, &format!("task not found: {task_id}")),
+    let Some(task) = state.find_task(&mut inner, &task_id, now) else {
+        return not_found_response(&mut inner, &format!("task not found: {task_id}"));
+    };
+    let polls = {
+        let n = inner.polls_of.entry(task.id.clone()).or_default();
+        *n += 1;
+        *n
+    };
+    if polls <= config.swap_ids {
+        let other = inner.tasks.values().find(|t| t.id != task.id).cloned();
+        if let Some(other) = other {
+            let phase = other.phase(now);
+            return Json(shout(config, state.task_json(&other, phase))).into_response();
+        }
     }
+    let phase = task.phase(now);
+    let mut json = state.task_json(&task, phase);
+    if matches!(phase, super::state::Phase::Completed) {
+        let n = inner.completed_polls_of.entry(task.id.clone()).or_default();
+        *n += 1;
+        if *n <= config.late_url
+            && let Some(obj) = json.as_object_mut()
+        {
+            obj.remove("result");
+            obj.remove("url");
+            obj.remove("video_url");
+        }
+    }
+    Json(shout(config, json)).into_response()
+}
+
+/// `--shout`: statuses in upper case, progress as `"N%"`.
+fn shout(config: &super::SimConfig, mut json: serde_json::Value) -> serde_json::Value {
+    if config.shout {
+        if let Some(status) = json.get("status").and_then(|s| s.as_str()) {
+            json["status"] = status.to_ascii_uppercase().into();
+        }
+        if let Some(p) = json.get("progress").and_then(|p| p.as_u64()) {
+            json["progress"] = format!("{p}%").into();
+        }
+    }
+    json
 }
 
 /// Extension and MIME type of an accepted image, from its file name or else its content type.
@@ -315,6 +381,21 @@ async fn download(
             "url_expired",
             "the video url has expired",
         );
+    }
+    let gets = {
+        let n = inner.downloads_of.entry(task_id.clone()).or_default();
+        *n += 1;
+        *n
+    };
+    if gets <= state.config.html_downloads {
+        let mut page = super::faults::html_page(StatusCode::OK, "502 Bad Gateway");
+        if state.config.html_as_octet {
+            page.headers_mut().insert(
+                header::CONTENT_TYPE,
+                header::HeaderValue::from_static("application/octet-stream"),
+            );
+        }
+        return page;
     }
     let len = state.config.video_size;
     let range = headers.get(header::RANGE).and_then(|v| v.to_str().ok());

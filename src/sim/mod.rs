@@ -92,6 +92,17 @@ impl SimHandle {
         self.state.base_url.clone()
     }
 
+    /// Switches an outage on or off: while on, every API call answers a 503 HTML page.
+    pub fn set_outage(&self, on: bool) {
+        self.state.lock().outage = on;
+    }
+
+    /// Adds `usd` to the balance (`--balance`).
+    pub fn top_up(&self, usd: f64) {
+        let mut inner = self.state.lock();
+        inner.balance = inner.balance.map(|b| b + usd);
+    }
+
     /// A snapshot of the counters, the same data as `GET /_sim/stats`.
     pub fn stats(&self) -> SimStats {
         self.state.stats()

@@ -44,6 +44,10 @@ pub struct SimStats {
     pub expired_410: u32,
     /// Faults injected, by knob name (`submit_429`, `poll_drop`, `fail_rate`, …).
     pub injected: BTreeMap<String, u32>,
+    /// Submits answered 402 because the balance could not cover them.
+    pub payment_402: u32,
+    /// API requests answered 503 HTML pages by an outage.
+    pub outage_503: u32,
     /// Milliseconds since the simulator started, one per `/v1` request (submit,
     /// poll, upload, whatever the answer), capped at 1,000,000 entries.
     pub request_times_ms: Vec<u64>,
@@ -144,6 +148,15 @@ pub(crate) struct Inner {
     pub uploads: HashMap<String, Upload>,
     pub stats: SimStats,
     limiter: Option<TokenBucket>,
+    /// What is left of `--balance`, in USD (None: unlimited).
+    pub balance: Option<f64>,
+    /// Every API route answers 503 HTML pages while this is on.
+    pub outage: bool,
+    /// Polls per task, for `--swap-ids`; polls after completion, for `--late-url`;
+    /// GETs per video, for `--html-downloads`.
+    pub polls_of: HashMap<String, u32>,
+    pub completed_polls_of: HashMap<String, u32>,
+    pub downloads_of: HashMap<String, u32>,
 }
 
 impl Inner {
@@ -223,6 +236,11 @@ impl SimState {
             uploads: HashMap::new(),
             stats: SimStats::default(),
             limiter: config.rate_limit.map(|r| TokenBucket::new(r, now)),
+            balance: config.balance,
+            outage: false,
+            polls_of: HashMap::new(),
+            completed_polls_of: HashMap::new(),
+            downloads_of: HashMap::new(),
         };
         SimState {
             config,

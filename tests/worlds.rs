@@ -1,0 +1,225 @@
+//! End-to-end: worlds the simulator does not show by default (issue 13).
+//! An outage pauses the run (and past `limits.outage_timeout` stops it with
+//! exit 75, every job still pending); a balance that runs out stops submits
+//! and finishes what is paid; gateway answers after the task was created make
+//! jobs `unknown`; odd status spellings, answers for other tasks, late URLs and
+//! HTML at the video URL are checked before they are believed. Each test
+//! asserts on the simulator's own counts.
+
+#![allow(clippy::expect_used, clippy::unwrap_used)]
+
+mod common;
+
+use std::time::Duration;
+
+use common::*;
+use runner::sim::{SimConfig, SimHandle};
+
+/// Fast polls; a short outage timeout so the test ends soon after it.
+const LIMITS: &str = r#"
+[limits]
+requests_per_second = 1000
+burst = 20
+max_in_flight = 20
+poll_queued = "5ms"
+poll_in_progress = "5ms"
+task_timeout = "60s"
+outage_timeout = "2s"
+"#;
+
+/// A port on 127.0.0.1 where nothing listens (bound, then closed).
+fn dead_port() -> u16 {
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
+    let port = listener.local_addr().expect("addr").port();
+    drop(listener);
+    port
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn nothing_listening_exits_75_with_every_job_pending_then_a_plain_rerun_finishes() {
+    let dir = Dir::new();
+    dir.write("c.toml", &gemini_campaign("c", LIMITS, 6, "a calm lake"));
+    let url = format!("http://127.0.0.1:{}", dead_port());
+    let mut cmd = runner_cmd(&dir);
+    cmd.args(["run", "c.toml", "--base-url", &url]);
+    let started = std::time::Instant::now();
+    let out = run(cmd).await;
+    let took = started.elapsed();
+    assert_eq!(out.status.code(), Some(75), "{}", text(&out));
+    assert_no_panic(&out);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(stderr.contains("outage_timeout"), "{}", text(&out));
+    // Not a figure to assert on tightly (the machine is shared): a sanity bound
+    // that the run did stop on its own, well before the task timeout.
+    assert!(took < Duration::from_secs(30), "took {took:?}");
+    let rows = dir.report("out/report.csv");
+    assert_eq!(rows.len(), 6);
+    for row in &rows {
+        assert_eq!(
+            row["status"], "pending",
+            "no job failed for the world: {row:?}"
+        );
+        assert_eq!(row["task_id"], "", "{row:?}");
+    }
+
+    // The service is back: a plain rerun, no flag, finishes everything.
+    let sim = SimHandle::start(fast_sim()).await.expect("sim");
+    let out = run(run_against(&dir, &sim, "c.toml", &[])).await;
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out));
+    let rows = dir.report("out/report.csv");
+    assert_eq!(status_counts(&rows).get("succeeded"), Some(&6), "{rows:?}");
+    check_succeeded_videos(&dir, &rows, fast_sim().video_size);
+    let stats = sim.stats();
+    assert_eq!(stats.tasks_created, 6, "nothing sent twice: {stats:?}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_balance_that_runs_out_stops_submits_then_a_top_up_finishes_the_campaign() {
+    let sim = SimHandle::start(SimConfig {
+        balance: Some(0.35),
+        price: 0.10,
+        ..fast_sim()
+    })
+    .await
+    .unwrap();
+    let dir = Dir::new();
+    dir.write("m.toml", &gemini_campaign("m", LIMITS, 8, "a paper boat"));
+    let out = run(run_against(&dir, &sim, "m.toml", &["--max-in-flight", "2"])).await;
+    assert_eq!(out.status.code(), Some(3), "{}", text(&out));
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        stderr.contains("balance") && stderr.contains("Top up"),
+        "{}",
+        text(&out)
+    );
+    assert!(!stderr.contains("Fix the key"), "{}", text(&out));
+    let rows = dir.report("out/report.csv");
+    let counts = status_counts(&rows);
+    assert_eq!(
+        counts.get("succeeded"),
+        Some(&3),
+        "the paid ones finish: {counts:?}"
+    );
+    assert_eq!(counts.get("pending"), Some(&5), "{counts:?}");
+    assert_eq!(counts.get("failed"), None, "{counts:?}");
+    check_succeeded_videos(&dir, &rows, fast_sim().video_size);
+    let stats = sim.stats();
+    assert!(
+        stats.payment_402 <= 3,
+        "stops at once: {} 402s",
+        stats.payment_402
+    );
+
+    sim.top_up(10.0);
+    let out = run(run_against(&dir, &sim, "m.toml", &[])).await;
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out));
+    let rows = dir.report("out/report.csv");
+    assert_eq!(status_counts(&rows).get("succeeded"), Some(&8));
+    let stats = sim.stats();
+    assert_eq!(stats.tasks_created, 8, "nothing paid twice: {stats:?}");
+    assert!(
+        stats.submits_by_prompt.values().all(|n| *n == 1),
+        "{stats:?}"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn gateway_answers_after_the_task_was_created_make_jobs_unknown_never_resent() {
+    let sim = SimHandle::start(SimConfig {
+        submit_gateway: 0.4,
+        gateway_status: 524,
+        ..fast_sim()
+    })
+    .await
+    .unwrap();
+    let dir = Dir::new();
+    dir.write("g.toml", &gemini_campaign("g", LIMITS, 12, "a lighthouse"));
+    let out = run(run_against(&dir, &sim, "g.toml", &[])).await;
+    assert_eq!(out.status.code(), Some(1), "{}", text(&out));
+    let rows = dir.report("out/report.csv");
+    let counts = status_counts(&rows);
+    let gateway = sim
+        .stats()
+        .injected
+        .get("submit_gateway")
+        .copied()
+        .unwrap_or(0) as usize;
+    assert!(gateway > 0, "the knob fired");
+    assert_eq!(counts.get("unknown"), Some(&gateway), "{counts:?}");
+    assert_eq!(counts.get("succeeded"), Some(&(12 - gateway)), "{counts:?}");
+    let stats = sim.stats();
+    assert!(
+        stats.submits_by_prompt.values().all(|n| *n == 1),
+        "no job sent twice: {stats:?}"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn odd_answers_are_checked_before_they_are_believed() {
+    // Upper-case statuses with "N%" progress; the first poll of each task
+    // answers for another task; the first completed answer has no URL; the
+    // first GET of each video is an HTML page (as text/html, then as
+    // octet-stream so only its bytes tell).
+    for html_as_octet in [false, true] {
+        let sim = SimHandle::start(SimConfig {
+            shout: true,
+            swap_ids: 1,
+            late_url: 1,
+            html_downloads: 1,
+            html_as_octet,
+            ..fast_sim()
+        })
+        .await
+        .unwrap();
+        let dir = Dir::new();
+        dir.write("o.toml", &gemini_campaign("o", LIMITS, 6, "a windmill"));
+        let out = run(run_against(&dir, &sim, "o.toml", &[])).await;
+        assert_eq!(out.status.code(), Some(0), "{}", text(&out));
+        let rows = dir.report("out/report.csv");
+        assert_eq!(status_counts(&rows).get("succeeded"), Some(&6), "{rows:?}");
+        // Every file holds its own task's bytes, not another's and not a page.
+        check_succeeded_videos(&dir, &rows, fast_sim().video_size);
+        let tasks: std::collections::BTreeSet<_> =
+            rows.iter().map(|r| r["task_id"].clone()).collect();
+        assert_eq!(tasks.len(), 6);
+        assert_eq!(sim.stats().tasks_created, 6);
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_outage_in_the_middle_loses_nothing_and_work_resumes_when_it_ends() {
+    let sim = SimHandle::start(SimConfig {
+        time_scale: 1.0,
+        queue_time: 0.05,
+        generation_time: Some(0.3),
+        video_size: 16 * 1024,
+        ..SimConfig::default()
+    })
+    .await
+    .unwrap();
+    let dir = Dir::new();
+    let limits = LIMITS
+        .replace("outage_timeout = \"2s\"", "outage_timeout = \"60s\"")
+        .replace("max_in_flight = 20", "max_in_flight = 4");
+    dir.write("o.toml", &gemini_campaign("o", &limits, 16, "a harbour"));
+    let cmd = run_against(&dir, &sim, "o.toml", &[]);
+    let child = Spawned::start(cmd, &dir, "outage");
+    let state = dir.path().join("out/state.jsonl");
+    wait_for_events(&state, "submitted", 4).await;
+    sim.set_outage(true);
+    tokio::time::sleep(Duration::from_millis(1500)).await;
+    sim.set_outage(false);
+    let out = child.wait(Duration::from_secs(60)).await;
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out));
+    let rows = dir.report("out/report.csv");
+    assert_eq!(status_counts(&rows).get("succeeded"), Some(&16), "{rows:?}");
+    let stats = sim.stats();
+    assert!(stats.outage_503 > 0, "the outage was seen: {stats:?}");
+    assert_eq!(stats.tasks_created, 16, "nothing sent twice: {stats:?}");
+    // One probe at a time while it lasted, not every job backing off on its own.
+    assert!(
+        stats.outage_503 < 40,
+        "{} calls during the outage",
+        stats.outage_503
+    );
+}
