@@ -11,6 +11,28 @@ use crate::state::{CampaignState, Status};
 use crate::{exit, html, report};
 
 /// Everything that ends a command before or instead of a normal run.
+/// `println!` that ends the process quietly when standard output is a closed
+/// pipe (`runner validate x.csv | head -1`) instead of panicking; the state
+/// file is already saved whenever this prints.
+macro_rules! outln {
+    ($($arg:tt)*) => {{
+        use std::io::Write as _;
+        let mut out = std::io::stdout().lock();
+        if let Err(e) = writeln!(out, $($arg)*) {
+            stdout_failed(e);
+        }
+    }};
+}
+
+/// Standard output cannot be written: a closed pipe is a quiet end; anything else is said.
+fn stdout_failed(e: std::io::Error) -> ! {
+    if e.kind() == std::io::ErrorKind::BrokenPipe {
+        std::process::exit(exit::SUCCESS);
+    }
+    eprintln!("error: cannot write to standard output: {e}");
+    std::process::exit(exit::LOCAL_IO);
+}
+
 #[derive(Debug, thiserror::Error)]
 pub enum AppError {
     #[error(transparent)]
@@ -259,6 +281,8 @@ fn jobs_to_submit<'a>(
             Some(js) => match js.status() {
                 Status::Pending => js.attempts == 0,
                 Status::Unknown => args.resubmit_unknown,
+                // Failed before any task existed: a plain rerun sends it again, unpaid.
+                Status::Failed if js.failed_unpaid() => true,
                 Status::Failed | Status::TimedOut | Status::Expired => args.retry.is_some(),
                 Status::Succeeded => false,
             },
@@ -275,14 +299,15 @@ fn confirm(campaign: &Campaign, args: &RunArgs) -> Result<(), AppError> {
     }
     let state = read_state(campaign)?;
     let to_submit = jobs_to_submit(campaign, &state, args);
-    // New attempts of failed jobs are paid again: always asked for, whatever their number.
+    // New attempts of jobs whose task was paid for are paid again: always asked
+    // for, whatever their number. A job that failed before any task existed is not.
     let retrying = args.retry.is_some()
         && to_submit.iter().any(|job| {
             state.job(&job.id).is_some_and(|js| {
                 matches!(
                     js.status(),
                     Status::Failed | Status::TimedOut | Status::Expired
-                )
+                ) && !js.failed_unpaid()
             })
         });
     if to_submit.len() <= limit && !retrying {
@@ -343,10 +368,10 @@ fn print_summary(campaign: &Campaign, summary: &RunSummary) {
     } else {
         ""
     };
-    println!("{}: {total} jobs: {}{how}", campaign.name, parts.join(", "));
-    println!("report: {}", summary.report_path.display());
+    outln!("{}: {total} jobs: {}{how}", campaign.name, parts.join(", "));
+    outln!("report: {}", summary.report_path.display());
     if summary.counts.get(&Status::Unknown).copied().unwrap_or(0) > 0 {
-        println!(
+        outln!(
             "note: jobs marked unknown may have created a task that could not be confirmed; \
              check with the provider, then resend them with --resubmit-unknown"
         );
@@ -365,17 +390,17 @@ fn validate(args: &ManifestArg) -> Result<i32, AppError> {
                 manifest::ImageRef::Local(p) => format!("upload:{}", p.display()),
             })
             .collect();
-        println!("{}\t{}", job.id, job.request_body(&images));
+        outln!("{}\t{}", job.id, job.request_body(&images));
     }
     print_plan(&campaign);
     Ok(exit::SUCCESS)
 }
 
 fn print_plan(campaign: &Campaign) {
-    println!("{}: {} jobs, all valid", campaign.name, campaign.jobs.len());
-    println!("{}", crate::plan::plan(campaign));
+    outln!("{}: {} jobs, all valid", campaign.name, campaign.jobs.len());
+    outln!("{}", crate::plan::plan(campaign));
     if let Some(budget) = campaign.limits.budget {
-        println!(
+        outln!(
             "budget: {}",
             crate::plan::money(budget, &campaign.pricing.currency)
         );
@@ -392,17 +417,17 @@ fn dry_run(campaign: &Campaign, args: &RunArgs) -> Result<i32, AppError> {
         *counts.entry(status).or_default() += 1;
     }
     let to_submit = jobs_to_submit(campaign, &state, args);
-    println!(
+    outln!(
         "still to submit:\n{}",
         crate::plan::plan_for(campaign, to_submit.iter().copied())
     );
     let parts: Vec<String> = counts.iter().map(|(s, n)| format!("{n} {s}")).collect();
-    println!(
+    outln!(
         "state {}: {}",
         campaign.output.state_path().display(),
         parts.join(", ")
     );
-    println!(
+    outln!(
         "dry run: {} jobs would be submitted; nothing was sent",
         to_submit.len()
     );
@@ -461,11 +486,11 @@ fn status(args: &StatusArgs) -> Result<i32, AppError> {
             "counts": counts,
             "jobs": jobs,
         });
-        println!("{out}");
+        outln!("{out}");
         return Ok(exit::SUCCESS);
     }
     let parts: Vec<String> = counts.iter().map(|(s, n)| format!("{n} {s}")).collect();
-    println!(
+    outln!(
         "{}: {} jobs: {}",
         campaign.name,
         rows.len(),
@@ -477,7 +502,7 @@ fn status(args: &StatusArgs) -> Result<i32, AppError> {
         } else {
             &row.task_id
         };
-        println!(
+        outln!(
             "  {:<10} {:<32} {:<30} {}",
             row.status.as_str(),
             row.job_id,
@@ -506,12 +531,12 @@ fn rewrite_report(args: &ReportArgs) -> Result<i32, AppError> {
     if !args.html {
         // Rendered on every core, never held whole.
         report::write_campaign(&path, &campaign, &state).map_err(cannot_write)?;
-        println!("report: {} ({} jobs)", path.display(), campaign.jobs.len());
+        outln!("report: {} ({} jobs)", path.display(), campaign.jobs.len());
         return Ok(exit::SUCCESS);
     }
     let rows: Vec<_> = report::rows(&campaign, &state).collect();
     report::write_csv(&path, &rows).map_err(cannot_write)?;
-    println!("report: {} ({} jobs)", path.display(), rows.len());
+    outln!("report: {} ({} jobs)", path.display(), rows.len());
     let html_path = html::path_next_to(&path);
     let dir = html_path
         .parent()
@@ -527,7 +552,7 @@ fn rewrite_report(args: &ReportArgs) -> Result<i32, AppError> {
         what: format!("cannot write {}", html_path.display()),
         source,
     })?;
-    println!("html: {}", html_path.display());
+    outln!("html: {}", html_path.display());
     Ok(exit::SUCCESS)
 }
 
@@ -543,7 +568,7 @@ async fn simulate(args: SimulateArgs) -> Result<i32, AppError> {
         what: "cannot read the listening address".into(),
         source,
     })?;
-    println!("simulator listening on http://{addr} (Ctrl-C to stop)");
+    outln!("simulator listening on http://{addr} (Ctrl-C to stop)");
     let shutdown = async {
         let _ = tokio::signal::ctrl_c().await;
     };

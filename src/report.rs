@@ -212,7 +212,7 @@ fn write_with(
         _ => Path::new("."),
     };
     std::fs::create_dir_all(dir)?;
-    let mut tmp = tempfile::NamedTempFile::new_in(dir)?;
+    let mut tmp = crate::util::temp_file_in(dir, path)?;
     {
         let mut out = std::io::BufWriter::new(tmp.as_file_mut());
         let mut header = csv::Writer::from_writer(&mut out);

@@ -18,6 +18,48 @@ pub fn sync_dir(dir: &Path) {
 
 /// `create_dir_all`, then syncs the parent of every folder it made, so the
 /// new folders survive a power loss along with what goes in them.
+/// A temp file beside `target`, named `.<target name>.<random>.tmp` so a
+/// later start can tell it from anything else, with the usual file mode
+/// (0666 less the umask, as `File::create` gives) rather than tempfile's 0600:
+/// a report is for people to read.
+pub fn temp_file_in(dir: &Path, target: &Path) -> std::io::Result<tempfile::NamedTempFile> {
+    let name = target
+        .file_name()
+        .map(|n| n.to_string_lossy().into_owned())
+        .unwrap_or_default();
+    let prefix = format!(".{name}.");
+    let mut builder = tempfile::Builder::new();
+    builder.prefix(&prefix).suffix(TEMP_SUFFIX);
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::PermissionsExt;
+        builder.permissions(std::fs::Permissions::from_mode(0o666));
+    }
+    builder.tempfile_in(dir)
+}
+
+/// What [`temp_file_in`] names end with.
+pub const TEMP_SUFFIX: &str = ".tmp";
+
+/// Deletes the temp files a killed run left in `dir` for `targets` (see
+/// [`temp_file_in`]); call it only while holding the state lock.
+pub fn remove_stale_temp_files(dir: &Path, targets: &[&Path]) {
+    let Ok(entries) = std::fs::read_dir(dir) else {
+        return;
+    };
+    let prefixes: Vec<String> = targets
+        .iter()
+        .filter_map(|t| t.file_name())
+        .map(|n| format!(".{}.", n.to_string_lossy()))
+        .collect();
+    for entry in entries.flatten() {
+        let name = entry.file_name().to_string_lossy().into_owned();
+        if name.ends_with(TEMP_SUFFIX) && prefixes.iter().any(|p| name.starts_with(p.as_str())) {
+            let _ = std::fs::remove_file(entry.path());
+        }
+    }
+}
+
 pub fn create_dir_all_durable(dir: &Path) -> std::io::Result<()> {
     let mut missing = Vec::new();
     let mut at = Some(dir);

@@ -95,3 +95,51 @@ async fn skip_existing_leaves_that_job_pending_and_runs_the_rest() {
     );
     assert_eq!(sim.stats().tasks_created, 1);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_report_is_readable_by_others_and_a_killed_runs_temp_files_are_cleaned() {
+    use std::os::unix::fs::PermissionsExt;
+    let sim = SimHandle::start(fast_sim()).await.unwrap();
+    let dir = Dir::new();
+    dir.write("l.toml", &campaign("dir = \"out\""));
+    let stale = dir.write("out/.report.csv.AbC123.tmp", "half a report");
+    let out = run(run_against(&dir, &sim, "l.toml", &[])).await;
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out));
+    assert!(
+        !stale.exists(),
+        "a killed run's temp file is removed at the next start"
+    );
+    let mode = std::fs::metadata(dir.path().join("out/report.csv"))
+        .unwrap()
+        .permissions()
+        .mode();
+    // 0644 under the usual umask 022: readable by group and others (tempfile alone gives 0600).
+    assert_eq!(mode & 0o044, 0o044, "mode {mode:o}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_closed_stdout_pipe_ends_validate_quietly() {
+    use std::io::{BufRead, BufReader};
+    let dir = Dir::new();
+    let mut toml = campaign("dir = \"out\"");
+    for i in 0..2000 {
+        toml.push_str(&format!(
+            "\n[[job]]\nid = \"x{i}\"\nprompt = \"kite {i}\"\n"
+        ));
+    }
+    dir.write("l.toml", &toml);
+    let mut cmd = runner_cmd(&dir);
+    cmd.args(["validate", "l.toml"])
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped());
+    let mut child = cmd.spawn().unwrap();
+    let stdout = child.stdout.take().unwrap();
+    let mut first = String::new();
+    BufReader::new(stdout).read_line(&mut first).unwrap();
+    // The reader is dropped here: `| head -1`.
+    let out = child.wait_with_output().unwrap();
+    assert!(!first.is_empty());
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(!stderr.contains("panicked"), "{stderr}");
+    assert_eq!(out.status.code(), Some(0), "{stderr}");
+}

@@ -216,6 +216,12 @@ pub async fn run(
         started.elapsed()
     );
 
+    // The lock is held: temp files beside the report are a killed run's, not a live one's.
+    let report = campaign.output.report_path();
+    if let Some(dir) = report.parent() {
+        let html = crate::html::path_next_to(&report);
+        crate::util::remove_stale_temp_files(dir, &[report.as_path(), html.as_path()]);
+    }
     let skipped =
         preflight::check(&campaign, &state, opts.skip_existing).map_err(RunError::Preflight)?;
     for &idx in &skipped {
