@@ -480,6 +480,28 @@ mod tests {
     }
 
     #[test]
+    fn html_pages_are_summarised_by_their_title() {
+        let page = "<!DOCTYPE html><html><head><TITLE>\n 503 Service\n Unavailable </TITLE></head><body>...</body></html>";
+        assert_eq!(html_title(page).as_deref(), Some("503 Service Unavailable"));
+        let e = status_error(
+            StatusCode::SERVICE_UNAVAILABLE,
+            HeaderMap::new(),
+            page.into(),
+        );
+        assert!(e.is_html());
+        assert_eq!(
+            e.to_string(),
+            "HTTP 503: 503 Service Unavailable (an HTML page, not the API)"
+        );
+        let e = status_error(
+            StatusCode::FORBIDDEN,
+            HeaderMap::new(),
+            r#"{"error":{"message":"Insufficient account balance","code":"insufficient_user_quota"}}"#.into(),
+        );
+        assert!(e.is_quota() && !e.is_auth());
+    }
+
+    #[test]
     fn classification() {
         let e = ApiError::Transport("reset".into());
         assert!(e.may_have_reached_server() && e.is_transient());

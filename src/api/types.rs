@@ -226,6 +226,61 @@ mod tests {
     }
 
     #[test]
+    fn statuses_in_any_case_and_spelling() {
+        for (s, want) in [
+            ("QUEUED", TaskStatus::Queued),
+            ("Pending", TaskStatus::Queued),
+            ("PROCESSING", TaskStatus::InProgress),
+            ("running", TaskStatus::InProgress),
+            ("SUCCESS", TaskStatus::Completed),
+            ("Succeeded", TaskStatus::Completed),
+            ("FAILED", TaskStatus::Failed),
+            ("failure", TaskStatus::Failed),
+            ("cancelled", TaskStatus::Failed),
+            ("CANCELED", TaskStatus::Failed),
+        ] {
+            assert_eq!(TaskStatus::parse(s), want, "{s}");
+        }
+        assert_eq!(
+            TaskStatus::parse("Warming"),
+            TaskStatus::Other("Warming".into())
+        );
+    }
+
+    #[test]
+    fn progress_forms() {
+        for (v, want) in [
+            (json!(65), Some(65)),
+            (json!(65.5), Some(65)),
+            (json!("65%"), Some(65)),
+            (json!(" 40 % "), Some(40)),
+            (json!("120"), Some(100)),
+            (json!("soon"), None),
+            (json!(null), None),
+        ] {
+            assert_eq!(parse_progress(&v), want, "{v}");
+        }
+    }
+
+    #[test]
+    fn a_cancelled_task_says_so_and_messages_are_found() {
+        let t = Task::from_json(&json!({"id": "v", "status": "CANCELLED"})).unwrap();
+        assert_eq!(t.error.as_deref(), Some("task cancelled"));
+        let t = Task::from_json(&json!({"id": "v", "status": "failure", "failure_reason": "nsfw"}))
+            .unwrap();
+        assert_eq!(t.error.as_deref(), Some("nsfw"));
+        assert_eq!(
+            error_code(r#"{"error":{"message":"x","type":"insufficient_quota","code":4021}}"#)
+                .as_deref(),
+            Some("4021")
+        );
+        assert_eq!(
+            error_code(r#"{"error":{"message":"x","type":"insufficient_quota"}}"#).as_deref(),
+            Some("insufficient_quota")
+        );
+    }
+
+    #[test]
     fn error_bodies() {
         assert_eq!(
             error_message(r#"{"error":{"message":"bad duration","type":"x","code":"y"}}"#)

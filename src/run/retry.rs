@@ -235,6 +235,76 @@ mod tests {
         );
     }
 
+    fn answer(status: u16, code: Option<&str>, html: bool) -> ApiError {
+        ApiError::Status {
+            status,
+            message: "m".into(),
+            retry_after: None,
+            code: code.map(String::from),
+            category: None,
+            html,
+        }
+    }
+
+    #[test]
+    fn the_failure_policy_row_by_row() {
+        use Call::*;
+        let rows: Vec<(ApiError, Call, Failure)> = vec![
+            (answer(400, None, false), Submit, Failure::Job),
+            (answer(422, None, false), Submit, Failure::Job),
+            (answer(401, None, false), Submit, Failure::Key),
+            (answer(403, None, false), Poll, Failure::Key),
+            (answer(402, None, false), Submit, Failure::Money),
+            // A 403 carrying a quota code is about the balance, not the key.
+            (
+                answer(403, Some("insufficient_user_quota"), false),
+                Submit,
+                Failure::Money,
+            ),
+            (
+                answer(400, Some("pre_consume_token_quota_failed"), false),
+                Submit,
+                Failure::Money,
+            ),
+            (
+                answer(500, Some("insufficient_quota"), false),
+                Upload,
+                Failure::Money,
+            ),
+            (
+                answer(503, Some("rate_limit_unavailable"), false),
+                Submit,
+                Failure::SubmitLimiterDown { retry_after: None },
+            ),
+            (answer(524, None, true), Submit, Failure::Ambiguous),
+            (answer(502, None, false), Submit, Failure::Ambiguous),
+            (answer(520, None, true), Submit, Failure::Ambiguous),
+            (answer(522, None, true), Submit, Failure::Ambiguous),
+            (answer(504, None, false), Submit, Failure::Ambiguous),
+            (answer(503, None, true), Submit, Failure::World),
+            (answer(500, None, false), Submit, Failure::World),
+            (answer(408, None, false), Submit, Failure::World),
+            (answer(404, None, true), Submit, Failure::World),
+            (answer(404, None, false), Submit, Failure::World),
+            (answer(404, None, false), Poll, Failure::World),
+            (answer(418, None, true), Submit, Failure::World),
+            (ApiError::Connect("refused".into()), Submit, Failure::World),
+            (
+                ApiError::Transport("reset".into()),
+                Submit,
+                Failure::Ambiguous,
+            ),
+            (ApiError::Decode("no id".into()), Submit, Failure::Ambiguous),
+        ];
+        for (e, call, want) in rows {
+            assert_eq!(classify(&e, call), want, "{e:?} on {call:?}");
+        }
+        assert!(matches!(
+            classify(&answer(429, None, false), Poll),
+            Failure::RateLimited { .. }
+        ));
+    }
+
     #[test]
     fn poll_verdicts() {
         let b = Backoff::DEFAULT;
