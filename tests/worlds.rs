@@ -223,3 +223,42 @@ async fn an_outage_in_the_middle_loses_nothing_and_work_resumes_when_it_ends() {
         stats.outage_503
     );
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_mangled_range_answer_restarts_from_byte_0_and_the_bytes_are_right() {
+    // Cut downloads leave `.part`s; every first resume is answered 206 with an
+    // empty body and a range that starts at 0: each must start over, not fail
+    // the same way on every run. (A clip cut on all of its tries in one run is
+    // `pending` with its URL kept; the next plain run fetches it.)
+    let sim = SimHandle::start(SimConfig {
+        download_cut: 0.3,
+        bad_range: 1,
+        ..fast_sim()
+    })
+    .await
+    .unwrap();
+    let dir = Dir::new();
+    dir.write("r.toml", &gemini_campaign("r", LIMITS, 16, "a river"));
+    let mut rows = Vec::new();
+    for _ in 0..3 {
+        let out = run(run_against(&dir, &sim, "r.toml", &[])).await;
+        assert!(matches!(out.status.code(), Some(0 | 1)), "{}", text(&out));
+        rows = dir.report("out/report.csv");
+        assert!(
+            rows.iter()
+                .all(|r| r["status"] == "succeeded" || r["status"] == "pending"),
+            "{rows:?}"
+        );
+        if out.status.code() == Some(0) {
+            break;
+        }
+    }
+    assert_eq!(status_counts(&rows).get("succeeded"), Some(&16), "{rows:?}");
+    check_succeeded_videos(&dir, &rows, fast_sim().video_size);
+    let stats = sim.stats();
+    assert_eq!(stats.tasks_created, 16, "nothing paid twice: {stats:?}");
+    assert!(
+        stats.injected.get("bad_range").copied().unwrap_or(0) > 0,
+        "some resume met the bad range: {stats:?}"
+    );
+}

@@ -133,6 +133,10 @@ pub struct SimConfig {
     /// Serve `--html-downloads` pages as `application/octet-stream`, so only their bytes tell.
     #[arg(long)]
     pub html_as_octet: bool,
+    /// The first N Range requests of each video answer 206 with an empty body and a
+    /// `Content-Range` that starts at byte 0, not where it was asked.
+    #[arg(long, default_value_t = 0)]
+    pub bad_range: u32,
 }
 
 impl Default for SimConfig {
@@ -167,6 +171,7 @@ impl Default for SimConfig {
             late_url: 0,
             html_downloads: 0,
             html_as_octet: false,
+            bad_range: 0,
         }
     }
 }

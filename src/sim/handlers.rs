@@ -415,6 +415,28 @@ async fn download(
             return resp;
         }
     };
+    if status == StatusCode::PARTIAL_CONTENT {
+        let n = inner.ranges_of.entry(task_id.clone()).or_default();
+        *n += 1;
+        if *n <= state.config.bad_range {
+            *inner.stats.injected.entry("bad_range".into()).or_default() += 1;
+            // A proxy that mangles ranges: nothing useful, and a range we did not ask for.
+            return Response::builder()
+                .status(StatusCode::PARTIAL_CONTENT)
+                .header(header::CONTENT_TYPE, "video/mp4")
+                .header(header::CONTENT_RANGE, format!("bytes 0-0/{len}"))
+                .header(header::CONTENT_LENGTH, 0)
+                .body(Body::empty())
+                .unwrap_or_else(|e| {
+                    error_response(
+                        StatusCode::INTERNAL_SERVER_ERROR,
+                        "server_error",
+                        "internal_error",
+                        &e.to_string(),
+                    )
+                });
+        }
+    }
     inner.stats.downloads += 1;
     let cut_at = (end > start && inner.roll(Fault::DownloadCut, &state.config))
         .then(|| start + inner.below(end - start));

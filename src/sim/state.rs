@@ -157,6 +157,8 @@ pub(crate) struct Inner {
     pub polls_of: HashMap<String, u32>,
     pub completed_polls_of: HashMap<String, u32>,
     pub downloads_of: HashMap<String, u32>,
+    /// Range requests per video, for `--bad-range`.
+    pub ranges_of: HashMap<String, u32>,
 }
 
 impl Inner {
@@ -241,6 +243,7 @@ impl SimState {
             polls_of: HashMap::new(),
             completed_polls_of: HashMap::new(),
             downloads_of: HashMap::new(),
+            ranges_of: HashMap::new(),
         };
         SimState {
             config,
