@@ -15,17 +15,10 @@ use std::time::Duration;
 use common::*;
 use runner::sim::{SimConfig, SimHandle};
 
-/// Fast polls; a short outage timeout so the test ends soon after it.
-const LIMITS: &str = r#"
-[limits]
-requests_per_second = 1000
-burst = 20
-max_in_flight = 20
-poll_queued = "5ms"
-poll_in_progress = "5ms"
-task_timeout = "60s"
-outage_timeout = "2s"
-"#;
+/// The shared fast limits, with `outage_timeout` as given.
+fn limits(outage_timeout: &str) -> String {
+    format!("{FAST_LIMITS}outage_timeout = \"{outage_timeout}\"\n")
+}
 
 /// A port on 127.0.0.1 where nothing listens (bound, then closed).
 fn dead_port() -> u16 {
@@ -38,7 +31,10 @@ fn dead_port() -> u16 {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn nothing_listening_exits_75_with_every_job_pending_then_a_plain_rerun_finishes() {
     let dir = Dir::new();
-    dir.write("c.toml", &gemini_campaign("c", LIMITS, 6, "a calm lake"));
+    dir.write(
+        "c.toml",
+        &gemini_campaign("c", &limits("2s"), 6, "a calm lake"),
+    );
     let url = format!("http://127.0.0.1:{}", dead_port());
     let mut cmd = runner_cmd(&dir);
     cmd.args(["run", "c.toml", "--base-url", &url]);
@@ -83,7 +79,10 @@ async fn a_balance_that_runs_out_stops_submits_then_a_top_up_finishes_the_campai
     .await
     .unwrap();
     let dir = Dir::new();
-    dir.write("m.toml", &gemini_campaign("m", LIMITS, 8, "a paper boat"));
+    dir.write(
+        "m.toml",
+        &gemini_campaign("m", &limits("2s"), 8, "a paper boat"),
+    );
     let out = run(run_against(&dir, &sim, "m.toml", &["--max-in-flight", "2"])).await;
     assert_eq!(out.status.code(), Some(3), "{}", text(&out));
     let stderr = String::from_utf8_lossy(&out.stderr);
@@ -133,7 +132,10 @@ async fn gateway_answers_after_the_task_was_created_make_jobs_unknown_never_rese
     .await
     .unwrap();
     let dir = Dir::new();
-    dir.write("g.toml", &gemini_campaign("g", LIMITS, 12, "a lighthouse"));
+    dir.write(
+        "g.toml",
+        &gemini_campaign("g", &limits("2s"), 12, "a lighthouse"),
+    );
     let out = run(run_against(&dir, &sim, "g.toml", &[])).await;
     assert_eq!(out.status.code(), Some(1), "{}", text(&out));
     let rows = dir.report("out/report.csv");
@@ -172,7 +174,10 @@ async fn odd_answers_are_checked_before_they_are_believed() {
         .await
         .unwrap();
         let dir = Dir::new();
-        dir.write("o.toml", &gemini_campaign("o", LIMITS, 6, "a windmill"));
+        dir.write(
+            "o.toml",
+            &gemini_campaign("o", &limits("2s"), 6, "a windmill"),
+        );
         let out = run(run_against(&dir, &sim, "o.toml", &[])).await;
         assert_eq!(out.status.code(), Some(0), "{}", text(&out));
         let rows = dir.report("out/report.csv");
@@ -198,9 +203,7 @@ async fn an_outage_in_the_middle_loses_nothing_and_work_resumes_when_it_ends() {
     .await
     .unwrap();
     let dir = Dir::new();
-    let limits = LIMITS
-        .replace("outage_timeout = \"2s\"", "outage_timeout = \"60s\"")
-        .replace("max_in_flight = 20", "max_in_flight = 4");
+    let limits = limits("60s").replace("max_in_flight = 20", "max_in_flight = 4");
     dir.write("o.toml", &gemini_campaign("o", &limits, 16, "a harbour"));
     let cmd = run_against(&dir, &sim, "o.toml", &[]);
     let child = Spawned::start(cmd, &dir, "outage");
@@ -238,7 +241,10 @@ async fn a_mangled_range_answer_restarts_from_byte_0_and_the_bytes_are_right() {
     .await
     .unwrap();
     let dir = Dir::new();
-    dir.write("r.toml", &gemini_campaign("r", LIMITS, 16, "a river"));
+    dir.write(
+        "r.toml",
+        &gemini_campaign("r", &limits("2s"), 16, "a river"),
+    );
     let mut rows = Vec::new();
     for _ in 0..3 {
         let out = run(run_against(&dir, &sim, "r.toml", &[])).await;
