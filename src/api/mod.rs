@@ -335,7 +335,9 @@ impl Client {
         let status = response.status();
         if !status.is_success() {
             let headers = response.headers().clone();
-            let body = response.text().await.map_err(ApiError::from_reqwest)?;
+            // An error body cut short is still this status's answer: a 400 whose
+            // body broke off must not look like a submit that may have created a task.
+            let body = response.text().await.unwrap_or_default();
             return Err(status_error(status, headers, body));
         }
         let body = response.bytes().await.map_err(ApiError::from_reqwest)?;

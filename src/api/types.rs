@@ -153,6 +153,11 @@ pub fn error_code(body: &str) -> Option<String> {
         _ => None,
     };
     let error = value.get("error");
+    // A quota `type` says more than a numeric `code` (`{"code":403,"type":"insufficient_user_quota"}`).
+    let kind = error.and_then(|e| e.get("type")).and_then(as_text);
+    if let Some(kind) = kind.filter(|k| k.contains("quota")) {
+        return Some(kind);
+    }
     error
         .and_then(|e| e.get("code"))
         .and_then(as_text)
@@ -272,7 +277,7 @@ mod tests {
         assert_eq!(
             error_code(r#"{"error":{"message":"x","type":"insufficient_quota","code":4021}}"#)
                 .as_deref(),
-            Some("4021")
+            Some("insufficient_quota")
         );
         assert_eq!(
             error_code(r#"{"error":{"message":"x","type":"insufficient_quota"}}"#).as_deref(),
