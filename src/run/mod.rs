@@ -208,14 +208,7 @@ pub async fn run(
         replay.records,
         started.elapsed()
     );
-    let started = std::time::Instant::now();
-    reconcile(&campaign, &opts, on_disk, &mut journal, &mut state)?;
-    journal.sync()?;
-    tracing::debug!(
-        "reconciled with the manifest and the disk in {:.0?}",
-        started.elapsed()
-    );
-
+    // Before reconcile, which may write retry records: a refused run leaves none.
     // The lock is held: temp files beside the report are a killed run's, not a live one's.
     let report = campaign.output.report_path();
     if let Some(dir) = report.parent() {
@@ -224,6 +217,14 @@ pub async fn run(
     }
     let skipped =
         preflight::check(&campaign, &state, opts.skip_existing).map_err(RunError::Preflight)?;
+    let started = std::time::Instant::now();
+    reconcile(&campaign, &opts, on_disk, &mut journal, &mut state)?;
+    journal.sync()?;
+    tracing::debug!(
+        "reconciled with the manifest and the disk in {:.0?}",
+        started.elapsed()
+    );
+
     for &idx in &skipped {
         let job = &campaign.jobs[idx];
         let error = format!(
