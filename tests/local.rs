@@ -143,3 +143,41 @@ async fn a_closed_stdout_pipe_ends_validate_quietly() {
     assert!(!stderr.contains("panicked"), "{stderr}");
     assert_eq!(out.status.code(), Some(0), "{stderr}");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn retry_failed_with_only_records_retries_for_the_named_jobs_only() {
+    // Every generation fails: both jobs end failed after their one paid attempt.
+    let failing = SimHandle::start(runner::sim::SimConfig {
+        fail_rate: 1.0,
+        ..fast_sim()
+    })
+    .await
+    .unwrap();
+    let dir = Dir::new();
+    let text_now = campaign("dir = \"out\"").replace("max_attempts = 2", "max_attempts = 1");
+    dir.write("l.toml", &text_now);
+    let out = run(run_against(&dir, &failing, "l.toml", &[])).await;
+    assert_eq!(out.status.code(), Some(1), "{}", text(&out));
+    assert_eq!(failing.stats().tasks_created, 2, "{}", text(&out));
+
+    let sim = SimHandle::start(fast_sim()).await.unwrap();
+    let out = run(run_against(
+        &dir,
+        &sim,
+        "l.toml",
+        &["--retry", "failed", "--only", "b", "--yes"],
+    ))
+    .await;
+    assert_no_panic(&out);
+    let state = dir.path().join("out/state.jsonl");
+    // Recorded for the other job too, a later plain run would pay for it unasked.
+    assert_eq!(journal_events(&state, "retry"), 1, "{}", text(&out));
+    assert_eq!(sim.stats().tasks_created, 1, "{}", text(&out));
+    let out = run(run_against(&dir, &sim, "l.toml", &[])).await;
+    assert_eq!(
+        sim.stats().tasks_created,
+        1,
+        "a plain run pays for nothing: {}",
+        text(&out)
+    );
+}

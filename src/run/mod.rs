@@ -218,7 +218,7 @@ pub async fn run(
     let skipped =
         preflight::check(&campaign, &state, opts.skip_existing).map_err(RunError::Preflight)?;
     let started = std::time::Instant::now();
-    reconcile(&campaign, &opts, on_disk, &mut journal, &mut state)?;
+    reconcile(&campaign, &opts, &skipped, on_disk, &mut journal, &mut state)?;
     journal.sync()?;
     tracing::debug!(
         "reconciled with the manifest and the disk in {:.0?}",
@@ -279,11 +279,13 @@ fn videos_on_disk(campaign: &Campaign) -> Vec<bool> {
 fn reconcile(
     campaign: &Campaign,
     opts: &RunOptions,
+    skipped: &[usize],
     on_disk: Option<Vec<bool>>,
     journal: &mut Journal,
     state: &mut CampaignState,
 ) -> Result<(), RunError> {
     let mut changed = Vec::new();
+    let skipped: std::collections::HashSet<usize> = skipped.iter().copied().collect();
     for (i, job) in campaign.jobs.iter().enumerate() {
         let Some(js) = state.job_mut(&job.id) else {
             continue;
@@ -291,13 +293,17 @@ fn reconcile(
         if js.request_changed(job) {
             changed.push(job.id.clone());
         }
+        // `--retry failed` and `--resubmit-unknown` are recorded only for the jobs this
+        // run works on: recorded for the others, the next plain run would pay for them unasked.
+        let selected = opts.only.as_ref().is_none_or(|only| only.contains(&job.id))
+            && !skipped.contains(&i);
         let missing = matches!(js.phase, Phase::Succeeded { .. })
             && !on_disk
                 .as_ref()
                 .and_then(|on_disk| on_disk.get(i).copied())
                 .unwrap_or_else(|| campaign.video_path(job).exists());
         match js.phase.clone() {
-            Phase::Unknown { .. } if opts.resubmit_unknown => {
+            Phase::Unknown { .. } if opts.resubmit_unknown && selected => {
                 drop_stale_part(&campaign.video_path(job))?;
                 let record = Record::ResubmitUnknown {
                     job: job.id.clone(),
@@ -305,7 +311,7 @@ fn reconcile(
                 state.record(journal, record)?;
             }
             // `--retry failed`: a new attempt (a new task) for each job that ended badly.
-            Phase::TaskFailed { .. } | Phase::Finished { .. } if opts.retry_failed => {
+            Phase::TaskFailed { .. } | Phase::Finished { .. } if opts.retry_failed && selected => {
                 drop_stale_part(&campaign.video_path(job))?;
                 let record = Record::Retry {
                     job: job.id.clone(),
