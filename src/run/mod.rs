@@ -218,7 +218,14 @@ pub async fn run(
     let skipped =
         preflight::check(&campaign, &state, opts.skip_existing).map_err(RunError::Preflight)?;
     let started = std::time::Instant::now();
-    reconcile(&campaign, &opts, &skipped, on_disk, &mut journal, &mut state)?;
+    reconcile(
+        &campaign,
+        &opts,
+        &skipped,
+        on_disk,
+        &mut journal,
+        &mut state,
+    )?;
     journal.sync()?;
     tracing::debug!(
         "reconciled with the manifest and the disk in {:.0?}",
@@ -295,8 +302,8 @@ fn reconcile(
         }
         // `--retry failed` and `--resubmit-unknown` are recorded only for the jobs this
         // run works on: recorded for the others, the next plain run would pay for them unasked.
-        let selected = opts.only.as_ref().is_none_or(|only| only.contains(&job.id))
-            && !skipped.contains(&i);
+        let selected =
+            opts.only.as_ref().is_none_or(|only| only.contains(&job.id)) && !skipped.contains(&i);
         let missing = matches!(js.phase, Phase::Succeeded { .. })
             && !on_disk
                 .as_ref()
