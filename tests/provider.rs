@@ -309,12 +309,15 @@ async fn a_completed_answer_without_a_url_is_polled_again() {
     odd_world(&["--late-url", "2"], "late_url_polls").await;
 }
 
+/// Puts something in the campaign folder before the run.
+type Prepare = fn(&Dir);
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn local_problems_are_refused_before_the_provider_sees_a_submit() {
     let Some(provider) = Provider::start(&["--time-scale", "0.02"]) else {
         return;
     };
-    let cases: [(&str, fn(&Dir)); 3] = [
+    let cases: [(&str, Prepare); 3] = [
         ("dir = \"out\"", |dir| {
             dir.write("out/j001.mp4", "someone else's clip");
         }),
