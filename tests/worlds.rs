@@ -268,3 +268,54 @@ async fn a_mangled_range_answer_restarts_from_byte_0_and_the_bytes_are_right() {
         "some resume met the bad range: {stats:?}"
     );
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_trickling_download_is_cut_and_resumed_from_its_part() {
+    // The first GET of each video sends 1 byte per simulated second (1 KB/s of
+    // real time here): far below `download_min_rate`, so it is cut after
+    // `download_stall` and resumed from the `.part`, not left holding a slot.
+    let sim = SimHandle::start(SimConfig {
+        trickle: 1,
+        ..fast_sim()
+    })
+    .await
+    .unwrap();
+    let dir = Dir::new();
+    let limits = format!(
+        "{}download_min_rate = \"8KiB/s\"\ndownload_stall = \"300ms\"\n",
+        limits("60s")
+    );
+    dir.write("t.toml", &gemini_campaign("t", &limits, 3, "a slow river"));
+    let out = run(run_against(&dir, &sim, "t.toml", &[])).await;
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out));
+    let rows = dir.report("out/report.csv");
+    assert_eq!(status_counts(&rows).get("succeeded"), Some(&3), "{rows:?}");
+    check_succeeded_videos(&dir, &rows, fast_sim().video_size);
+    let stats = sim.stats();
+    assert_eq!(stats.injected.get("trickle"), Some(&3), "{stats:?}");
+    assert!(stats.downloads >= 6, "each was fetched again: {stats:?}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_run_started_inside_an_outage_window_waits_for_it_and_loses_nothing() {
+    // `--outage 0,400` at time scale 0.001: 503 pages for the first 0.4 s.
+    let sim = SimHandle::start(SimConfig {
+        outages: vec![runner::sim::Window {
+            start: 0.0,
+            len: 400.0,
+        }],
+        ..fast_sim()
+    })
+    .await
+    .unwrap();
+    let dir = Dir::new();
+    let limits = limits("60s").replace("max_in_flight = 20", "max_in_flight = 3");
+    dir.write("w.toml", &gemini_campaign("w", &limits, 12, "a bridge"));
+    let out = run(run_against(&dir, &sim, "w.toml", &[])).await;
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out));
+    let rows = dir.report("out/report.csv");
+    assert_eq!(status_counts(&rows).get("succeeded"), Some(&12), "{rows:?}");
+    let stats = sim.stats();
+    assert!(stats.outage_503 > 0, "the outage was seen: {stats:?}");
+    assert_eq!(stats.tasks_created, 12, "nothing sent twice: {stats:?}");
+}

@@ -137,6 +137,40 @@ pub struct SimConfig {
     /// `Content-Range` that starts at byte 0, not where it was asked.
     #[arg(long, default_value_t = 0)]
     pub bad_range: u32,
+    /// `START,LEN` in simulated seconds from the simulator's start: every API call in that
+    /// window answers a 503 HTML page, as a proxy in front of a down service would (repeatable).
+    #[arg(long = "outage", value_name = "START,LEN", value_parser = parse_window)]
+    pub outages: Vec<Window>,
+    /// The first N GETs of each video (after any `--html-downloads`) send their body at
+    /// `--trickle-rate` bytes per simulated second, as a choked link would.
+    #[arg(long, default_value_t = 0)]
+    pub trickle: u32,
+    /// Bytes per simulated second of a `--trickle` download.
+    #[arg(long, default_value_t = 1, value_parser = clap::value_parser!(u64).range(1..))]
+    pub trickle_rate: u64,
+}
+
+/// A stretch of simulated time: from `start` for `len` seconds.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct Window {
+    pub start: f64,
+    pub len: f64,
+}
+
+impl Window {
+    pub fn contains(&self, secs: f64) -> bool {
+        secs >= self.start && secs < self.start + self.len
+    }
+}
+
+fn parse_window(s: &str) -> Result<Window, String> {
+    let (start, len) = s
+        .split_once(',')
+        .ok_or_else(|| format!("{s}: expected START,LEN in seconds, e.g. 10,20"))?;
+    Ok(Window {
+        start: parse_non_negative(start.trim())?,
+        len: parse_non_negative(len.trim())?,
+    })
 }
 
 impl Default for SimConfig {
@@ -172,6 +206,9 @@ impl Default for SimConfig {
             html_downloads: 0,
             html_as_octet: false,
             bad_range: 0,
+            outages: Vec::new(),
+            trickle: 0,
+            trickle_rate: 1,
         }
     }
 }

@@ -13,10 +13,11 @@ use axum::{Json, Router};
 use serde_json::json;
 use tokio::time::Instant;
 
+use super::config::SimConfig;
 use super::faults::{Fault, dropped, error_response, too_many_requests};
 use super::state::{Inner, Phase, SimState, Upload};
 use super::validate::validate;
-use super::video::{RangeRequest, body_stream, parse_range};
+use super::video::{Pace, RangeRequest, body_stream, parse_range};
 
 /// Largest image the upload call accepts (10 MB, as documented).
 const MAX_UPLOAD: usize = 10 * 1024 * 1024;
@@ -78,7 +79,8 @@ fn refusal(
     now: Instant,
 ) -> Option<Response> {
     state.arrive(inner, now);
-    if inner.outage {
+    let sim_secs = state.sim_secs(now);
+    if inner.outage || state.config.outages.iter().any(|w| w.contains(sim_secs)) {
         inner.stats.outage_503 += 1;
         return Some(super::faults::html_page(
             StatusCode::SERVICE_UNAVAILABLE,
@@ -358,6 +360,27 @@ async fn uploaded_image(State(state): State<Shared>, Path(name): Path<String>) -
     }
 }
 
+/// A trickled download sends a chunk about this often (real seconds): plainly slow, without
+/// waking the server for every byte of a 1 B/s trickle.
+const TRICKLE_TICK: f64 = 0.05;
+
+/// The pace of a `trickle` download: `trickle_rate` bytes per simulated second, in chunks
+/// of about `TRICKLE_TICK` of real time (at least one byte).
+fn trickle_pace(config: &SimConfig) -> Pace {
+    let rate = config.trickle_rate.max(1) as f64;
+    let tick = if config.time_scale > 0.0 {
+        TRICKLE_TICK / config.time_scale
+    } else {
+        f64::INFINITY
+    };
+    // `as` saturates; the stream clamps the chunk to its own maximum.
+    let chunk = ((rate * tick).floor() as usize).max(1);
+    Pace {
+        chunk,
+        delay: config.scaled(chunk as f64 / rate),
+    }
+}
+
 async fn download(
     State(state): State<Shared>,
     headers: HeaderMap,
@@ -440,6 +463,10 @@ async fn download(
     inner.stats.downloads += 1;
     let cut_at = (end > start && inner.roll(Fault::DownloadCut, &state.config))
         .then(|| start + inner.below(end - start));
+    let pace = (gets <= state.config.html_downloads + state.config.trickle).then(|| {
+        *inner.stats.injected.entry("trickle".into()).or_default() += 1;
+        trickle_pace(&state.config)
+    });
     drop(inner);
 
     let mut builder = Response::builder()
@@ -453,7 +480,7 @@ async fn download(
             format!("bytes {start}-{}/{len}", end - 1),
         );
     }
-    let body = Body::from_stream(body_stream(task_id, start, end, cut_at));
+    let body = Body::from_stream(body_stream(task_id, start, end, cut_at, pace));
     builder.body(body).unwrap_or_else(|e| {
         error_response(
             StatusCode::INTERNAL_SERVER_ERROR,

@@ -266,6 +266,16 @@ impl SimState {
         self.lock().stats.clone()
     }
 
+    /// Simulated seconds since the simulator started (real time divided by `time_scale`).
+    pub fn sim_secs(&self, at: Instant) -> f64 {
+        let real = at.saturating_duration_since(self.start).as_secs_f64();
+        if self.config.time_scale > 0.0 {
+            real / self.config.time_scale
+        } else {
+            f64::INFINITY
+        }
+    }
+
     fn unix(&self, at: Instant) -> Duration {
         self.start_unix + at.saturating_duration_since(self.start)
     }

@@ -1,6 +1,7 @@
 //! Deterministic video content, generated on the fly so any size streams in constant memory.
 
 use std::io;
+use std::time::Duration;
 
 use bytes::Bytes;
 use futures::Stream;
@@ -100,19 +101,34 @@ pub fn video_sha256_hex(task_id: &str, len: u64) -> String {
         .collect()
 }
 
+/// A slow body: `chunk` bytes at a time, `delay` between chunks (`trickle`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) struct Pace {
+    pub chunk: usize,
+    pub delay: Duration,
+}
+
 /// The bytes `start..end` of a video as a body stream; with `cut_at`, the
 /// stream stops there with an error, which makes hyper abort the connection.
+/// With `pace`, the first chunk goes out with the headers and every later one
+/// waits `pace.delay`.
 pub(crate) fn body_stream(
     task_id: String,
     start: u64,
     end: u64,
     cut_at: Option<u64>,
+    pace: Option<Pace>,
 ) -> impl Stream<Item = io::Result<Bytes>> + Send + 'static {
     let stop = cut_at.map_or(end, |c| c.clamp(start, end));
+    let chunk = pace.map_or(CHUNK, |p| p.chunk.clamp(1, CHUNK)) as u64;
+    let delay = pace.map_or(Duration::ZERO, |p| p.delay);
     futures::stream::unfold(Some(start), move |pos| {
         let task_id = task_id.clone();
         async move {
             let pos = pos?;
+            if pos > start && !delay.is_zero() {
+                tokio::time::sleep(delay).await;
+            }
             if pos >= stop {
                 cut_at?;
                 // Pending once before failing lets hyper flush the headers and
@@ -123,7 +139,7 @@ pub(crate) fn body_stream(
                     io::Error::new(io::ErrorKind::ConnectionAborted, "download cut (simulated)");
                 return Some((Err(err), None));
             }
-            let n = (stop - pos).min(CHUNK as u64) as usize;
+            let n = (stop - pos).min(chunk) as usize;
             let mut buf = vec![0u8; n];
             video_bytes(&task_id, pos, &mut buf);
             Some((Ok(Bytes::from(buf)), Some(pos + n as u64)))
@@ -251,7 +267,9 @@ mod tests {
 
     #[tokio::test]
     async fn stream_matches_and_cuts() {
-        let chunks: Vec<_> = body_stream("v".into(), 5, 200_005, None).collect().await;
+        let chunks: Vec<_> = body_stream("v".into(), 5, 200_005, None, None)
+            .collect()
+            .await;
         let body: Vec<u8> = chunks
             .into_iter()
             .flat_map(|c| c.map(|b| b.to_vec()).unwrap_or_default())
@@ -260,7 +278,7 @@ mod tests {
         video_bytes("v", 5, &mut want);
         assert_eq!(body, want);
 
-        let chunks: Vec<_> = body_stream("v".into(), 0, 200_000, Some(70_000))
+        let chunks: Vec<_> = body_stream("v".into(), 0, 200_000, Some(70_000), None)
             .collect()
             .await;
         let sent: usize = chunks
