@@ -181,3 +181,49 @@ async fn retry_failed_with_only_records_retries_for_the_named_jobs_only() {
         text(&out)
     );
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_local_write_failure_exits_74_naming_the_file_and_a_plain_rerun_saves_the_paid_clip() {
+    // A file-size limit (`ulimit -f`, with SIGXFSZ ignored) makes every write past
+    // 32 KiB fail with EFBIG, as a full disk fails with ENOSPC: the 64 KiB videos
+    // cannot be saved, while the small state file and report can.
+    let sim = SimHandle::start(fast_sim()).await.unwrap();
+    let dir = Dir::new();
+    dir.write("l.toml", &campaign("dir = \"out\""));
+    // The same program and environment as `runner_cmd`, through a shell that sets the limit.
+    let base = runner_cmd(&dir);
+    let mut limited = std::process::Command::new("sh");
+    limited
+        .args(["-c", "trap '' XFSZ; ulimit -f 64; exec \"$0\" \"$@\""])
+        .arg(base.get_program())
+        .args(["run", "l.toml", "--base-url", &sim.base_url()])
+        .env_clear()
+        .envs(base.get_envs().filter_map(|(k, v)| v.map(|v| (k, v))))
+        .current_dir(dir.path())
+        .stdin(std::process::Stdio::null());
+    let out = run(limited).await;
+    assert_eq!(out.status.code(), Some(74), "{}", text(&out));
+    assert_no_panic(&out);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        stderr.contains(".mp4") && stderr.contains("too large"),
+        "names the file and the OS error: {}",
+        text(&out)
+    );
+    assert!(!stderr.contains("Fix the key"), "{}", text(&out));
+    let paid = sim.stats().tasks_created;
+    assert!(paid > 0, "{}", text(&out));
+    let rows = dir.report("out/report.csv");
+    assert!(
+        rows.iter().all(|r| r["status"] != "failed"),
+        "a paid clip not saved for a local reason is not failed: {rows:?}"
+    );
+
+    // The disk has room again: a plain rerun downloads what was paid, pays nothing twice.
+    let out = run(run_against(&dir, &sim, "l.toml", &[])).await;
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out));
+    let rows = dir.report("out/report.csv");
+    assert_eq!(status_counts(&rows).get("succeeded"), Some(&2), "{rows:?}");
+    check_succeeded_videos(&dir, &rows, fast_sim().video_size);
+    assert_eq!(sim.stats().tasks_created, 2, "nothing paid twice");
+}
