@@ -48,6 +48,7 @@ fn write_journal(campaign: &Campaign) -> PathBuf {
                 job: job.id.clone(),
                 attempt: 1,
                 fingerprint: job.fingerprint(),
+                client_business_id: None,
             },
             Record::Submitted {
                 job: job.id.clone(),

@@ -781,6 +781,7 @@ mod tests {
                     job: "a".into(),
                     attempt: 1,
                     fingerprint: "f".into(),
+                    client_business_id: None,
                 },
             ),
             entry("2026-01-01T10:00:02Z", submitted("a")),

@@ -56,6 +56,9 @@ pub enum Record {
         job: String,
         attempt: u32,
         fingerprint: String,
+        /// Sent with the submit for models that take it: the task can be looked up by it.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        client_business_id: Option<String>,
     },
     /// The submit created task `task_id`.
     Submitted {
@@ -75,6 +78,9 @@ pub enum Record {
         attempt: u32,
         error: String,
     },
+    /// A submit whose outcome was unknown was looked up by its `client_business_id`
+    /// and no task has it: nothing was created, so the attempt is sent again.
+    SubmitNotFound { job: String, attempt: u32 },
     /// The user asked to resend jobs whose submit outcome is unknown.
     ResubmitUnknown { job: String },
     /// The user asked for a new attempt of a job that ended failed, timed out or expired.
@@ -118,6 +124,7 @@ impl Record {
             | Record::Submitted { job, .. }
             | Record::SubmitRejected { job, .. }
             | Record::SubmitUnknown { job, .. }
+            | Record::SubmitNotFound { job, .. }
             | Record::ResubmitUnknown { job }
             | Record::Retry { job }
             | Record::Completed { job, .. }
@@ -273,6 +280,7 @@ struct Line<'a> {
     url: Option<String>,
     attempt: Option<u32>,
     fingerprint: Option<String>,
+    client_business_id: Option<String>,
     task_id: Option<String>,
     error: Option<String>,
     expires_at: Option<i64>,
@@ -306,6 +314,7 @@ impl Line<'_> {
                 job: job()?,
                 attempt: need(self.attempt, "attempt", event)?,
                 fingerprint: need(self.fingerprint, "fingerprint", event)?,
+                client_business_id: self.client_business_id,
             },
             "submitted" => Record::Submitted {
                 job: job()?,
@@ -321,6 +330,10 @@ impl Line<'_> {
                 job: job()?,
                 attempt: need(self.attempt, "attempt", event)?,
                 error: need(self.error, "error", event)?,
+            },
+            "submit_not_found" => Record::SubmitNotFound {
+                job: job()?,
+                attempt: need(self.attempt, "attempt", event)?,
             },
             "resubmit_unknown" => Record::ResubmitUnknown { job: job()? },
             "retry" => Record::Retry { job: job()? },
@@ -709,6 +722,7 @@ mod tests {
                 job: job(),
                 attempt: 2,
                 fingerprint: "f".into(),
+                client_business_id: None,
             },
             submitted("a"),
             Record::SubmitRejected {

@@ -120,6 +120,12 @@ pub struct JobState {
     pub video_url: Option<(String, Option<i64>)>,
     /// The job's final outcome came before any task of its last attempt existed.
     pub ended_unpaid: bool,
+    /// The `client_business_id` sent with the last submit, for models that take one:
+    /// a submit whose answer was lost is looked up by it.
+    pub client_business_id: Option<String>,
+    /// An attempt whose lost submit was looked up and not found: it is sent again
+    /// as the same attempt (the same `client_business_id`), not a new one.
+    pub resend_attempt: Option<u32>,
 }
 
 impl JobState {
@@ -135,6 +141,8 @@ impl JobState {
         downloaded_at: None,
         video_url: None,
         ended_unpaid: false,
+        client_business_id: None,
+        resend_attempt: None,
     };
 }
 
@@ -205,10 +213,13 @@ impl JobState {
             Record::Submitting {
                 attempt,
                 fingerprint,
+                client_business_id,
                 ..
             } => {
                 self.phase = Phase::Submitting { attempt };
                 self.fingerprint = Some(fingerprint);
+                self.client_business_id = client_business_id;
+                self.resend_attempt = None;
             }
             Record::Submitted {
                 attempt, task_id, ..
@@ -227,6 +238,14 @@ impl JobState {
                 self.phase = Phase::Unknown { attempt };
                 self.attempts = self.attempts.max(attempt);
                 self.last_error = Some(error);
+            }
+            Record::SubmitNotFound { attempt, .. } => {
+                self.phase = Phase::Pending;
+                self.resend_attempt = Some(attempt);
+                self.last_error = Some(
+                    "the lost submit was looked up by its client_business_id: no task, so it is sent again"
+                        .into(),
+                );
             }
             Record::ResubmitUnknown { .. } | Record::Retry { .. } => self.phase = Phase::Pending,
             Record::Completed {
@@ -461,6 +480,7 @@ mod tests {
             job: "a".into(),
             attempt,
             fingerprint: "f".into(),
+            client_business_id: None,
         }
     }
 

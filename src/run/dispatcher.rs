@@ -35,6 +35,9 @@ const STOP_GRACE: Duration = Duration::from_secs(8);
 /// Looks at a `completed` task whose answer has no video URL before the job
 /// fails: some services fill the URL in a moment after the status.
 const MISSING_URL_LOOKS: u32 = 5;
+/// Tries of a lookup by `client_business_id` before the job is left `unknown`
+/// for the next run to look up again.
+const LOOKUP_TRIES: u32 = 6;
 
 /// What a worker reports back.
 #[derive(Debug)]
@@ -49,6 +52,11 @@ pub(super) enum Event {
         result: Result<Task, ApiError>,
     },
     Polled {
+        job: usize,
+        result: Result<Task, ApiError>,
+    },
+    /// The answer to a lookup of a lost submit by its `client_business_id`.
+    LookedUp {
         job: usize,
         result: Result<Task, ApiError>,
     },
@@ -80,6 +88,8 @@ enum Wake {
     /// A poll of job `.0`, valid while the job's poll generation is `.1`.
     Poll(usize, u32),
     RetrySubmit(usize),
+    /// Look up job `.0`'s lost submit by its `client_business_id`.
+    Lookup(usize),
     RetryDownload(usize),
     /// An upload to try again: an index into `Dispatcher::upload_paths`.
     RetryUpload(usize),
@@ -91,6 +101,7 @@ enum Action {
     Upload(String),
     Submit(usize),
     Poll(usize),
+    Lookup(usize),
 }
 
 /// What the dispatcher keeps about every job during this run only: kept
@@ -98,6 +109,7 @@ enum Action {
 #[derive(Debug, Default, Clone, Copy)]
 struct Live {
     submit_errors: u32,
+    lookup_errors: u32,
     download_errors: u32,
     /// Bumped when a scheduled poll is moved: older timers for the job are stale.
     poll_generation: u32,
@@ -165,6 +177,8 @@ pub(super) struct Dispatcher {
     upload_paths: Vec<String>,
     timers: BinaryHeap<Reverse<(Instant, Wake)>>,
     due_polls: VecDeque<usize>,
+    /// Jobs whose lost submit is to be looked up by its `client_business_id` now.
+    due_lookups: VecDeque<usize>,
     /// Finished tasks waiting for a download slot, soonest-expiring first.
     download_queue: BinaryHeap<Reverse<(i64, usize)>>,
     /// Tasks submitted (or being submitted) and not finished.
@@ -249,6 +263,7 @@ impl Dispatcher {
             upload_paths: Vec::new(),
             timers: BinaryHeap::new(),
             due_polls: VecDeque::new(),
+            due_lookups: VecDeque::new(),
             download_queue: BinaryHeap::new(),
             in_flight: 0,
             active_submits: 0,
@@ -375,6 +390,12 @@ impl Dispatcher {
                     self.tracked(idx).submitted = None;
                 }
                 Phase::Completed { .. } => self.queue_download(idx),
+                // A lost submit of a model that takes `client_business_id`: look it up.
+                // It may be a task, so it holds a slot until the answer says.
+                Phase::Unknown { .. } if job_state.client_business_id.is_some() => {
+                    self.in_flight += 1;
+                    self.due_lookups.push_back(idx);
+                }
                 _ => {}
             }
         }
@@ -495,6 +516,7 @@ impl Dispatcher {
             && self.upload_queue.is_empty()
             && self.timers.is_empty()
             && self.due_polls.is_empty()
+            && self.due_lookups.is_empty()
             && self.download_queue.is_empty();
         if !idle {
             return None;
@@ -568,6 +590,7 @@ impl Dispatcher {
                         "not submitted: the account's balance ran out; top up and run again".into(),
                     );
                 }
+                Wake::Lookup(idx) => self.due_lookups.push_back(idx),
                 Wake::RetryDownload(idx) => self.queue_download(idx),
                 Wake::RetryUpload(n) => {
                     if let Some(path) = self.upload_paths.get(n).cloned() {
@@ -615,6 +638,7 @@ impl Dispatcher {
             match action {
                 Action::Upload(path) => self.spawn_upload(path),
                 Action::Poll(idx) => self.spawn_poll(idx),
+                Action::Lookup(idx) => self.spawn_lookup(idx),
                 Action::Submit(idx) => {
                     if let Some(submit) = self.prepare_submit(idx)? {
                         self.preparing += 1;
@@ -642,6 +666,10 @@ impl Dispatcher {
 
     /// The next API call in priority order, taken off its queue.
     fn next_action(&mut self) -> Option<Action> {
+        // Settling a lost submit comes first: it may free a slot or adopt a task.
+        if let Some(idx) = self.due_lookups.pop_front() {
+            return Some(Action::Lookup(idx));
+        }
         if self.out_of_money.is_some() {
             return self.due_polls.pop_front().map(Action::Poll);
         }
@@ -702,6 +730,7 @@ impl Dispatcher {
             Action::Upload(path) => self.upload_queue.push_front(path),
             Action::Submit(idx) => self.submit_queue.push_front(idx),
             Action::Poll(idx) => self.due_polls.push_front(idx),
+            Action::Lookup(idx) => self.due_lookups.push_front(idx),
         }
     }
 
@@ -741,13 +770,25 @@ impl Dispatcher {
         idx: usize,
     ) -> Result<Option<(usize, u32, serde_json::Value)>, RunError> {
         let job = self.job(idx).clone();
-        let attempt = self.job_state(idx).attempts + 1;
-        let body = job.request_body(&self.image_urls(idx));
+        let state = self.job_state(idx);
+        // A lost submit looked up and not found is sent again as the same attempt.
+        let attempt = state.resend_attempt.unwrap_or(state.attempts + 1);
+        let mut body = job.request_body(&self.image_urls(idx));
+        let client_business_id = takes_client_business_id(&job).then(|| {
+            match (&state.resend_attempt, &state.client_business_id) {
+                (Some(_), Some(id)) => id.clone(),
+                _ => client_business_id(&self.campaign.name, &job, attempt),
+            }
+        });
+        if let (Some(id), Some(fields)) = (&client_business_id, body.as_object_mut()) {
+            fields.insert("client_business_id".into(), id.clone().into());
+        }
         self.spent += crate::plan::job_cost(&self.campaign.pricing, &job).unwrap_or(0.0);
         self.record(Record::Submitting {
             job: job.id.clone(),
             attempt,
             fingerprint: job.fingerprint(),
+            client_business_id,
         })?;
         Ok(Some((idx, attempt, body)))
     }
@@ -781,6 +822,21 @@ impl Dispatcher {
         self.workers.spawn(async move {
             let result = client.poll(&task_id).await;
             let _ = tx.send(Event::Polled { job: idx, result });
+        });
+    }
+
+    /// Asks for the task a lost submit may have created, by its `client_business_id`.
+    fn spawn_lookup(&mut self, idx: usize) {
+        let Some(id) = self.job_state(idx).client_business_id.clone() else {
+            return;
+        };
+        self.active_calls += 1;
+        let client = self.client.clone();
+        let tx = self.tx.clone();
+        tracing::debug!(job = %self.job(idx).id, client_business_id = %id, "looking up a lost submit");
+        self.workers.spawn(async move {
+            let result = client.poll(&id).await;
+            let _ = tx.send(Event::LookedUp { job: idx, result });
         });
     }
 
@@ -900,6 +956,7 @@ impl Dispatcher {
                 result,
             } => self.on_submitted(job, attempt, result),
             Event::Polled { job, result } => self.on_polled(job, result),
+            Event::LookedUp { job, result } => self.on_looked_up(job, result),
             Event::Downloaded { job, result } => self.on_downloaded(job, result),
         }
     }
@@ -1112,11 +1169,19 @@ impl Dispatcher {
                 if failure == Failure::Ambiguous {
                     // The request may have created a task: never resent silently.
                     tracing::warn!(job = %id, "submit outcome unknown: {e}");
-                    return self.record(Record::SubmitUnknown {
+                    self.record(Record::SubmitUnknown {
                         job: id,
                         attempt,
                         error: format!("submit outcome unknown: {e}"),
-                    });
+                    })?;
+                    if self.job_state(idx).client_business_id.is_some() {
+                        // Looked up by its client_business_id once the service had time
+                        // to store it; until then it may be a task, so it keeps its slot.
+                        self.in_flight += 1;
+                        let delay = self.scaled(self.campaign.limits.poll_queued);
+                        self.timers.push(Reverse((now + delay, Wake::Lookup(idx))));
+                    }
+                    return Ok(());
                 }
                 // No task was created: its estimated cost is not spent.
                 self.spent -=
@@ -1441,6 +1506,68 @@ impl Dispatcher {
         Ok(())
     }
 
+    /// The answer to a lookup by `client_business_id`. Found: the task is adopted
+    /// (recorded as this attempt's) and polled like any other. Not found: no task
+    /// was created, so the attempt is sent again. Anything else: looked up again
+    /// later; after [`LOOKUP_TRIES`] the job stays `unknown` for the next run.
+    fn on_looked_up(&mut self, idx: usize, result: Result<Task, ApiError>) -> Result<(), RunError> {
+        self.active_calls -= 1;
+        let failure = self.on_api_result(&result, Call::Poll);
+        let now = Instant::now();
+        let id = self.job(idx).id.clone();
+        let Phase::Unknown { attempt } = self.job_state(idx).phase else {
+            self.in_flight -= 1;
+            return Ok(());
+        };
+        match result {
+            Ok(task) => {
+                tracing::info!(job = %id, task = %task.id, "the lost submit created task {}; adopted, nothing is sent again", task.id);
+                self.live[idx].lookup_errors = 0;
+                self.record(Record::Submitted {
+                    job: id,
+                    attempt,
+                    task_id: task.id,
+                })?;
+                self.start_tracking(idx, now, Duration::ZERO);
+                // Its submit time is not known: it teaches the poller nothing.
+                self.tracked(idx).submitted = None;
+            }
+            Err(e) if e.status() == Some(404) => {
+                tracing::info!(job = %id, "the lost submit created no task; sending it again");
+                self.in_flight -= 1;
+                self.record(Record::SubmitNotFound { job: id, attempt })?;
+                self.submit_queue.push_front(idx);
+            }
+            Err(e) => match failure.unwrap_or(Failure::World) {
+                Failure::Key => self.auth_failure(&e),
+                Failure::RateLimited { retry_after, .. } => {
+                    self.limiter.slow_down(now, retry_after);
+                    self.due_lookups.push_front(idx);
+                }
+                _ => {
+                    let live = &mut self.live[idx];
+                    if !self.breaker.is_open() {
+                        live.lookup_errors += 1;
+                    }
+                    let tries = live.lookup_errors;
+                    if tries >= LOOKUP_TRIES {
+                        self.in_flight -= 1;
+                        tracing::warn!(job = %id, "the lost submit could not be looked up ({e}); it stays unknown, and the next run looks again");
+                        return Ok(());
+                    }
+                    let delay = self.scaled(
+                        self.campaign
+                            .limits
+                            .poll_queued
+                            .max(Backoff::DEFAULT.delay(tries)),
+                    );
+                    self.timers.push(Reverse((now + delay, Wake::Lookup(idx))));
+                }
+            },
+        }
+        Ok(())
+    }
+
     fn next_poll_or_timeout(
         &mut self,
         idx: usize,
@@ -1586,4 +1713,50 @@ pub(super) fn unix_now() -> i64 {
 fn fmt_unix(secs: i64) -> String {
     let t = std::time::UNIX_EPOCH + Duration::from_secs(secs.max(0) as u64);
     humantime::format_rfc3339_seconds(t).to_string()
+}
+
+/// Whether the job's model takes `client_business_id` (SPEC §1), so a lost submit
+/// can be looked up by it.
+fn takes_client_business_id(job: &Job) -> bool {
+    const MODELS: [&str; 3] = ["seedance-2", "seedance-2-5", "MiniMax-H3"];
+    MODELS.contains(&job.model.as_str())
+}
+
+/// The `client_business_id` of a job's attempt: stable (the same on a resend of
+/// the attempt, and in any later run), and unlikely to meet another campaign's:
+/// a hash of the campaign, the job and what it asks for, then the attempt.
+fn client_business_id(campaign: &str, job: &Job, attempt: u32) -> String {
+    let mut hasher = crate::util::Sha256::new();
+    for part in [campaign, job.id.as_str(), &job.fingerprint()] {
+        hasher.update(part.as_bytes());
+        hasher.update(&[0]);
+    }
+    let digest = hasher.finish();
+    let hex: String = digest.as_ref()[..8]
+        .iter()
+        .map(|b| format!("{b:02x}"))
+        .collect();
+    format!("runner-{hex}-{attempt}")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn client_business_id_is_stable_per_attempt_and_differs_across_campaigns_and_attempts() {
+        let campaign = crate::manifest::load_str(
+            "name = \"c\"\n[defaults]\nmodel = \"veo3.1-fast\"\n[[job]]\nid = \"a\"\nprompt = \"p\"\n",
+            std::path::Path::new("c.toml"),
+        );
+        let Ok(campaign) = campaign else {
+            return;
+        };
+        let job = &campaign.jobs[0];
+        let one = client_business_id("c", job, 1);
+        assert_eq!(one, client_business_id("c", job, 1));
+        assert_ne!(one, client_business_id("c", job, 2));
+        assert_ne!(one, client_business_id("other", job, 1));
+        assert!(one.starts_with("runner-") && one.ends_with("-1"), "{one}");
+    }
 }

@@ -147,6 +147,9 @@ async fn submit(
         inner.balance = Some(balance - config.price);
     }
     let task = state.create_task(&mut inner, submission, now);
+    if let Some(client_id) = client_business_id(&body) {
+        inner.by_client_id.insert(client_id, task.id.clone());
+    }
     if inner.roll(Fault::SubmitDrop, config) {
         return dropped();
     }
@@ -162,6 +165,13 @@ async fn submit(
     inner.stats.submits += 1;
     // A fresh task is always reported queued, even with a zero queue time.
     Json(state.task_json(&task, Phase::Queued)).into_response()
+}
+
+/// The submit's `client_business_id`, if it carries one (documented for some
+/// models): the task can then be found by it with the status call.
+fn client_business_id(body: &[u8]) -> Option<String> {
+    let value: serde_json::Value = serde_json::from_slice(body).ok()?;
+    Some(value.get("client_business_id")?.as_str()?.to_string())
 }
 
 async fn poll(

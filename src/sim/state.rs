@@ -145,6 +145,8 @@ impl TokenBucket {
 pub(crate) struct Inner {
     rng: StdRng,
     pub tasks: HashMap<String, Task>,
+    /// Task ids by the `client_business_id` their submit carried (the latest wins).
+    pub by_client_id: HashMap<String, String>,
     pub uploads: HashMap<String, Upload>,
     pub stats: SimStats,
     limiter: Option<TokenBucket>,
@@ -235,6 +237,7 @@ impl SimState {
         let inner = Inner {
             rng: StdRng::seed_from_u64(config.seed),
             tasks: HashMap::new(),
+            by_client_id: HashMap::new(),
             uploads: HashMap::new(),
             stats: SimStats::default(),
             limiter: config.rate_limit.map(|r| TokenBucket::new(r, now)),
@@ -350,6 +353,9 @@ impl SimState {
     /// a resumed `runner run --simulate` finds the tasks of the earlier run.
     pub fn find_task(&self, inner: &mut Inner, id: &str, now: Instant) -> Option<Task> {
         if let Some(task) = inner.tasks.get(id) {
+            return Some(task.clone());
+        }
+        if let Some(task) = inner.by_client_id.get(id).and_then(|t| inner.tasks.get(t)) {
             return Some(task.clone());
         }
         if !self.config.revive {
