@@ -220,6 +220,7 @@ async fn run_command(args: RunArgs, quiet: bool) -> Result<i32, AppError> {
         let config = crate::sim::SimConfig {
             time_scale: args.sim_time_scale,
             revive: true,
+            catalogue: Some(std::sync::Arc::clone(&campaign.catalogue)),
             ..Default::default()
         };
         let sim = crate::sim::SimHandle::start(config)

@@ -147,6 +147,8 @@ pub fn load_str(text: &str, path: &Path) -> Result<Campaign, ManifestError> {
         pricing: raw.pricing,
         output,
         jobs,
+        catalogue: raw.catalogue,
+        model_overrides: raw.model_overrides,
     })
 }
 
@@ -209,6 +211,10 @@ pub struct Campaign {
     pub output: Output,
     /// In manifest order: `[[job]]` entries first, then `[[source]]` rows, each × matrix.
     pub jobs: Vec<Job>,
+    /// What each model accepts: the built-in catalogue with the manifest's `[models]` applied.
+    pub catalogue: Arc<crate::models::Catalogue>,
+    /// The `[models."NAME"]` tables of the manifest and where they are.
+    pub model_overrides: Vec<(String, Loc)>,
 }
 
 impl Campaign {
@@ -383,8 +389,12 @@ pub struct Job {
     pub resolution: Option<String>,
     /// Start frame, end frame: URLs or local files to upload.
     pub images: Vec<ImageRef>,
+    /// The request field `images` are sent in (`image_urls`, `reference_images`, ...).
+    pub image_field: String,
     /// Model-specific extras (veo: `resolution`, `generation_type`, `enable_gif`).
     pub metadata: Map<String, Value>,
+    /// Other top-level request fields, as the provider names them (`mode`, `audio`, ...).
+    pub extra: Map<String, Value>,
     /// File name of the video inside `Output::dir` (the `filename` template filled).
     pub filename: String,
     /// Where the job came from, for messages.
@@ -438,24 +448,17 @@ impl Job {
     /// The JSON body of `POST /v1/videos/generations`, with `image_urls` the
     /// URLs to send (local files already replaced by their uploaded URLs, in order).
     pub fn request_body(&self, image_urls: &[String]) -> Value {
-        let mut body = Map::new();
-        body.insert("model".into(), Value::from(self.model.as_str()));
-        body.insert("prompt".into(), Value::from(self.prompt.clone()));
-        body.insert("duration".into(), Value::from(self.duration));
-        body.insert(
-            "aspect_ratio".into(),
-            Value::from(self.aspect_ratio.clone()),
-        );
-        if let Some(resolution) = &self.resolution {
-            body.insert("resolution".into(), Value::from(resolution.clone()));
-        }
-        if !image_urls.is_empty() {
-            body.insert("image_urls".into(), Value::from(image_urls.to_vec()));
-        }
-        if !self.metadata.is_empty() {
-            body.insert("metadata".into(), Value::Object(self.metadata.clone()));
-        }
-        Value::Object(body)
+        Value::Object(request_map(RequestParts {
+            model: self.model,
+            prompt: &self.prompt,
+            duration: Some(i64::from(self.duration)),
+            aspect_ratio: &self.aspect_ratio,
+            resolution: self.resolution.as_deref(),
+            image_field: &self.image_field,
+            images: image_urls.to_vec(),
+            metadata: &self.metadata,
+            extra: &self.extra,
+        }))
     }
 
     /// A hash of everything that decides what is generated. Stored in the
@@ -480,6 +483,7 @@ impl Job {
         let spec = FingerprintSpec {
             aspect_ratio: &self.aspect_ratio,
             duration: self.duration,
+            extra: &self.extra,
             images: FingerprintImages(&self.images),
             metadata: &self.metadata,
             model: self.model.as_str(),
@@ -497,12 +501,65 @@ impl Job {
     }
 }
 
+/// The pieces of a request body (see [`request_map`]).
+#[derive(Debug)]
+pub struct RequestParts<'a> {
+    pub model: Model,
+    pub prompt: &'a str,
+    pub duration: Option<i64>,
+    /// Not sent when empty (a model without the field).
+    pub aspect_ratio: &'a str,
+    pub resolution: Option<&'a str>,
+    /// `image_urls`, or the field the model takes its images in (`metadata.X` nests).
+    pub image_field: &'a str,
+    pub images: Vec<String>,
+    pub metadata: &'a Map<String, Value>,
+    pub extra: &'a Map<String, Value>,
+}
+
+/// The JSON object of a submit: what validation checks and what is sent are one shape.
+pub fn request_map(parts: RequestParts<'_>) -> Map<String, Value> {
+    let mut body = Map::new();
+    body.insert("model".into(), Value::from(parts.model.as_str()));
+    body.insert("prompt".into(), Value::from(parts.prompt));
+    if let Some(duration) = parts.duration {
+        body.insert("duration".into(), Value::from(duration));
+    }
+    if !parts.aspect_ratio.is_empty() {
+        body.insert("aspect_ratio".into(), Value::from(parts.aspect_ratio));
+    }
+    if let Some(resolution) = parts.resolution {
+        body.insert("resolution".into(), Value::from(resolution));
+    }
+    let mut metadata = parts.metadata.clone();
+    if !parts.images.is_empty() {
+        let images = Value::from(parts.images);
+        match parts.image_field.strip_prefix("metadata.") {
+            Some(key) => {
+                metadata.insert(key.to_owned(), images);
+            }
+            None => {
+                body.insert(parts.image_field.to_owned(), images);
+            }
+        }
+    }
+    for (key, value) in parts.extra {
+        body.insert(key.clone(), value.clone());
+    }
+    if !metadata.is_empty() {
+        body.insert("metadata".into(), Value::Object(metadata));
+    }
+    body
+}
+
 /// What [`Job::fingerprint`] hashes, fields in key order (the order of
 /// serde_json's sorted maps, which earlier versions hashed).
 #[derive(Serialize)]
 struct FingerprintSpec<'a> {
     aspect_ratio: &'a str,
     duration: u32,
+    #[serde(skip_serializing_if = "Map::is_empty")]
+    extra: &'a Map<String, Value>,
     images: FingerprintImages<'a>,
     #[serde(skip_serializing_if = "Map::is_empty")]
     metadata: &'a Map<String, Value>,
@@ -643,13 +700,15 @@ mod tests {
     fn fingerprints_match_the_earlier_canonical_json() {
         let base = Job {
             id: "a".into(),
-            model: Model::GeminiOmniFlash,
+            model: Model::from_static("gemini-omni-flash"),
             prompt: "A \"quoted\" fox,\nin snow — naïve \u{1F98A}".into(),
             duration: 8,
             aspect_ratio: "16:9".into(),
             resolution: None,
             images: Vec::new(),
+            image_field: "image_urls".into(),
             metadata: Map::new(),
+            extra: Map::new(),
             filename: "a.mp4".into(),
             origin: Origin {
                 file: Arc::from(Path::new("c.toml")),
@@ -668,7 +727,7 @@ mod tests {
                 ..base.clone()
             },
             Job {
-                model: Model::Veo31Fast,
+                model: Model::from_static("veo3.1-fast"),
                 metadata,
                 images: vec![
                     ImageRef::Url("https://x/a.png?b=\"c\"".into()),
@@ -945,7 +1004,7 @@ prompt = "Owls"
         let job = &c.jobs[3];
         assert_eq!(
             (job.model, job.aspect_ratio.as_str()),
-            (Model::Veo31Quality, "9:16")
+            (Model::from_static("veo3.1-quality"), "9:16")
         );
         assert_eq!(job.filename, "dolphins-veo3.1-quality-9x16.mp4");
     }
@@ -1798,14 +1857,14 @@ model = "veo3.1-fast"
         assert_eq!(c.limits.budget, Some(25.0));
         assert_eq!(c.pricing.currency, "EUR");
         assert_eq!(
-            c.pricing.price(Model::Veo31Fast),
+            c.pricing.price(Model::from_static("veo3.1-fast")),
             Some(Price::PerSecond(0.05))
         );
         assert_eq!(
-            c.pricing.price(Model::GeminiOmniFlash),
+            c.pricing.price(Model::from_static("gemini-omni-flash")),
             Some(Price::PerVideo(0.4))
         );
-        assert_eq!(c.pricing.price(Model::Veo31Quality), None);
+        assert_eq!(c.pricing.price(Model::from_static("veo3.1-quality")), None);
         assert_eq!(ok(JOB).pricing, Pricing::default());
         assert_eq!(Pricing::default().currency, "USD");
     }

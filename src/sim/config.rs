@@ -137,6 +137,10 @@ pub struct SimConfig {
     /// `Content-Range` that starts at byte 0, not where it was asked.
     #[arg(long, default_value_t = 0)]
     pub bad_range: u32,
+    /// What each model accepts: the built-in catalogue when `None`; a campaign
+    /// run with `--simulate` passes its own (with its `[models]` applied).
+    #[arg(skip)]
+    pub catalogue: Option<std::sync::Arc<crate::models::Catalogue>>,
 }
 
 impl Default for SimConfig {
@@ -172,6 +176,7 @@ impl Default for SimConfig {
             html_downloads: 0,
             html_as_octet: false,
             bad_range: 0,
+            catalogue: None,
         }
     }
 }
