@@ -89,7 +89,7 @@ pub struct PlanRow {
 /// Jobs, seconds and cost, by (model, aspect ratio, duration) and in total.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Plan {
-    /// Sorted by model (in [`Model::ALL`] order), aspect ratio, duration.
+    /// Sorted by model name, aspect ratio, duration.
     pub rows: Vec<PlanRow>,
     pub total_jobs: usize,
     pub total_seconds: u64,
@@ -278,9 +278,9 @@ mod tests {
         assert_eq!(
             keys,
             [
+                (Model::from_static("gemini-omni-flash"), "9:16", 10, 3, 30),
                 (Model::from_static("veo3.1-fast"), "16:9", 8, 4, 32),
                 (Model::from_static("veo3.1-fast"), "9:16", 8, 1, 8),
-                (Model::from_static("gemini-omni-flash"), "9:16", 10, 3, 30),
             ]
         );
         assert_eq!((p.total_jobs, p.total_seconds), (8, 70));
@@ -291,7 +291,13 @@ mod tests {
         let p = plan_jobs(&pricing(&[]), &jobs());
         assert_eq!(p.total_cost, Cost::Unknown);
         assert!(p.rows.iter().all(|r| r.cost == Cost::Unknown));
-        assert_eq!(p.unpriced, [Model::from_static("veo3.1-fast"), Model::from_static("gemini-omni-flash")]);
+        assert_eq!(
+            p.unpriced,
+            [
+                Model::from_static("gemini-omni-flash"),
+                Model::from_static("veo3.1-fast")
+            ]
+        );
 
         let p = plan_jobs(
             &pricing(&[(Model::from_static("veo3.1-fast"), Price::PerSecond(0.4))]),
@@ -375,8 +381,8 @@ mod tests {
             p.to_string(),
             "\
 model              aspect  duration  jobs  seconds      cost
+gemini-omni-flash  9:16    10 s         3       30   unknown
 veo3.1-fast        16:9    8 s          4       32    $12.80
-gemini_omni_flash  9:16    10 s         3       30   unknown
 total                                   7       62  ≥ $12.80 (1 price unknown)"
         );
 
@@ -389,8 +395,8 @@ total                                   7       62  ≥ $12.80 (1 price unknown)
             plan_jobs(&euros, &jobs()).to_string(),
             "\
 model              aspect  duration  jobs  seconds      cost
+gemini-omni-flash  9:16    10 s         3       30  3.00 EUR
 veo3.1-fast        16:9    8 s          4       32  6.00 EUR
-gemini_omni_flash  9:16    10 s         3       30  3.00 EUR
 total                                   7       62  9.00 EUR"
         );
 
@@ -399,7 +405,7 @@ total                                   7       62  9.00 EUR"
             none.to_string(),
             "\
 model              aspect  duration  jobs  seconds     cost
-gemini_omni_flash  9:16    10 s         3       30  unknown
+gemini-omni-flash  9:16    10 s         3       30  unknown
 total                                   3       30  unknown"
         );
     }

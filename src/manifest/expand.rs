@@ -734,7 +734,8 @@ fn finish(
     let template = ctx.filename?;
     let filename = template.render(&TemplateValues {
         id,
-        model: model.as_str(),
+        // As written: an alias keeps the file names it always had.
+        model: fields.model_alias.as_deref().unwrap_or(model.as_str()),
         name: ctx.name,
         aspect_ratio,
         duration,

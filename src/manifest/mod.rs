@@ -824,7 +824,8 @@ aspect_ratio = "9:16"
         assert!(c.output.report_path().ends_with("r.csv"));
         let job = &c.jobs[0];
         assert_eq!(job.filename, "gemini_omni_flash/9x16/a-6s.mp4");
-        assert_eq!(job.resolution.as_deref(), Some("720P"));
+        // Defaults are the provider's: not written into the request.
+        assert_eq!(job.resolution, None);
     }
 
     #[test]
@@ -1268,7 +1269,8 @@ prompt = "p"
 model = "gemini_omni_flash"
 duration = 8
 resolution = "1080p"
-image_urls = ["https://e.com/a.png"]
+aspect_ratio = "9:16"
+image_urls = ["https://e.com/a.png", "https://e.com/b.png", "https://e.com/c.png", "https://e.com/d.png"]
 metadata = { enable_gif = true }
 [[job]]
 id = "nomodel"
@@ -1292,31 +1294,31 @@ model = "veo3.1-fast"
         );
         assert_has(
             &p,
-            "job `g`: gemini_omni_flash accepts duration 6 or 10, got 8",
+            "job `g`: gemini-omni-flash accepts duration 4, 6 or 10, got 8",
         );
         assert_has(
             &p,
-            "job `g`: gemini_omni_flash accepts resolution \"720P\" only, got \"1080p\"",
+            "campaign.toml:13:16: job `g`: gemini-omni-flash: 1080p is landscape only (aspect_ratio must be \"16:9\" only, got \"9:16\")",
         );
         assert_has(
             &p,
-            "job `g`: gemini_omni_flash accepts no image_urls, got 1",
+            "campaign.toml:14:14: job `g`: gemini-omni-flash accepts at most 3 image_urls, got 4 (reference images)",
         );
         assert_has(
             &p,
-            "job `g`: gemini_omni_flash accepts no metadata, got `metadata.enable_gif`",
+            "job `g`: gemini-omni-flash accepts no metadata, got `metadata.enable_gif`",
         );
         assert_has(
             &p,
-            "campaign.toml:15:1: job `nomodel`: no model: set `model` in [defaults] or on the job",
+            "campaign.toml:16:1: job `nomodel`: no model: set `model` in [defaults] or on the job",
         );
         assert_has(
             &p,
-            "campaign.toml:21:9: unknown model `veo3.1-fats`; did you mean `veo3.1-fast`?",
+            "campaign.toml:22:9: unknown model `veo3.1-fats`; did you mean `veo3.1-fast`?",
         );
         assert_has(
             &p,
-            "campaign.toml:22:1: job `noprompt`: no `prompt`: every job needs one",
+            "campaign.toml:23:1: job `noprompt`: no `prompt`: every job needs one",
         );
         assert!(!p.iter().any(|l| l.contains("job `typo`")), "{p:?}");
     }
@@ -1454,16 +1456,14 @@ image_urls = ["https://e.com/1", "https://e.com/2", "https://e.com/3"]
             "is 10485761 bytes; at most 10 MB (10485760 bytes) is accepted",
         );
         assert_has(&p, "dir.png` is not a file");
+        // Three images: reference mode, which veo3.1-fast has (the count decides).
+        assert!(!p.iter().any(|l| l.contains("job `three`")), "{p:?}");
         assert_has(
             &p,
-            "job `three`: veo3.1-fast accepts at most 2 image_urls (start frame, end frame), got 3",
-        );
-        assert_has(
-            &p,
-            "job `missing`: veo3.1-fast accepts at most 2 image_urls (start frame, end frame), got 4",
+            "job `missing`: veo3.1-fast accepts at most 3 image_urls, got 4",
         );
         assert!(!p.iter().any(|l| l.contains("job `ok`")), "{p:?}");
-        assert_eq!(p.len(), 9, "{p:?}");
+        assert_eq!(p.len(), 8, "{p:?}");
 
         let c = load(&fixture.write(
             "good.toml",
@@ -1579,11 +1579,7 @@ prompt = "q"
                     p.get(2).and_then(|l| l.split('`').nth(1)).unwrap_or("?")
                 ),
                 &format!(
-                    "lines.csv:7: job `{}`: gemini_omni_flash accepts no image_urls, got 2",
-                    p.get(3).and_then(|l| l.split('`').nth(1)).unwrap_or("?")
-                ),
-                &format!(
-                    "lines.csv:7: job `{}`: gemini_omni_flash accepts no metadata, got `metadata.enable_gif`",
+                    "lines.csv:7: job `{}`: gemini-omni-flash accepts no metadata, got `metadata.enable_gif`",
                     p.get(3).and_then(|l| l.split('`').nth(1)).unwrap_or("?")
                 ),
             ],
@@ -1900,7 +1896,10 @@ per_video = 1
             &p,
             "campaign.toml:5:1: unknown model `veo3.1-fats` in [pricing]; did you mean `veo3.1-fast`?",
         );
-        assert_has(&p, "campaign.toml:6:1: unknown model `sora`; accepted: ");
+        assert_has(
+            &p,
+            "campaign.toml:6:1: unknown model `sora` in [pricing]; did you mean `sora-2-vvip`?",
+        );
         assert_has(
             &p,
             "campaign.toml:7:1: unknown key `curency` in [pricing]; did you mean `currency`?",

@@ -1244,7 +1244,14 @@ impl Walker<'_, '_> {
                     let mut known: Vec<&str> = JOB_KEYS.to_vec();
                     let catalogue = Arc::clone(&self.catalogue);
                     known.extend(catalogue.all_top_level_fields());
-                    self.error(key.span(), unknown_key_message("key", name, place, &known));
+                    let message = match super::diag::suggest(name, &known) {
+                        Some(_) => unknown_key_message("key", name, place, &known),
+                        None => format!(
+                            "{} (or a request field of a model: `runner models NAME` lists them)",
+                            unknown_key_message("key", name, place, &JOB_KEYS)
+                        ),
+                    };
+                    self.error(key.span(), message);
                     // A typo of a known key is not also reported as that key missing.
                     if let Some(meant) = super::diag::suggest(name, &JOB_KEYS)
                         && let Some(&meant) = JOB_KEYS.iter().find(|k| **k == meant)
@@ -1525,10 +1532,14 @@ pub fn for_each_csv_row(
             Some(Column::Extra(name.to_owned()))
         } else {
             let mut known = known_columns.clone();
-            known.extend(extra_fields.iter().copied());
             known.push("metadata.KEY");
             known.extend(placeholders.iter().copied());
-            let mut message = unknown_key_message("column", name, "", &known);
+            let mut all = known.clone();
+            all.extend(extra_fields.iter().copied());
+            let mut message = match super::diag::suggest(name, &all) {
+                Some(_) => unknown_key_message("column", name, "", &all),
+                None => unknown_key_message("column", name, "", &known),
+            };
             if name == "metadata" {
                 message = "column `metadata` needs a key: name it `metadata.KEY`, like `metadata.resolution`".into();
             } else if !placeholders.is_empty() && !message.contains("did you mean") {

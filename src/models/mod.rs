@@ -933,15 +933,16 @@ impl Catalogue {
 
     /// "unknown model `x`; did you mean `y`?" with the accepted names.
     pub fn unknown_message(&self, name: &str) -> String {
-        let names: Vec<&str> = self.entries().iter().map(|e| e.model.as_str()).collect();
         let all = self.names();
-        let accepted = names.join(", ");
         match crate::manifest::diag::suggest(name, &all) {
-            Some(best) => {
-                format!("unknown model `{name}`; did you mean `{best}`? (accepted: {accepted})")
-            }
+            Some(best) => format!(
+                "unknown model `{name}`; did you mean `{best}`? (`runner models` lists all {})",
+                self.entries.len()
+            ),
             None => format!(
-                "unknown model `{name}`; accepted: {accepted} (or describe it in [models.\"{name}\"])"
+                "unknown model `{name}`: not one of the {} in the catalogue (`runner models` lists them), \
+                 nor described in the manifest's [models.\"{name}\"]",
+                self.entries.len()
             ),
         }
     }

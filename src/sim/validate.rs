@@ -96,6 +96,7 @@ fn code_of(v: &Violation, image_field: &str) -> &'static str {
         (ViolationKind::Unknown, f) if f == image_field || f == "image_urls" => {
             "images_not_supported"
         }
+        (ViolationKind::Unknown, f) if f.starts_with("metadata.") => "invalid_metadata",
         (ViolationKind::Unknown, _) => "unknown_parameter",
         (ViolationKind::Count, f) if f == image_field => "too_many_images",
         (_, "duration") => "invalid_duration",
@@ -199,7 +200,7 @@ mod tests {
                 "invalid_aspect_ratio",
             ),
             (
-                json!({"model": "veo3.1-fast", "prompt": "p", "image_urls": ["http://a/1", "http://a/2", "http://a/3"]}),
+                json!({"model": "veo3.1-fast", "prompt": "p", "image_urls": ["http://a/1", "http://a/2", "http://a/3", "http://a/4"]}),
                 "too_many_images",
             ),
             (
@@ -215,7 +216,7 @@ mod tests {
                 "invalid_image_url",
             ),
             (
-                json!({"model": "veo3.1-fast", "prompt": "p", "metadata": {"resolution": "4k"}}),
+                json!({"model": "veo3.1-fast", "prompt": "p", "metadata": {"resolution": "8k"}}),
                 "invalid_resolution",
             ),
             (
@@ -235,16 +236,16 @@ mod tests {
                 "invalid_aspect_ratio",
             ),
             (
-                json!({"model": "gemini_omni_flash", "prompt": "p", "resolution": "720p"}),
+                json!({"model": "gemini_omni_flash", "prompt": "p", "resolution": "480p"}),
                 "invalid_resolution",
             ),
             (
-                json!({"model": "gemini_omni_flash", "prompt": "p", "resolution": "1080P"}),
-                "invalid_resolution",
+                json!({"model": "gemini_omni_flash", "prompt": "p", "resolution": "1080P", "aspect_ratio": "9:16"}),
+                "invalid_aspect_ratio",
             ),
             (
-                json!({"model": "gemini_omni_flash", "prompt": "p", "image_urls": ["https://a/1.png"]}),
-                "images_not_supported",
+                json!({"model": "gemini_omni_flash", "prompt": "p", "image_urls": ["https://a/1.png", "https://a/2.png", "https://a/3.png", "https://a/4.png"]}),
+                "too_many_images",
             ),
             (
                 json!({"model": "gemini_omni_flash", "prompt": "p", "metadata": {"resolution": "720P"}}),
