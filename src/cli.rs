@@ -27,6 +27,16 @@ pub struct Cli {
     pub log_format: LogFormat,
 }
 
+/// `runner models`.
+#[derive(Debug, Clone, Args)]
+pub struct ModelsArgs {
+    /// One model (or alias) to show in full.
+    pub name: Option<String>,
+    /// Print the catalogue as the Markdown table of README.md.
+    #[arg(long, conflicts_with = "name")]
+    pub markdown: bool,
+}
+
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
 pub enum LogFormat {
     Text,
@@ -68,6 +78,14 @@ pub enum Command {
     ///   runner validate prompts.csv | cut -f1      # just the job ids
     #[command(verbatim_doc_comment)]
     Validate(ManifestArg),
+    /// The model catalogue: what each model accepts (durations, sizes, images, fields, rules).
+    ///
+    /// Examples:
+    ///   runner models                      # every model, one line each
+    ///   runner models gemini-omni-flash    # one model's fields and rules
+    ///   runner models --markdown           # the table in README.md
+    #[command(verbatim_doc_comment)]
+    Models(ModelsArgs),
     /// Print a shell completion script.
     ///
     /// Examples:

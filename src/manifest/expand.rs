@@ -723,7 +723,12 @@ fn finish(
         ok = false;
     }
 
-    // Automatic lengths (0, -1) count as no seconds in plans.
+    // Automatic lengths (0, -1) count as no seconds in plans; a negative one is
+    // still sent as written (it rides with the other fields).
+    let mut extra = extra;
+    if duration < 0 {
+        extra.insert("duration".into(), Value::from(duration));
+    }
     let duration = u32::try_from(duration.max(0)).ok()?;
     let prompt = prompt?;
     if !ok {

@@ -903,7 +903,7 @@ impl Catalogue {
     /// Every entry, by name.
     pub fn entries(&self) -> Vec<&Entry> {
         let mut out: Vec<&Entry> = self.entries.iter().collect();
-        out.sort_by_key(|e| e.model.as_str());
+        out.sort_by_key(|e| e.model.as_str().to_ascii_lowercase());
         out
     }
 
@@ -1032,16 +1032,29 @@ impl Entry {
         if !self.rules.is_empty() {
             out.push_str("  rules:\n");
             for r in &self.rules {
-                let cond = |list: &[(String, Condition)]| -> String {
+                let cond = |list: &[(String, Condition)], verb: &str| -> String {
                     list.iter()
-                        .map(|(p, c)| format!("{p} {}", c.describe()))
+                        .map(|(p, c)| match c {
+                            Condition::OneOf(v) if verb == "is" => format!(
+                                "{p} is {}",
+                                v.iter().map(plain).collect::<Vec<_>>().join(" or ")
+                            ),
+                            Condition::Range { .. } if c_is_list(self, p) => {
+                                format!("{p} has {} items", c.describe())
+                            }
+                            _ => format!("{p} {verb} {}", c.describe()),
+                        })
                         .collect::<Vec<_>>()
                         .join(" and ")
                 };
-                let when = if r.when.is_empty() { String::new() } else { format!("when {}: ", cond(&r.when)) };
+                let when = if r.when.is_empty() {
+                    String::new()
+                } else {
+                    format!("when {}: ", cond(&r.when, "is"))
+                };
                 out.push_str(&format!(
                     "    {when}{} ({}){}\n",
-                    cond(&r.require),
+                    cond(&r.require, "must be"),
                     r.message,
                     from(r.source)
                 ));

@@ -257,3 +257,157 @@ mod tests {
         }
     }
 }
+
+/// The simulator and the manifest validation read one catalogue: for every
+/// model, the smallest job the manifest accepts is accepted by the simulator,
+/// and requests the manifest refuses are refused by the simulator too.
+#[cfg(test)]
+mod agreement {
+    use std::path::Path;
+
+    use serde_json::{Value, json};
+
+    use super::validate;
+    use crate::models::{Catalogue, Kind};
+
+    /// A value `kind` accepts and a field's values and ranges allow.
+    fn sample(spec: &crate::models::FieldSpec) -> Value {
+        if let Some(v) = spec.values.first() {
+            return v.clone();
+        }
+        let url = Value::from("https://example.com/a.png");
+        let n = spec.min.unwrap_or(1.0).max(1.0) as usize;
+        match spec.kind {
+            Kind::Integer | Kind::Number => json!(spec.min.unwrap_or(1.0) as i64),
+            Kind::String => url,
+            Kind::Bool => json!(false),
+            Kind::StringList => Value::Array(vec![url; n]),
+            Kind::ObjectList => {
+                let role = spec.roles.first().cloned().unwrap_or_default();
+                Value::Array(vec![json!({"url": "https://example.com/a.png", "role": role}); n])
+            }
+            Kind::Object => json!({}),
+        }
+    }
+
+    /// A TOML value for a manifest.
+    fn toml_value(v: &Value) -> String {
+        match v {
+            Value::Object(m) => {
+                let items: Vec<String> =
+                    m.iter().map(|(k, v)| format!("{k} = {}", toml_value(v))).collect();
+                format!("{{ {} }}", items.join(", "))
+            }
+            Value::Array(items) => {
+                format!("[{}]", items.iter().map(toml_value).collect::<Vec<_>>().join(", "))
+            }
+            other => other.to_string(),
+        }
+    }
+
+    /// The smallest job for `name`: the fields the catalogue requires, a duration
+    /// when it has no default, and images when a rule asks for some.
+    fn minimal_job(name: &str) -> String {
+        let catalogue = Catalogue::builtin();
+        let Some(entry) = catalogue.entry(name) else {
+            return String::new();
+        };
+        let mut job = format!("[[job]]\nid = \"a\"\nprompt = \"a fox\"\nmodel = \"{name}\"\n");
+        let mut metadata = Vec::new();
+        for (path, spec) in &entry.fields {
+            let needed = spec.required
+                || (path == "duration" && entry.default_duration().is_none())
+                || (*path == entry.images && spec.min.is_some_and(|m| m > 0.0));
+            let needed = needed
+                || (*path == entry.images
+                    && entry.rules.iter().any(|r| {
+                        r.require.iter().any(|(p, c)| {
+                            p == path && matches!(c, crate::models::Condition::Range { min: Some(m), .. } if *m > 0.0)
+                        }) && r.when.iter().all(|(_, c)| matches!(c, crate::models::Condition::Present(false)))
+                    }));
+            if !needed {
+                continue;
+            }
+            let value = sample(spec);
+            let key = if *path == entry.images { "image_urls" } else { path };
+            match key.strip_prefix("metadata.") {
+                Some(k) => metadata.push(format!("{k} = {}", toml_value(&value))),
+                None => job.push_str(&format!("{key} = {}\n", toml_value(&value))),
+            }
+        }
+        if !metadata.is_empty() {
+            job.push_str(&format!("metadata = {{ {} }}\n", metadata.join(", ")));
+        }
+        job
+    }
+
+    fn sim_accepts(body: &Value) -> Result<(), String> {
+        validate(body.to_string().as_bytes(), Catalogue::builtin())
+            .map(|_| ())
+            .map_err(|e| format!("{}: {}", e.code, e.message))
+    }
+
+    #[test]
+    fn every_model_default_request_is_accepted_by_both() {
+        for entry in Catalogue::builtin().entries() {
+            let name = entry.model.as_str();
+            let text = minimal_job(name);
+            let campaign = match crate::manifest::load_str(&text, Path::new("/tmp/agree.toml")) {
+                Ok(c) => c,
+                Err(e) => panic!("{name}: the manifest refuses its minimal job:\n{text}\n{e}"),
+            };
+            let job = &campaign.jobs[0];
+            let urls: Vec<String> = job
+                .images
+                .iter()
+                .map(|_| "https://example.com/a.png".to_owned())
+                .collect();
+            let body = job.request_body(&urls);
+            if let Err(e) = sim_accepts(&body) {
+                panic!("{name}: the simulator refuses what validation accepted: {body}: {e}");
+            }
+        }
+    }
+
+    #[test]
+    fn forbidden_requests_are_refused_by_both() {
+        let cases = [
+            (
+                "model = \"gemini-omni-flash\"\nresolution = \"1080p\"\naspect_ratio = \"9:16\"",
+                json!({"model": "gemini-omni-flash", "prompt": "p", "resolution": "1080p", "aspect_ratio": "9:16"}),
+            ),
+            (
+                "model = \"gemini-omni-flash\"\nduration = 8",
+                json!({"model": "gemini-omni-flash", "prompt": "p", "duration": 8}),
+            ),
+            (
+                "model = \"veo3.1-quality\"\nmetadata = { generation_type = \"reference\" }",
+                json!({"model": "veo3.1-quality", "prompt": "p", "metadata": {"generation_type": "reference"}}),
+            ),
+            (
+                "model = \"veo3.1-fast\"\nmetadata = { enable_gif = true, resolution = \"1080p\" }",
+                json!({"model": "veo3.1-fast", "prompt": "p", "metadata": {"enable_gif": true, "resolution": "1080p"}}),
+            ),
+            (
+                "model = \"kling-v2-6\"\nmode = \"max\"",
+                json!({"model": "kling-v2-6", "prompt": "p", "mode": "max"}),
+            ),
+            (
+                "model = \"sora-2-vvip\"\nduration = 10",
+                json!({"model": "sora-2-vvip", "prompt": "p", "duration": 10}),
+            ),
+            (
+                "model = \"seedance-2\"\nresolution = \"2k\"",
+                json!({"model": "seedance-2", "prompt": "p", "resolution": "2k"}),
+            ),
+        ];
+        for (fields, body) in cases {
+            let text = format!("[[job]]\nid = \"a\"\nprompt = \"p\"\n{fields}\n");
+            assert!(
+                crate::manifest::load_str(&text, Path::new("/tmp/agree.toml")).is_err(),
+                "validation accepts {fields}"
+            );
+            assert!(sim_accepts(&body).is_err(), "the simulator accepts {body}");
+        }
+    }
+}
