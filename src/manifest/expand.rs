@@ -143,7 +143,11 @@ pub fn derived_id(own: &JobFields, filled: Option<&str>) -> String {
 /// The id suffix a matrix layer adds: its one value, sanitised to id characters.
 fn suffix(layer: &JobFields) -> String {
     let raw = if let Some(model) = &layer.model {
-        model.value.as_str().to_owned()
+        // As written: an alias keeps the ids it always gave.
+        layer
+            .model_alias
+            .clone()
+            .unwrap_or_else(|| model.value.as_str().to_owned())
     } else if let Some(aspect) = &layer.aspect_ratio {
         aspect.value.clone()
     } else if let Some(duration) = &layer.duration {

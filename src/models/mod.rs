@@ -584,7 +584,7 @@ impl Entry {
                             path,
                             ViolationKind::Value,
                             format!(
-                                "{model} accepts {path} roles {}, got {}",
+                                "{model} accepts {path} items with role {}, got {}",
                                 one_of(&spec.roles.iter().map(|r| Value::from(r.as_str())).collect::<Vec<_>>()),
                                 role.map_or("none".into(), |r| format!("\"{r}\""))
                             ),
@@ -1072,4 +1072,243 @@ fn check_path(path: &str) -> Result<(), CatalogueError> {
         )));
     }
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use serde_json::{Map, Value, json};
+
+    use super::*;
+
+    fn request(v: Value) -> Map<String, Value> {
+        match v {
+            Value::Object(m) => m,
+            _ => Map::new(),
+        }
+    }
+
+    fn messages(model: &str, v: Value) -> Vec<String> {
+        let catalogue = Catalogue::builtin();
+        let Some(entry) = catalogue.entry(model) else {
+            return vec![format!("no entry {model}")];
+        };
+        entry.check(&request(v)).into_iter().map(|v| v.message).collect()
+    }
+
+    /// A small catalogue in the documented format, to test the engine on its own.
+    const TOY: &str = r#"
+[models."toy"]
+page = "toy.mdx"
+aliases = ["toy_alias"]
+client_business_id = true
+fields.duration = { type = "integer", min = 2, max = 6, default = 4 }
+fields.size = { type = "string", values = ["S", "L"], default = "S", case_insensitive = true }
+fields.image_urls = { type = "string list", max = 2 }
+fields.roles = { type = "object list", roles = ["first_frame"] }
+fields.audio = { type = "bool" }
+fields."metadata.seed" = { type = "integer", required = true }
+
+[[models."toy".rules]]
+when = { size = "L" }
+require = { duration = [4], image_urls = { max = 1 } }
+message = "L is 4 s with one image"
+
+[[models."toy".rules]]
+when = { audio = { present = true } }
+require = { roles = { present = false } }
+message = "audio and roles do not mix"
+"#;
+
+    fn toy() -> Catalogue {
+        match Catalogue::parse(TOY) {
+            Ok(c) => c,
+            Err(e) => panic!("{e}"),
+        }
+    }
+
+    fn toy_messages(v: Value) -> Vec<String> {
+        let c = toy();
+        let Some(entry) = c.entry("toy") else {
+            return Vec::new();
+        };
+        entry.check(&request(v)).into_iter().map(|v| v.message).collect()
+    }
+
+    #[test]
+    fn the_shipped_catalogue_parses_and_names_resolve() {
+        let c = Catalogue::builtin();
+        assert!(c.entries().len() >= 30);
+        assert_eq!(
+            c.resolve("gemini_omni_flash").map(Model::as_str),
+            Some("gemini-omni-flash")
+        );
+        for name in ["seedance-2", "seedance-2-5", "MiniMax-H3"] {
+            assert!(
+                c.entry(name).is_some_and(Entry::takes_client_business_id),
+                "{name}"
+            );
+        }
+        assert!(!c.entry("veo3.1-fast").is_some_and(Entry::takes_client_business_id));
+        for e in c.entries() {
+            assert!(!e.page.is_empty(), "{} names its page", e.model);
+        }
+    }
+
+    #[test]
+    fn types_values_ranges_and_case() {
+        let c = toy();
+        assert_eq!(c.resolve("toy_alias").map(Model::as_str), Some("toy"));
+        assert!(toy_messages(json!({"metadata": {"seed": 1}, "size": "l", "duration": 4})).is_empty());
+        assert_eq!(
+            toy_messages(json!({"metadata": {"seed": 1}, "duration": 7})),
+            ["toy accepts duration from 2 to 6, got 7"]
+        );
+        assert_eq!(
+            toy_messages(json!({"metadata": {"seed": 1}, "size": "M"})),
+            ["toy accepts size \"S\" or \"L\", got \"M\""]
+        );
+        assert_eq!(
+            toy_messages(json!({"metadata": {"seed": "x"}, "audio": "yes"})),
+            [
+                "audio for toy must be true or false, got string \"yes\"",
+                "metadata.seed for toy must be an integer, got string \"x\""
+            ]
+        );
+        assert_eq!(
+            toy_messages(json!({"metadata": {"seed": 1}, "image_urls": ["a", "b", "c"]})),
+            ["toy accepts at most 2 image_urls, got 3"]
+        );
+        assert_eq!(
+            toy_messages(json!({"metadata": {"seed": 1}, "roles": [{"url": "u", "role": "last_frame"}]})),
+            ["toy accepts roles items with role \"first_frame\" only, got \"last_frame\""]
+        );
+        assert_eq!(toy_messages(json!({})), ["toy requires `metadata.seed`"]);
+    }
+
+    #[test]
+    fn unknown_fields_suggest_the_nearest() {
+        assert_eq!(
+            toy_messages(json!({"metadata": {"seed": 1, "sed": 2}, "sise": "S"})),
+            [
+                "unknown metadata key `sed` for toy; did you mean `seed`?",
+                "unknown field `sise` for toy; did you mean `size`?"
+            ]
+        );
+        assert_eq!(
+            toy_messages(json!({"metadata": {"seed": 1}, "zzzzzz": 1})),
+            ["toy takes no `zzzzzz` (its fields: audio, duration, image_urls, roles, size)"]
+        );
+    }
+
+    #[test]
+    fn rules_see_defaults_and_presence() {
+        // size L (any case), duration defaults to 4: fine with one image.
+        assert!(toy_messages(json!({"metadata": {"seed": 1}, "size": "L", "image_urls": ["a"]})).is_empty());
+        assert_eq!(
+            toy_messages(json!({"metadata": {"seed": 1}, "size": "L", "duration": 5, "image_urls": ["a", "b"]})),
+            [
+                "toy: L is 4 s with one image (duration must be 4 only, got 5)",
+                "toy: L is 4 s with one image (image_urls count must be at most 1, got 2)"
+            ]
+        );
+        assert_eq!(
+            toy_messages(json!({"metadata": {"seed": 1}, "audio": false, "roles": []})),
+            ["toy: audio and roles do not mix (roles must be not set, got [])"]
+        );
+    }
+
+    #[test]
+    fn bad_catalogues_are_refused_with_the_model_named() {
+        let bad = [
+            ("[models.x]\nfields.duration = { type = \"int\" }", "unknown variant"),
+            ("[models.x]\nfields.duration = { type = \"integer\", default = 4, colour = 1 }", "colour"),
+            (
+                "[models.x]\nfields.duration = { type = \"integer\", default = 4 }\n[[models.x.rules]]\nwhen = { mode = \"a\" }\nrequire = { duration = [4] }\nmessage = \"m\"",
+                "model `x`: rule \"m\" names `mode`",
+            ),
+            ("[models.x]\nfields.size = { type = \"string\" }", "model `x`: give `duration`"),
+            ("[models.x]\nfields.\"metadata.\" = { type = \"string\" }", "field `metadata.`"),
+        ];
+        for (text, expect) in bad {
+            match Catalogue::parse(text) {
+                Ok(_) => panic!("accepted {text}"),
+                Err(e) => assert!(e.to_string().contains(expect), "{text}: {e}"),
+            }
+        }
+    }
+
+    #[test]
+    fn overrides_amend_or_add() {
+        let Ok(toml::Value::Table(models)) = toml::from_str::<toml::Value>(
+            r#"
+"veo3.1-fast" = { fields = { duration = { type = "integer", values = [8, 10], default = 8 } } }
+"my-model" = { page = "in house", fields = { duration = { type = "integer", values = [5], default = 5 } } }
+"#,
+        ) else {
+            return;
+        };
+        let c = match Catalogue::builtin().with_overrides(&models) {
+            Ok(c) => c,
+            Err(e) => panic!("{e:?}"),
+        };
+        let veo = c.entry("veo3.1-fast");
+        assert!(veo.is_some_and(|e| e.from_manifest));
+        assert_eq!(
+            veo.and_then(|e| e.field("duration")).map(|f| f.source),
+            Some(Source::Manifest)
+        );
+        assert_eq!(
+            veo.and_then(|e| e.field("aspect_ratio")).map(|f| f.source),
+            Some(Source::Catalogue),
+            "the other fields stay"
+        );
+        assert!(c.entry("my-model").is_some());
+        assert!(Catalogue::builtin().entry("my-model").is_none());
+    }
+
+    #[test]
+    fn spec_rules_for_veo_and_gemini() {
+        // gemini: 4 s at 1080p 16:9 with 3 images; 1080p portrait refused; 8 s refused.
+        let three = json!(["a", "b", "c"]);
+        assert!(messages("gemini-omni-flash", json!({"duration": 4, "resolution": "1080P", "aspect_ratio": "16:9", "image_urls": three})).is_empty());
+        assert_eq!(
+            messages("gemini-omni-flash", json!({"resolution": "1080p", "aspect_ratio": "9:16"})),
+            ["gemini-omni-flash: 1080p is landscape only (aspect_ratio must be \"16:9\" only, got \"9:16\")"]
+        );
+        assert_eq!(
+            messages("gemini-omni-flash", json!({"duration": 8})),
+            ["gemini-omni-flash accepts duration 4, 6 or 10, got 8"]
+        );
+        // veo: reference with 3 on fast and lite, never on quality; frame takes 2; gif at 720p only.
+        for model in ["veo3.1-fast", "veo3.1-lite"] {
+            assert!(messages(model, json!({"image_urls": three, "metadata": {"generation_type": "reference"}})).is_empty());
+            assert!(messages(model, json!({"image_urls": three})).is_empty(), "the count decides");
+            assert!(messages(model, json!({"metadata": {"resolution": "4k"}})).is_empty());
+        }
+        assert_eq!(
+            messages("veo3.1-fast", json!({"image_urls": three, "metadata": {"generation_type": "frame"}})),
+            ["veo3.1-fast: frame mode takes 2 images (start frame, end frame) (image_urls count must be at most 2, got 3)"]
+        );
+        assert_eq!(
+            messages("veo3.1-quality", json!({"metadata": {"generation_type": "reference"}})),
+            ["veo3.1-quality accepts metadata.generation_type \"frame\" only, got \"reference\" (veo3.1-quality has no reference mode)"]
+        );
+        assert_eq!(messages("veo3.1-quality", json!({"image_urls": three})).len(), 1);
+        assert_eq!(
+            messages("veo3.1-fast", json!({"metadata": {"enable_gif": true, "resolution": "1080p"}})),
+            ["veo3.1-fast: GIF output is not available at 1080p or 4k (metadata.resolution must be \"720p\" only, got \"1080p\")"]
+        );
+        assert!(messages("veo3.1-fast", json!({"metadata": {"enable_gif": true}})).is_empty());
+        assert_eq!(
+            messages("veo3.1-fast", json!({"image_urls": ["a", "b", "c", "d"]})),
+            ["veo3.1-fast accepts at most 3 image_urls, got 4"]
+        );
+    }
+
+    #[test]
+    fn unknown_model_suggests() {
+        let c = Catalogue::builtin();
+        assert!(c.unknown_message("veo3.1-fats").contains("did you mean `veo3.1-fast`?"));
+        assert!(c.unknown_message("qqqqqqq").contains("[models.\"qqqqqqq\"]"));
+    }
 }
