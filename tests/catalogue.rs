@@ -215,9 +215,13 @@ duration = 10
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert!(stderr.contains("10 s is landscape only here") && stderr.contains("[rule from the manifest]"), "{stderr}");
 
-    // The simulator of `--simulate` knows the campaign's own models.
+    // The simulator of `--simulate` knows the campaign's own models. (Its clock
+    // runs 100× fast and scales the limits with it: the default timeouts.)
     let dir = Dir::new();
-    dir.write("c.toml", &manifest);
+    dir.write(
+        "c.toml",
+        &manifest.replace(FAST_LIMITS, "[limits]\nrequests_per_second = 100\n"),
+    );
     let mut cmd = runner_cmd(&dir);
     cmd.args(["run", "c.toml", "--simulate"]);
     let out = run(cmd).await;
