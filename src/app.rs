@@ -414,9 +414,17 @@ fn validate(args: &ManifestArg) -> Result<i32, AppError> {
         outln!(
             "model {} from the manifest ({loc}): {} {}; fields {}; {rules} rule{}",
             entry.model,
-            if builtin { "amends the catalogue's entry" } else { "not in the catalogue, added" },
+            if builtin {
+                "amends the catalogue's entry"
+            } else {
+                "not in the catalogue, added"
+            },
             if builtin { "with" } else { "as" },
-            if fields.is_empty() { "none".to_owned() } else { fields.join(", ") },
+            if fields.is_empty() {
+                "none".to_owned()
+            } else {
+                fields.join(", ")
+            },
             if rules == 1 { "" } else { "s" },
         );
     }
@@ -437,14 +445,25 @@ fn models(args: &crate::cli::ModelsArgs) -> Result<i32, AppError> {
         outln!("{}", entry.describe().trim_end());
         return Ok(exit::SUCCESS);
     }
-    let header = ["model", "aliases", "duration", "aspect_ratio", "resolution", "images"];
+    let header = [
+        "model",
+        "aliases",
+        "duration",
+        "aspect_ratio",
+        "resolution",
+        "images",
+    ];
     let rows: Vec<[String; 6]> = catalogue
         .entries()
         .into_iter()
         .map(|e| {
             [
                 e.model.to_string(),
-                if e.aliases.is_empty() { "-".into() } else { e.aliases.join(", ") },
+                if e.aliases.is_empty() {
+                    "-".into()
+                } else {
+                    e.aliases.join(", ")
+                },
                 e.describe_field("duration"),
                 e.describe_field("aspect_ratio").replace('"', ""),
                 e.resolution_summary().replace(['`', '"'], ""),

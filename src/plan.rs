@@ -242,10 +242,20 @@ mod tests {
     fn jobs() -> Vec<Job> {
         let mut out = Vec::new();
         for i in 0..3 {
-            out.push(job(&format!("g{i}"), Model::from_static("gemini-omni-flash"), "9:16", 10));
+            out.push(job(
+                &format!("g{i}"),
+                Model::from_static("gemini-omni-flash"),
+                "9:16",
+                10,
+            ));
         }
         for i in 0..4 {
-            out.push(job(&format!("v{i}"), Model::from_static("veo3.1-fast"), "16:9", 8));
+            out.push(job(
+                &format!("v{i}"),
+                Model::from_static("veo3.1-fast"),
+                "16:9",
+                8,
+            ));
         }
         out
     }
@@ -315,7 +325,10 @@ mod tests {
         let p = plan_jobs(
             &pricing(&[
                 (Model::from_static("veo3.1-fast"), Price::PerSecond(0.4)),
-                (Model::from_static("gemini-omni-flash"), Price::PerVideo(0.25)),
+                (
+                    Model::from_static("gemini-omni-flash"),
+                    Price::PerVideo(0.25),
+                ),
             ]),
             &jobs(),
         );
@@ -327,7 +340,10 @@ mod tests {
 
         // A free model is known to be free.
         let p = plan_jobs(
-            &pricing(&[(Model::from_static("gemini-omni-flash"), Price::PerVideo(0.0))]),
+            &pricing(&[(
+                Model::from_static("gemini-omni-flash"),
+                Price::PerVideo(0.0),
+            )]),
             &jobs()[..3],
         );
         assert_eq!(p.total_cost, Cost::Known(0.0));
@@ -344,11 +360,17 @@ mod tests {
         let cost = job_cost(&p, &job("a", Model::from_static("veo3.1-fast"), "16:9", 8)).unwrap();
         assert!((cost - 0.4).abs() < 1e-12);
         assert_eq!(
-            job_cost(&p, &job("b", Model::from_static("veo3.1-quality"), "16:9", 8)),
+            job_cost(
+                &p,
+                &job("b", Model::from_static("veo3.1-quality"), "16:9", 8)
+            ),
             Some(0.4)
         );
         assert_eq!(
-            job_cost(&p, &job("c", Model::from_static("gemini-omni-flash"), "16:9", 6)),
+            job_cost(
+                &p,
+                &job("c", Model::from_static("gemini-omni-flash"), "16:9", 6)
+            ),
             None
         );
     }
@@ -388,7 +410,10 @@ total                                   7       62  ≥ $12.80 (1 price unknown)
 
         let mut euros = pricing(&[
             (Model::from_static("veo3.1-fast"), Price::PerVideo(1.5)),
-            (Model::from_static("gemini-omni-flash"), Price::PerSecond(0.1)),
+            (
+                Model::from_static("gemini-omni-flash"),
+                Price::PerSecond(0.1),
+            ),
         ]);
         euros.currency = "EUR".into();
         assert_eq!(

@@ -11,7 +11,9 @@ use runner::sim::SimHandle;
 
 /// One `[[job]]` with `fields`, after the fast limits.
 fn one_job(fields: &str) -> String {
-    format!("name = \"cat\"\n{FAST_LIMITS}\n[[job]]\nid = \"a\"\nprompt = \"a red kite\"\n{fields}\n")
+    format!(
+        "name = \"cat\"\n{FAST_LIMITS}\n[[job]]\nid = \"a\"\nprompt = \"a red kite\"\n{fields}\n"
+    )
 }
 
 async fn validate(manifest: &str) -> std::process::Output {
@@ -37,15 +39,27 @@ async fn refused(fields: &str, expect: &str) {
     assert_eq!(out.status.code(), Some(2), "{fields}\n{}", text(&out));
     assert_no_panic(&out);
     let stderr = String::from_utf8_lossy(&out.stderr);
-    assert!(stderr.contains(expect), "{fields}: expected {expect:?}\n{}", text(&out));
-    assert!(stderr.contains("c.toml:"), "names the file and line: {stderr}");
+    assert!(
+        stderr.contains(expect),
+        "{fields}: expected {expect:?}\n{}",
+        text(&out)
+    );
+    assert!(
+        stderr.contains("c.toml:"),
+        "names the file and line: {stderr}"
+    );
     let stats = sim.stats();
-    assert_eq!(stats.tasks_created + stats.polls + stats.uploads, 0, "nothing sent: {stats:?}");
+    assert_eq!(
+        stats.tasks_created + stats.polls + stats.uploads,
+        0,
+        "nothing sent: {stats:?}"
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn what_spec_section_1_allows_passes() {
-    let three = r#"image_urls = ["https://e.com/1.png", "https://e.com/2.png", "https://e.com/3.png"]"#;
+    let three =
+        r#"image_urls = ["https://e.com/1.png", "https://e.com/2.png", "https://e.com/3.png"]"#;
     let out = accepted(&format!(
         "model = \"gemini-omni-flash\"\nduration = 4\nresolution = \"1080p\"\naspect_ratio = \"16:9\"\n{three}"
     ))
@@ -126,14 +140,33 @@ image_with_roles = [{{ url = "https://e.com/first.png", role = "first_frame" }}]
     assert_eq!(out.status.code(), Some(0), "{}", text(&out));
     let stdout = String::from_utf8_lossy(&out.stdout);
     assert!(stdout.contains(r#""mode":"pro""#), "{stdout}");
-    assert!(stdout.contains(r#""reference_images":["https://e.com/ref.png"]"#), "kling's images go where kling takes them: {stdout}");
-    assert!(stdout.contains(r#""image_with_roles":[{"role":"first_frame","url":"https://e.com/first.png"}]"#), "{stdout}");
-    assert!(stdout.contains(r#""metadata":{"n":2,"style":"anime"}"#), "{stdout}");
+    assert!(
+        stdout.contains(r#""reference_images":["https://e.com/ref.png"]"#),
+        "kling's images go where kling takes them: {stdout}"
+    );
+    assert!(
+        stdout.contains(
+            r#""image_with_roles":[{"role":"first_frame","url":"https://e.com/first.png"}]"#
+        ),
+        "{stdout}"
+    );
+    assert!(
+        stdout.contains(r#""metadata":{"n":2,"style":"anime"}"#),
+        "{stdout}"
+    );
 
     // One wrong value each, refused naming what is allowed.
     for (from, to, expect) in [
-        ("duration = 12", "duration = 10", "sora-2-vvip accepts duration 4, 8 or 12, got 10"),
-        ("mode = \"pro\"", "mode = \"max\"", "kling-v2-6 accepts mode \"std\" or \"pro\", got \"max\""),
+        (
+            "duration = 12",
+            "duration = 10",
+            "sora-2-vvip accepts duration 4, 8 or 12, got 10",
+        ),
+        (
+            "mode = \"pro\"",
+            "mode = \"max\"",
+            "kling-v2-6 accepts mode \"std\" or \"pro\", got \"max\"",
+        ),
         (
             "resolution = \"1080p\"",
             "resolution = \"2k\"",
@@ -146,12 +179,23 @@ image_with_roles = [{{ url = "https://e.com/first.png", role = "first_frame" }}]
         assert!(stderr.contains(expect), "{expect}\n{stderr}");
     }
     // A field another model takes is still refused for this one, with a suggestion.
-    let out = validate(&manifest.replace("negative_prompt = \"blur\"", "negative_promt = \"blur\"")).await;
+    let out =
+        validate(&manifest.replace("negative_prompt = \"blur\"", "negative_promt = \"blur\""))
+            .await;
     assert_eq!(out.status.code(), Some(2), "{}", text(&out));
-    assert!(String::from_utf8_lossy(&out.stderr).contains("did you mean `negative_prompt`?"), "{}", text(&out));
-    let out = validate(&manifest.replace("mode = \"pro\"", "mode = \"pro\"\nquality = \"720p\"")).await;
+    assert!(
+        String::from_utf8_lossy(&out.stderr).contains("did you mean `negative_prompt`?"),
+        "{}",
+        text(&out)
+    );
+    let out =
+        validate(&manifest.replace("mode = \"pro\"", "mode = \"pro\"\nquality = \"720p\"")).await;
     assert_eq!(out.status.code(), Some(2), "{}", text(&out));
-    assert!(String::from_utf8_lossy(&out.stderr).contains("kling-v2-6 takes no `quality`"), "{}", text(&out));
+    assert!(
+        String::from_utf8_lossy(&out.stderr).contains("kling-v2-6 takes no `quality`"),
+        "{}",
+        text(&out)
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -166,7 +210,10 @@ async fn csv_columns_carry_model_fields() {
     let out = run(cmd).await;
     assert_eq!(out.status.code(), Some(0), "{}", text(&out));
     let stdout = String::from_utf8_lossy(&out.stdout);
-    assert!(stdout.contains(r#""audio":true"#) && stdout.contains(r#""mode":"pro""#), "{stdout}");
+    assert!(
+        stdout.contains(r#""audio":true"#) && stdout.contains(r#""mode":"pro""#),
+        "{stdout}"
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -203,17 +250,26 @@ duration = 10
     let out = validate(&manifest).await;
     assert_eq!(out.status.code(), Some(0), "{}", text(&out));
     let stdout = String::from_utf8_lossy(&out.stdout);
-    assert!(stdout.contains("model house-model from the manifest (c.toml:"), "{stdout}");
+    assert!(
+        stdout.contains("model house-model from the manifest (c.toml:"),
+        "{stdout}"
+    );
     assert!(stdout.contains("not in the catalogue, added"), "{stdout}");
     assert!(
-        stdout.contains("model veo3.1-fast from the manifest") && stdout.contains("fields duration; 1 rule"),
+        stdout.contains("model veo3.1-fast from the manifest")
+            && stdout.contains("fields duration; 1 rule"),
         "{stdout}"
     );
 
-    let out = validate(&manifest.replace("id = \"v\"", "id = \"v\"\naspect_ratio = \"9:16\"")).await;
+    let out =
+        validate(&manifest.replace("id = \"v\"", "id = \"v\"\naspect_ratio = \"9:16\"")).await;
     assert_eq!(out.status.code(), Some(2), "{}", text(&out));
     let stderr = String::from_utf8_lossy(&out.stderr);
-    assert!(stderr.contains("10 s is landscape only here") && stderr.contains("[rule from the manifest]"), "{stderr}");
+    assert!(
+        stderr.contains("10 s is landscape only here")
+            && stderr.contains("[rule from the manifest]"),
+        "{stderr}"
+    );
 
     // The simulator of `--simulate` knows the campaign's own models. (Its clock
     // runs 100× fast and scales the limits with it: the default timeouts.)
@@ -227,9 +283,14 @@ duration = 10
     let out = run(cmd).await;
     assert_eq!(out.status.code(), Some(0), "{}", text(&out));
 
-    let out = validate(&manifest.replace("type = \"string\", values", "type = \"text\", values")).await;
+    let out =
+        validate(&manifest.replace("type = \"string\", values", "type = \"text\", values")).await;
     assert_eq!(out.status.code(), Some(2), "{}", text(&out));
-    assert!(String::from_utf8_lossy(&out.stderr).contains("[models.\"house-model\"]"), "{}", text(&out));
+    assert!(
+        String::from_utf8_lossy(&out.stderr).contains("[models.\"house-model\"]"),
+        "{}",
+        text(&out)
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -240,8 +301,18 @@ async fn runner_models_lists_and_explains() {
     let out = run(cmd).await;
     assert_eq!(out.status.code(), Some(0), "{}", text(&out));
     let stdout = String::from_utf8_lossy(&out.stdout);
-    for name in ["veo3.1-fast", "veo3.1-lite", "gemini-omni-flash", "sora-2-vvip", "kling-v3", "seedance-2"] {
-        assert!(stdout.lines().any(|l| l.starts_with(name)), "{name}: {stdout}");
+    for name in [
+        "veo3.1-fast",
+        "veo3.1-lite",
+        "gemini-omni-flash",
+        "sora-2-vvip",
+        "kling-v3",
+        "seedance-2",
+    ] {
+        assert!(
+            stdout.lines().any(|l| l.starts_with(name)),
+            "{name}: {stdout}"
+        );
     }
 
     let mut cmd = runner_cmd(&dir);
@@ -249,21 +320,30 @@ async fn runner_models_lists_and_explains() {
     let out = run(cmd).await;
     assert_eq!(out.status.code(), Some(0), "{}", text(&out));
     let stdout = String::from_utf8_lossy(&out.stdout);
-    assert!(stdout.contains("duration: integer; 4, 6, 10; default 6"), "{stdout}");
+    assert!(
+        stdout.contains("duration: integer; 4, 6, 10; default 6"),
+        "{stdout}"
+    );
     assert!(stdout.contains("1080p is landscape only"), "{stdout}");
 
     let mut cmd = runner_cmd(&dir);
     cmd.args(["models", "kling-v4"]);
     let out = run(cmd).await;
     assert_eq!(out.status.code(), Some(2), "{}", text(&out));
-    assert!(String::from_utf8_lossy(&out.stderr).contains("did you mean `kling-v3`?"), "{}", text(&out));
+    assert!(
+        String::from_utf8_lossy(&out.stderr).contains("did you mean `kling-v3`?"),
+        "{}",
+        text(&out)
+    );
 }
 
 /// The model table in README.md is `runner models --markdown`, between its markers.
 #[test]
 fn readme_model_table_is_generated() {
-    let readme = std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/README.md")).unwrap();
-    let start = "<!-- models:start (generated by `runner models --markdown`; a test checks it) -->\n";
+    let readme =
+        std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/README.md")).unwrap();
+    let start =
+        "<!-- models:start (generated by `runner models --markdown`; a test checks it) -->\n";
     let end = "<!-- models:end -->";
     let table = readme
         .split_once(start)

@@ -1454,7 +1454,9 @@ pub fn parse_size(text: &str) -> Option<u64> {
 #[cfg(test)]
 pub fn parse_csv_str(text: &str, path: &Path, diags: &mut Diags) -> Vec<RawJob> {
     let mut jobs = Vec::new();
-    for_each_csv_row(text, path, &[], Catalogue::builtin(), diags, |row| jobs.push(row));
+    for_each_csv_row(text, path, &[], Catalogue::builtin(), diags, |row| {
+        jobs.push(row)
+    });
     jobs
 }
 

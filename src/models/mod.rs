@@ -153,7 +153,11 @@ impl Kind {
             "false" => Value::Bool(false),
             _ => match cell.parse::<i64>() {
                 Ok(n) => Value::from(n),
-                Err(_) => match cell.parse::<f64>().ok().and_then(serde_json::Number::from_f64) {
+                Err(_) => match cell
+                    .parse::<f64>()
+                    .ok()
+                    .and_then(serde_json::Number::from_f64)
+                {
                     Some(n) if cell.contains('.') => Value::Number(n),
                     _ => Value::from(cell),
                 },
@@ -387,12 +391,9 @@ impl Entry {
     pub fn describe_field(&self, path: &str) -> String {
         match self.fields.get(path) {
             None => "—".into(),
-            Some(f) if !f.values.is_empty() => f
-                .values
-                .iter()
-                .map(plain)
-                .collect::<Vec<_>>()
-                .join(", "),
+            Some(f) if !f.values.is_empty() => {
+                f.values.iter().map(plain).collect::<Vec<_>>().join(", ")
+            }
             Some(f) if f.min.is_some() || f.max.is_some() => range(f.min, f.max),
             Some(f) => format!("any {}", f.kind.name()),
         }
@@ -479,7 +480,11 @@ impl Entry {
 
         for (path, spec) in &self.fields {
             if spec.required && lookup(request, path).is_none() {
-                violation(path, ViolationKind::Required, format!("{model} requires `{path}`"));
+                violation(
+                    path,
+                    ViolationKind::Required,
+                    format!("{model} requires `{path}`"),
+                );
             }
         }
 
@@ -585,7 +590,13 @@ impl Entry {
                             ViolationKind::Value,
                             format!(
                                 "{model} accepts {path} items with role {}, got {}",
-                                one_of(&spec.roles.iter().map(|r| Value::from(r.as_str())).collect::<Vec<_>>()),
+                                one_of(
+                                    &spec
+                                        .roles
+                                        .iter()
+                                        .map(|r| Value::from(r.as_str()))
+                                        .collect::<Vec<_>>()
+                                ),
                                 role.map_or("none".into(), |r| format!("\"{r}\""))
                             ),
                         );
@@ -771,7 +782,10 @@ impl Catalogue {
     /// This catalogue with a manifest's `[models]` table (`name → entry`) applied:
     /// a new name adds an entry, a known one (or an alias) amends it field by field
     /// and appends its rules, or replaces it with `replace = true`.
-    pub fn with_overrides(&self, models: &toml::Table) -> Result<Catalogue, Vec<(String, CatalogueError)>> {
+    pub fn with_overrides(
+        &self,
+        models: &toml::Table,
+    ) -> Result<Catalogue, Vec<(String, CatalogueError)>> {
         let mut out = self.clone();
         let mut errors = Vec::new();
         for (name, value) in models {
@@ -783,7 +797,11 @@ impl Catalogue {
                 errors.push((name.clone(), e));
             }
         }
-        if errors.is_empty() { Ok(out) } else { Err(errors) }
+        if errors.is_empty() {
+            Ok(out)
+        } else {
+            Err(errors)
+        }
     }
 
     fn apply(&mut self, name: &str, spec: EntrySpec, source: Source) -> Result<(), CatalogueError> {
@@ -825,15 +843,17 @@ impl Catalogue {
             entry.fields.insert(path, field);
         }
         for rule in spec.rules {
-            let conditions = |map: BTreeMap<String, Value>| -> Result<Vec<(String, Condition)>, CatalogueError> {
-                map.into_iter()
-                    .map(|(path, v)| {
-                        let c = Condition::from_value(&v)
-                            .map_err(|e| CatalogueError(format!("model `{name}`, rule `{path}`: {e}")))?;
-                        Ok((path, c))
-                    })
-                    .collect()
-            };
+            let conditions =
+                |map: BTreeMap<String, Value>| -> Result<Vec<(String, Condition)>, CatalogueError> {
+                    map.into_iter()
+                        .map(|(path, v)| {
+                            let c = Condition::from_value(&v).map_err(|e| {
+                                CatalogueError(format!("model `{name}`, rule `{path}`: {e}"))
+                            })?;
+                            Ok((path, c))
+                        })
+                        .collect()
+                };
             let when = conditions(rule.when)?;
             let require = conditions(rule.require)?;
             if require.is_empty() {
@@ -867,7 +887,8 @@ impl Catalogue {
         match existing {
             Some(i) => {
                 self.names.retain(|_, v| *v != i);
-                self.names.insert(self.entries[i].model.as_str().to_owned(), i);
+                self.names
+                    .insert(self.entries[i].model.as_str().to_owned(), i);
                 for alias in &entry.aliases {
                     self.names.insert(alias.clone(), i);
                 }
@@ -957,7 +978,11 @@ impl Catalogue {
             out.push_str(&format!(
                 "| `{}` | {} | {} | {} | {} | {} | {} |\n",
                 e.model,
-                if aliases.is_empty() { "—".into() } else { aliases.join(", ") },
+                if aliases.is_empty() {
+                    "—".into()
+                } else {
+                    aliases.join(", ")
+                },
                 e.describe_field("duration"),
                 e.describe_field("aspect_ratio"),
                 e.resolution_summary(),
@@ -972,7 +997,13 @@ impl Catalogue {
 impl Entry {
     /// `resolution` or `metadata.resolution` values, with the path when it is metadata.
     pub fn resolution_summary(&self) -> String {
-        for path in ["resolution", "metadata.resolution", "quality", "mode", "size"] {
+        for path in [
+            "resolution",
+            "metadata.resolution",
+            "quality",
+            "mode",
+            "size",
+        ] {
             if self.fields.contains_key(path) {
                 let values = self.describe_field(path);
                 return if path == "resolution" {
@@ -997,7 +1028,13 @@ impl Entry {
     /// Every rule of the entry, one line each, for `runner models NAME`.
     pub fn describe(&self) -> String {
         let mut out = format!("{}\n", self.model);
-        let from = |s: Source| if s == Source::Manifest { "  [from the manifest]" } else { "" };
+        let from = |s: Source| {
+            if s == Source::Manifest {
+                "  [from the manifest]"
+            } else {
+                ""
+            }
+        };
         if !self.aliases.is_empty() {
             out.push_str(&format!("  aliases: {}\n", self.aliases.join(", ")));
         }
@@ -1092,7 +1129,11 @@ mod tests {
         let Some(entry) = catalogue.entry(model) else {
             return vec![format!("no entry {model}")];
         };
-        entry.check(&request(v)).into_iter().map(|v| v.message).collect()
+        entry
+            .check(&request(v))
+            .into_iter()
+            .map(|v| v.message)
+            .collect()
     }
 
     /// A small catalogue in the documented format, to test the engine on its own.
@@ -1131,7 +1172,11 @@ message = "audio and roles do not mix"
         let Some(entry) = c.entry("toy") else {
             return Vec::new();
         };
-        entry.check(&request(v)).into_iter().map(|v| v.message).collect()
+        entry
+            .check(&request(v))
+            .into_iter()
+            .map(|v| v.message)
+            .collect()
     }
 
     #[test]
@@ -1148,7 +1193,10 @@ message = "audio and roles do not mix"
                 "{name}"
             );
         }
-        assert!(!c.entry("veo3.1-fast").is_some_and(Entry::takes_client_business_id));
+        assert!(
+            !c.entry("veo3.1-fast")
+                .is_some_and(Entry::takes_client_business_id)
+        );
         for e in c.entries() {
             assert!(!e.page.is_empty(), "{} names its page", e.model);
         }
@@ -1158,7 +1206,9 @@ message = "audio and roles do not mix"
     fn types_values_ranges_and_case() {
         let c = toy();
         assert_eq!(c.resolve("toy_alias").map(Model::as_str), Some("toy"));
-        assert!(toy_messages(json!({"metadata": {"seed": 1}, "size": "l", "duration": 4})).is_empty());
+        assert!(
+            toy_messages(json!({"metadata": {"seed": 1}, "size": "l", "duration": 4})).is_empty()
+        );
         assert_eq!(
             toy_messages(json!({"metadata": {"seed": 1}, "duration": 7})),
             ["toy accepts duration from 2 to 6, got 7"]
@@ -1179,7 +1229,9 @@ message = "audio and roles do not mix"
             ["toy accepts at most 2 image_urls, got 3"]
         );
         assert_eq!(
-            toy_messages(json!({"metadata": {"seed": 1}, "roles": [{"url": "u", "role": "last_frame"}]})),
+            toy_messages(
+                json!({"metadata": {"seed": 1}, "roles": [{"url": "u", "role": "last_frame"}]})
+            ),
             ["toy accepts roles items with role \"first_frame\" only, got \"last_frame\""]
         );
         assert_eq!(toy_messages(json!({})), ["toy requires `metadata.seed`"]);
@@ -1203,9 +1255,14 @@ message = "audio and roles do not mix"
     #[test]
     fn rules_see_defaults_and_presence() {
         // size L (any case), duration defaults to 4: fine with one image.
-        assert!(toy_messages(json!({"metadata": {"seed": 1}, "size": "L", "image_urls": ["a"]})).is_empty());
+        assert!(
+            toy_messages(json!({"metadata": {"seed": 1}, "size": "L", "image_urls": ["a"]}))
+                .is_empty()
+        );
         assert_eq!(
-            toy_messages(json!({"metadata": {"seed": 1}, "size": "L", "duration": 5, "image_urls": ["a", "b"]})),
+            toy_messages(
+                json!({"metadata": {"seed": 1}, "size": "L", "duration": 5, "image_urls": ["a", "b"]})
+            ),
             [
                 "toy: L is 4 s with one image (duration must be 4 only, got 5)",
                 "toy: L is 4 s with one image (image_urls count must be at most 1, got 2)"
@@ -1220,14 +1277,26 @@ message = "audio and roles do not mix"
     #[test]
     fn bad_catalogues_are_refused_with_the_model_named() {
         let bad = [
-            ("[models.x]\nfields.duration = { type = \"int\" }", "unknown variant"),
-            ("[models.x]\nfields.duration = { type = \"integer\", default = 4, colour = 1 }", "colour"),
+            (
+                "[models.x]\nfields.duration = { type = \"int\" }",
+                "unknown variant",
+            ),
+            (
+                "[models.x]\nfields.duration = { type = \"integer\", default = 4, colour = 1 }",
+                "colour",
+            ),
             (
                 "[models.x]\nfields.duration = { type = \"integer\", default = 4 }\n[[models.x.rules]]\nwhen = { mode = \"a\" }\nrequire = { duration = [4] }\nmessage = \"m\"",
                 "model `x`: rule \"m\" names `mode`",
             ),
-            ("[models.x]\nfields.size = { type = \"string\" }", "model `x`: give `duration`"),
-            ("[models.x]\nfields.\"metadata.\" = { type = \"string\" }", "field `metadata.`"),
+            (
+                "[models.x]\nfields.size = { type = \"string\" }",
+                "model `x`: give `duration`",
+            ),
+            (
+                "[models.x]\nfields.\"metadata.\" = { type = \"string\" }",
+                "field `metadata.`",
+            ),
         ];
         for (text, expect) in bad {
             match Catalogue::parse(text) {
@@ -1272,8 +1341,13 @@ message = "audio and roles do not mix"
         let three = json!(["a", "b", "c"]);
         assert!(messages("gemini-omni-flash", json!({"duration": 4, "resolution": "1080P", "aspect_ratio": "16:9", "image_urls": three})).is_empty());
         assert_eq!(
-            messages("gemini-omni-flash", json!({"resolution": "1080p", "aspect_ratio": "9:16"})),
-            ["gemini-omni-flash: 1080p is landscape only (aspect_ratio must be \"16:9\" only, got \"9:16\")"]
+            messages(
+                "gemini-omni-flash",
+                json!({"resolution": "1080p", "aspect_ratio": "9:16"})
+            ),
+            [
+                "gemini-omni-flash: 1080p is landscape only (aspect_ratio must be \"16:9\" only, got \"9:16\")"
+            ]
         );
         assert_eq!(
             messages("gemini-omni-flash", json!({"duration": 8})),
@@ -1281,22 +1355,49 @@ message = "audio and roles do not mix"
         );
         // veo: reference with 3 on fast and lite, never on quality; frame takes 2; gif at 720p only.
         for model in ["veo3.1-fast", "veo3.1-lite"] {
-            assert!(messages(model, json!({"image_urls": three, "metadata": {"generation_type": "reference"}})).is_empty());
-            assert!(messages(model, json!({"image_urls": three})).is_empty(), "the count decides");
+            assert!(
+                messages(
+                    model,
+                    json!({"image_urls": three, "metadata": {"generation_type": "reference"}})
+                )
+                .is_empty()
+            );
+            assert!(
+                messages(model, json!({"image_urls": three})).is_empty(),
+                "the count decides"
+            );
             assert!(messages(model, json!({"metadata": {"resolution": "4k"}})).is_empty());
         }
         assert_eq!(
-            messages("veo3.1-fast", json!({"image_urls": three, "metadata": {"generation_type": "frame"}})),
-            ["veo3.1-fast: frame mode takes 2 images (start frame, end frame) (image_urls count must be at most 2, got 3)"]
+            messages(
+                "veo3.1-fast",
+                json!({"image_urls": three, "metadata": {"generation_type": "frame"}})
+            ),
+            [
+                "veo3.1-fast: frame mode takes 2 images (start frame, end frame) (image_urls count must be at most 2, got 3)"
+            ]
         );
         assert_eq!(
-            messages("veo3.1-quality", json!({"metadata": {"generation_type": "reference"}})),
-            ["veo3.1-quality accepts metadata.generation_type \"frame\" only, got \"reference\" (veo3.1-quality has no reference mode)"]
+            messages(
+                "veo3.1-quality",
+                json!({"metadata": {"generation_type": "reference"}})
+            ),
+            [
+                "veo3.1-quality accepts metadata.generation_type \"frame\" only, got \"reference\" (veo3.1-quality has no reference mode)"
+            ]
         );
-        assert_eq!(messages("veo3.1-quality", json!({"image_urls": three})).len(), 1);
         assert_eq!(
-            messages("veo3.1-fast", json!({"metadata": {"enable_gif": true, "resolution": "1080p"}})),
-            ["veo3.1-fast: GIF output is not available at 1080p or 4k (metadata.resolution must be \"720p\" only, got \"1080p\")"]
+            messages("veo3.1-quality", json!({"image_urls": three})).len(),
+            1
+        );
+        assert_eq!(
+            messages(
+                "veo3.1-fast",
+                json!({"metadata": {"enable_gif": true, "resolution": "1080p"}})
+            ),
+            [
+                "veo3.1-fast: GIF output is not available at 1080p or 4k (metadata.resolution must be \"720p\" only, got \"1080p\")"
+            ]
         );
         assert!(messages("veo3.1-fast", json!({"metadata": {"enable_gif": true}})).is_empty());
         assert_eq!(
@@ -1308,7 +1409,13 @@ message = "audio and roles do not mix"
     #[test]
     fn unknown_model_suggests() {
         let c = Catalogue::builtin();
-        assert!(c.unknown_message("veo3.1-fats").contains("did you mean `veo3.1-fast`?"));
-        assert!(c.unknown_message("qqqqqqq").contains("[models.\"qqqqqqq\"]"));
+        assert!(
+            c.unknown_message("veo3.1-fats")
+                .contains("did you mean `veo3.1-fast`?")
+        );
+        assert!(
+            c.unknown_message("qqqqqqq")
+                .contains("[models.\"qqqqqqq\"]")
+        );
     }
 }

@@ -570,7 +570,10 @@ mod tests {
         assert_eq!(p.until_expected(MODEL, ms(500)), Some(ms(1750)));
         assert_eq!(p.first(MODEL), (ms(2250), false));
         p.scout_lost(Model::from_static("veo3.1-fast"));
-        assert!(p.first(Model::from_static("veo3.1-fast")).1, "a lost scout is replaced");
+        assert!(
+            p.first(Model::from_static("veo3.1-fast")).1,
+            "a lost scout is replaced"
+        );
     }
 
     #[test]

@@ -284,7 +284,10 @@ mod agreement {
             Kind::StringList => Value::Array(vec![url; n]),
             Kind::ObjectList => {
                 let role = spec.roles.first().cloned().unwrap_or_default();
-                Value::Array(vec![json!({"url": "https://example.com/a.png", "role": role}); n])
+                Value::Array(vec![
+                    json!({"url": "https://example.com/a.png", "role": role});
+                    n
+                ])
             }
             Kind::Object => json!({}),
         }
@@ -294,12 +297,17 @@ mod agreement {
     fn toml_value(v: &Value) -> String {
         match v {
             Value::Object(m) => {
-                let items: Vec<String> =
-                    m.iter().map(|(k, v)| format!("{k} = {}", toml_value(v))).collect();
+                let items: Vec<String> = m
+                    .iter()
+                    .map(|(k, v)| format!("{k} = {}", toml_value(v)))
+                    .collect();
                 format!("{{ {} }}", items.join(", "))
             }
             Value::Array(items) => {
-                format!("[{}]", items.iter().map(toml_value).collect::<Vec<_>>().join(", "))
+                format!(
+                    "[{}]",
+                    items.iter().map(toml_value).collect::<Vec<_>>().join(", ")
+                )
             }
             other => other.to_string(),
         }
@@ -329,7 +337,11 @@ mod agreement {
                 continue;
             }
             let value = sample(spec);
-            let key = if *path == entry.images { "image_urls" } else { path };
+            let key = if *path == entry.images {
+                "image_urls"
+            } else {
+                path
+            };
             match key.strip_prefix("metadata.") {
                 Some(k) => metadata.push(format!("{k} = {}", toml_value(&value))),
                 None => job.push_str(&format!("{key} = {}\n", toml_value(&value))),
