@@ -382,10 +382,10 @@ pub struct Job {
     pub prompt: String,
     /// Seconds; always filled (the model's default when the manifest says nothing).
     pub duration: u32,
-    /// Always filled (`16:9` when the manifest says nothing).
+    /// As written, else the model's default; empty (and not sent) for a model without one.
     pub aspect_ratio: String,
-    /// Top-level `resolution` (gemini only; `720P`). For veo a `resolution`
-    /// given in the manifest is moved into `metadata.resolution`.
+    /// Top-level `resolution`, as written (the provider's default when `None`). For a
+    /// model that takes it in metadata (veo) it is moved into `metadata.resolution`.
     pub resolution: Option<String>,
     /// Start frame, end frame: URLs or local files to upload.
     pub images: Vec<ImageRef>,

@@ -416,6 +416,18 @@ impl Entry {
         for (key, value) in request {
             match key.as_str() {
                 "model" | "prompt" => continue,
+                "client_business_id" if self.client_business_id => {
+                    if !value.is_string() {
+                        violation(
+                            key,
+                            ViolationKind::Value,
+                            format!(
+                                "client_business_id for {model} must be a string, got {}",
+                                describe_json(value)
+                            ),
+                        );
+                    }
+                }
                 "metadata" => {
                     let Some(meta) = value.as_object() else {
                         violation(
@@ -1196,6 +1208,12 @@ message = "audio and roles do not mix"
         assert!(
             !c.entry("veo3.1-fast")
                 .is_some_and(Entry::takes_client_business_id)
+        );
+        // A model that stores one accepts it in a request; others refuse it.
+        assert!(messages("seedance-2", json!({"client_business_id": "order-7"})).is_empty());
+        assert_eq!(
+            messages("veo3.1-fast", json!({"client_business_id": "order-7"})).len(),
+            1
         );
         for e in c.entries() {
             assert!(!e.page.is_empty(), "{} names its page", e.model);
