@@ -1298,7 +1298,7 @@ model = "veo3.1-fast"
         );
         assert_has(
             &p,
-            "campaign.toml:13:16: job `g`: gemini-omni-flash: 1080p is landscape only (aspect_ratio must be \"16:9\" only, got \"9:16\")",
+            "campaign.toml:13:16: job `g`: gemini-omni-flash: 1080p is landscape only (aspect_ratio must be \"16:9\", got \"9:16\")",
         );
         assert_has(
             &p,

@@ -524,7 +524,13 @@ impl Entry {
                     let what = if c_is_count(c) {
                         format!("{path} count must be {}", c.describe())
                     } else {
-                        format!("{path} must be {}", c.describe())
+                        match c {
+                            Condition::OneOf(values) => format!(
+                                "{path} must be {}",
+                                values.iter().map(plain).collect::<Vec<_>>().join(" or ")
+                            ),
+                            _ => format!("{path} must be {}", c.describe()),
+                        }
                     };
                     violation(
                         path,
@@ -1282,7 +1288,7 @@ message = "audio and roles do not mix"
                 json!({"metadata": {"seed": 1}, "size": "L", "duration": 5, "image_urls": ["a", "b"]})
             ),
             [
-                "toy: L is 4 s with one image (duration must be 4 only, got 5)",
+                "toy: L is 4 s with one image (duration must be 4, got 5)",
                 "toy: L is 4 s with one image (image_urls count must be at most 1, got 2)"
             ]
         );
@@ -1364,7 +1370,7 @@ message = "audio and roles do not mix"
                 json!({"resolution": "1080p", "aspect_ratio": "9:16"})
             ),
             [
-                "gemini-omni-flash: 1080p is landscape only (aspect_ratio must be \"16:9\" only, got \"9:16\")"
+                "gemini-omni-flash: 1080p is landscape only (aspect_ratio must be \"16:9\", got \"9:16\")"
             ]
         );
         assert_eq!(
@@ -1414,7 +1420,7 @@ message = "audio and roles do not mix"
                 json!({"metadata": {"enable_gif": true, "resolution": "1080p"}})
             ),
             [
-                "veo3.1-fast: GIF output is not available at 1080p or 4k (metadata.resolution must be \"720p\" only, got \"1080p\")"
+                "veo3.1-fast: GIF output is not available at 1080p or 4k (metadata.resolution must be \"720p\", got \"1080p\")"
             ]
         );
         assert!(messages("veo3.1-fast", json!({"metadata": {"enable_gif": true}})).is_empty());
