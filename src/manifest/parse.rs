@@ -424,6 +424,7 @@ pub fn parse_toml_str(text: &str, path: &Path, diags: &mut Diags) -> Option<RawM
         file: Arc::clone(&file),
         diags,
         catalogue: Arc::clone(Catalogue::builtin()),
+        broken_models: Vec::new(),
     };
     let mut overrides = Vec::new();
     if let Some(models) = root.get_ref().get("models") {
@@ -444,6 +445,8 @@ struct Walker<'a, 't> {
     diags: &'a mut Diags,
     /// Model names resolve here: the built-in catalogue, then the manifest's `[models]`.
     catalogue: Arc<Catalogue>,
+    /// `[models]` entries that had errors (reported): a job naming one is not also "unknown".
+    broken_models: Vec<String>,
 }
 
 /// "string \"8\"", "integer 8", … for messages.
@@ -866,18 +869,16 @@ impl Walker<'_, '_> {
             },
             Err(_) => return Vec::new(),
         };
-        match self.catalogue.with_overrides(&models) {
-            Ok(catalogue) => self.catalogue = Arc::new(catalogue),
-            Err(errors) => {
-                for (name, error) in errors {
-                    let loc = places
-                        .iter()
-                        .find(|(n, _)| *n == name)
-                        .map_or_else(|| self.loc(value.span()), |(_, l)| l.clone());
-                    self.diags
-                        .error(&loc, format!("[models.{}]: {error}", quoted(&name)));
-                }
-            }
+        let (catalogue, errors) = self.catalogue.with_overrides(&models);
+        self.catalogue = Arc::new(catalogue);
+        for (name, error) in errors {
+            let loc = places
+                .iter()
+                .find(|(n, _)| *n == name)
+                .map_or_else(|| self.loc(value.span()), |(_, l)| l.clone());
+            self.diags
+                .error(&loc, format!("[models.{}]: {error}", quoted(&name)));
+            self.broken_models.push(name);
         }
         places
     }
@@ -1212,8 +1213,11 @@ impl Walker<'_, '_> {
                                 fields.model = Some(Located::new(m, model.loc));
                             }
                             None => {
-                                let message = self.catalogue.unknown_message(&model.value);
-                                self.diags.error(&model.loc, message);
+                                if !self.broken_models.contains(&model.value) {
+                                    let message = self.catalogue.unknown_message(&model.value);
+                                    self.diags.error(&model.loc, message);
+                                }
+                                fields.invalid.insert("model");
                             }
                         }
                     }

@@ -800,26 +800,23 @@ impl Catalogue {
     /// This catalogue with a manifest's `[models]` table (`name → entry`) applied:
     /// a new name adds an entry, a known one (or an alias) amends it field by field
     /// and appends its rules, or replaces it with `replace = true`.
+    /// Entries with errors are left out, each error returned with its model's name.
     pub fn with_overrides(
         &self,
         models: &toml::Table,
-    ) -> Result<Catalogue, Vec<(String, CatalogueError)>> {
+    ) -> (Catalogue, Vec<(String, CatalogueError)>) {
         let mut out = self.clone();
         let mut errors = Vec::new();
         for (name, value) in models {
             let spec: Result<EntrySpec, _> = value.clone().try_into();
             let result = spec
-                .map_err(|e| CatalogueError(e.to_string()))
+                .map_err(|e| CatalogueError(e.to_string().trim().replace('\n', " ")))
                 .and_then(|spec| out.apply(name, spec, Source::Manifest));
             if let Err(e) = result {
                 errors.push((name.clone(), e));
             }
         }
-        if errors.is_empty() {
-            Ok(out)
-        } else {
-            Err(errors)
-        }
+        (out, errors)
     }
 
     fn apply(&mut self, name: &str, spec: EntrySpec, source: Source) -> Result<(), CatalogueError> {
@@ -913,14 +910,14 @@ impl Catalogue {
                 self.entries[i] = entry;
             }
             None => {
+                if let Some(alias) = entry.aliases.iter().find(|a| self.names.contains_key(*a)) {
+                    return Err(CatalogueError(format!(
+                        "model `{name}`: alias `{alias}` already names a model"
+                    )));
+                }
                 let i = self.entries.len();
                 self.names.insert(name.to_owned(), i);
                 for alias in &entry.aliases {
-                    if self.names.contains_key(alias) {
-                        return Err(CatalogueError(format!(
-                            "model `{name}`: alias `{alias}` already names a model"
-                        )));
-                    }
                     self.names.insert(alias.clone(), i);
                 }
                 self.entries.push(entry);
@@ -1340,10 +1337,8 @@ message = "audio and roles do not mix"
         ) else {
             return;
         };
-        let c = match Catalogue::builtin().with_overrides(&models) {
-            Ok(c) => c,
-            Err(e) => panic!("{e:?}"),
-        };
+        let (c, errors) = Catalogue::builtin().with_overrides(&models);
+        assert!(errors.is_empty(), "{errors:?}");
         let veo = c.entry("veo3.1-fast");
         assert!(veo.is_some_and(|e| e.from_manifest));
         assert_eq!(
