@@ -433,7 +433,14 @@ fn validate(args: &ManifestArg) -> Result<i32, AppError> {
 
 /// `runner models [NAME] [--markdown]`.
 fn models(args: &crate::cli::ModelsArgs) -> Result<i32, AppError> {
-    let catalogue = crate::models::Catalogue::builtin();
+    let campaign;
+    let catalogue = match &args.manifest {
+        Some(path) => {
+            campaign = manifest::load(path)?;
+            &campaign.catalogue
+        }
+        None => crate::models::Catalogue::builtin(),
+    };
     if args.markdown {
         outln!("{}", catalogue.markdown().trim_end());
         return Ok(exit::SUCCESS);

@@ -35,6 +35,9 @@ pub struct ModelsArgs {
     /// Print the catalogue as the Markdown table of README.md.
     #[arg(long, conflicts_with = "name")]
     pub markdown: bool,
+    /// Include this campaign's `[models."NAME"]` entries (the manifest must be valid).
+    #[arg(long, value_name = "MANIFEST")]
+    pub manifest: Option<PathBuf>,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
@@ -84,6 +87,7 @@ pub enum Command {
     ///   runner models                      # every model, one line each
     ///   runner models gemini-omni-flash    # one model's fields and rules
     ///   runner models --markdown           # the table in README.md
+    ///   runner models my-model --manifest jobs/campaign.toml   # with the campaign's [models]
     #[command(verbatim_doc_comment)]
     Models(ModelsArgs),
     /// Print a shell completion script.

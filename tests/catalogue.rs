@@ -283,6 +283,16 @@ duration = 10
     let out = run(cmd).await;
     assert_eq!(out.status.code(), Some(0), "{}", text(&out));
 
+    let mut cmd = runner_cmd(&dir);
+    cmd.args(["models", "house-model", "--manifest", "c.toml"]);
+    let out = run(cmd).await;
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out));
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        stdout.contains("style: string; \"flat\", \"deep\"  [from the manifest]"),
+        "{stdout}"
+    );
+
     let out =
         validate(&manifest.replace("type = \"string\", values", "type = \"text\", values")).await;
     assert_eq!(out.status.code(), Some(2), "{}", text(&out));
