@@ -214,6 +214,34 @@ async fn csv_columns_carry_model_fields() {
         stdout.contains(r#""audio":true"#) && stdout.contains(r#""mode":"pro""#),
         "{stdout}"
     );
+
+    // [defaults] carries model fields to every job, CSV rows included; a row overrides.
+    dir.write(
+        "c.toml",
+        "[defaults]\nmodel = \"kling-v3\"\nmode = \"pro\"\n\n[[source]]\ncsv = \"rows.csv\"\n",
+    );
+    dir.write(
+        "rows.csv",
+        "id,prompt,mode,reference_images\na,a kite,,https://e.com/1.png|https://e.com/2.png\nb,a boat,std,\n",
+    );
+    let mut cmd = runner_cmd(&dir);
+    cmd.args(["validate", "c.toml"]);
+    let out = run(cmd).await;
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out));
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    let line = |id: &str| {
+        stdout
+            .lines()
+            .find(|l| l.starts_with(&format!("{id}\t")))
+            .unwrap_or_default()
+            .to_owned()
+    };
+    assert!(line("a").contains(r#""mode":"pro""#), "{stdout}");
+    assert!(
+        line("a").contains(r#""reference_images":["https://e.com/1.png","https://e.com/2.png"]"#),
+        "{stdout}"
+    );
+    assert!(line("b").contains(r#""mode":"std""#), "{stdout}");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
