@@ -1077,6 +1077,9 @@ impl Entry {
             if f.required {
                 line.push_str("; required");
             }
+            if let Some(note) = &f.note {
+                line.push_str(&format!(" ({note})"));
+            }
             out.push_str(&line);
             out.push_str(from(f.source));
             out.push('\n');
