@@ -73,6 +73,7 @@ pub async fn main_impl(cli: Cli) -> Result<i32, AppError> {
     match cli.command {
         Command::Run(args) => run_command(args, cli.quiet).await,
         Command::Validate(args) => validate(&args),
+        Command::Models(args) => models(&args),
         Command::Status(args) => status(&args),
         Command::Report(args) => rewrite_report(&args),
         Command::Simulate(args) => simulate(args).await,
@@ -220,6 +221,7 @@ async fn run_command(args: RunArgs, quiet: bool) -> Result<i32, AppError> {
         let config = crate::sim::SimConfig {
             time_scale: args.sim_time_scale,
             revive: true,
+            catalogue: Some(std::sync::Arc::clone(&campaign.catalogue)),
             ..Default::default()
         };
         let sim = crate::sim::SimHandle::start(config)
@@ -393,6 +395,112 @@ fn validate(args: &ManifestArg) -> Result<i32, AppError> {
         outln!("{}\t{}", job.id, job.request_body(&images));
     }
     print_plan(&campaign);
+    for (name, loc) in &campaign.model_overrides {
+        let Some(entry) = campaign.catalogue.entry(name) else {
+            continue;
+        };
+        let fields: Vec<&str> = entry
+            .fields
+            .iter()
+            .filter(|(_, f)| f.source == crate::models::Source::Manifest)
+            .map(|(p, _)| p.as_str())
+            .collect();
+        let rules = entry
+            .rules
+            .iter()
+            .filter(|r| r.source == crate::models::Source::Manifest)
+            .count();
+        let builtin = crate::models::Catalogue::builtin().entry(name).is_some();
+        outln!(
+            "model {} from the manifest ({loc}): {} {}; fields {}; {rules} rule{}",
+            entry.model,
+            if builtin {
+                "amends the catalogue's entry"
+            } else {
+                "not in the catalogue, added"
+            },
+            if builtin { "with" } else { "as" },
+            if fields.is_empty() {
+                "none".to_owned()
+            } else {
+                fields.join(", ")
+            },
+            if rules == 1 { "" } else { "s" },
+        );
+    }
+    Ok(exit::SUCCESS)
+}
+
+/// `runner models [NAME] [--markdown]`.
+fn models(args: &crate::cli::ModelsArgs) -> Result<i32, AppError> {
+    let campaign;
+    let catalogue = match &args.manifest {
+        Some(path) => {
+            campaign = manifest::load(path)?;
+            &campaign.catalogue
+        }
+        None => crate::models::Catalogue::builtin(),
+    };
+    if args.markdown {
+        outln!("{}", catalogue.markdown().trim_end());
+        return Ok(exit::SUCCESS);
+    }
+    if let Some(name) = &args.name {
+        let Some(entry) = catalogue.entry(name) else {
+            return Err(AppError::Usage(catalogue.unknown_message(name)));
+        };
+        outln!("{}", entry.describe().trim_end());
+        return Ok(exit::SUCCESS);
+    }
+    let header = [
+        "model",
+        "aliases",
+        "duration",
+        "aspect_ratio",
+        "resolution",
+        "images",
+    ];
+    let rows: Vec<[String; 6]> = catalogue
+        .entries()
+        .into_iter()
+        .map(|e| {
+            [
+                e.model.to_string(),
+                if e.aliases.is_empty() {
+                    "-".into()
+                } else {
+                    e.aliases.join(", ")
+                },
+                e.describe_field("duration"),
+                e.describe_field("aspect_ratio").replace('"', ""),
+                e.resolution_summary().replace(['`', '"'], ""),
+                e.images_summary().replace('`', ""),
+            ]
+        })
+        .collect();
+    let mut widths = header.map(str::len);
+    for row in &rows {
+        for (w, cell) in widths.iter_mut().zip(row) {
+            *w = (*w).max(cell.chars().count());
+        }
+    }
+    let line = |cells: &[&str]| -> String {
+        let mut out = String::new();
+        for (i, (cell, w)) in cells.iter().zip(widths).enumerate() {
+            if i + 1 == cells.len() {
+                out.push_str(cell);
+            } else {
+                out.push_str(&format!("{cell:<w$}  "));
+            }
+        }
+        out
+    };
+    outln!("{}", line(&header));
+    for row in &rows {
+        let cells: Vec<&str> = row.iter().map(String::as_str).collect();
+        outln!("{}", line(&cells));
+    }
+    outln!("`runner models NAME` shows one model's fields and rules");
     Ok(exit::SUCCESS)
 }
 

@@ -27,6 +27,19 @@ pub struct Cli {
     pub log_format: LogFormat,
 }
 
+/// `runner models`.
+#[derive(Debug, Clone, Args)]
+pub struct ModelsArgs {
+    /// One model (or alias) to show in full.
+    pub name: Option<String>,
+    /// Print the catalogue as the Markdown table of README.md.
+    #[arg(long, conflicts_with = "name")]
+    pub markdown: bool,
+    /// Include this campaign's `[models."NAME"]` entries (the manifest must be valid).
+    #[arg(long, value_name = "MANIFEST")]
+    pub manifest: Option<PathBuf>,
+}
+
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
 pub enum LogFormat {
     Text,
@@ -68,6 +81,15 @@ pub enum Command {
     ///   runner validate prompts.csv | cut -f1      # just the job ids
     #[command(verbatim_doc_comment)]
     Validate(ManifestArg),
+    /// The model catalogue: what each model accepts (durations, sizes, images, fields, rules).
+    ///
+    /// Examples:
+    ///   runner models                      # every model, one line each
+    ///   runner models gemini-omni-flash    # one model's fields and rules
+    ///   runner models --markdown           # the table in README.md
+    ///   runner models my-model --manifest jobs/campaign.toml   # with the campaign's [models]
+    #[command(verbatim_doc_comment)]
+    Models(ModelsArgs),
     /// Print a shell completion script.
     ///
     /// Examples:

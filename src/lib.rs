@@ -2,7 +2,8 @@
 //!
 //! Layout:
 //! - [`cli`]: the command line (clap); [`app`]: what each command does; [`exit`]: exit codes.
-//! - [`manifest`]: TOML/CSV manifests → validated [`manifest::Job`]s; [`models`]: what each model accepts.
+//! - [`manifest`]: TOML/CSV manifests → validated [`manifest::Job`]s; [`models`]: what each model accepts
+//!   (a generic rule engine over the data file `src/models/catalogue.toml`).
 //! - [`plan`]: jobs, seconds and cost by model, aspect ratio and duration (`[pricing]`).
 //! - [`api`]: the HTTP client and wire types of the video API.
 //! - [`run`]: the engine — dispatcher, rate limiter, polling, downloads, shutdown.

@@ -89,7 +89,7 @@ pub struct PlanRow {
 /// Jobs, seconds and cost, by (model, aspect ratio, duration) and in total.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Plan {
-    /// Sorted by model (in [`Model::ALL`] order), aspect ratio, duration.
+    /// Sorted by model name, aspect ratio, duration.
     pub rows: Vec<PlanRow>,
     pub total_jobs: usize,
     pub total_seconds: u64,
@@ -227,7 +227,9 @@ mod tests {
             aspect_ratio: aspect_ratio.into(),
             resolution: None,
             images: Vec::new(),
+            image_field: "image_urls".into(),
             metadata: Map::new(),
+            extra: Map::new(),
             filename: format!("{id}.mp4"),
             origin: Origin {
                 file: std::sync::Arc::from(std::path::Path::new("c.toml")),
@@ -240,10 +242,20 @@ mod tests {
     fn jobs() -> Vec<Job> {
         let mut out = Vec::new();
         for i in 0..3 {
-            out.push(job(&format!("g{i}"), Model::GeminiOmniFlash, "9:16", 10));
+            out.push(job(
+                &format!("g{i}"),
+                Model::from_static("gemini-omni-flash"),
+                "9:16",
+                10,
+            ));
         }
         for i in 0..4 {
-            out.push(job(&format!("v{i}"), Model::Veo31Fast, "16:9", 8));
+            out.push(job(
+                &format!("v{i}"),
+                Model::from_static("veo3.1-fast"),
+                "16:9",
+                8,
+            ));
         }
         out
     }
@@ -258,7 +270,7 @@ mod tests {
     #[test]
     fn rows_are_grouped_and_sorted() {
         let mut all = jobs();
-        all.push(job("v9", Model::Veo31Fast, "9:16", 8));
+        all.push(job("v9", Model::from_static("veo3.1-fast"), "9:16", 8));
         let p = plan_jobs(&pricing(&[]), &all);
         let keys: Vec<(Model, &str, u32, usize, u64)> = p
             .rows
@@ -276,9 +288,9 @@ mod tests {
         assert_eq!(
             keys,
             [
-                (Model::Veo31Fast, "16:9", 8, 4, 32),
-                (Model::Veo31Fast, "9:16", 8, 1, 8),
-                (Model::GeminiOmniFlash, "9:16", 10, 3, 30),
+                (Model::from_static("gemini-omni-flash"), "9:16", 10, 3, 30),
+                (Model::from_static("veo3.1-fast"), "16:9", 8, 4, 32),
+                (Model::from_static("veo3.1-fast"), "9:16", 8, 1, 8),
             ]
         );
         assert_eq!((p.total_jobs, p.total_seconds), (8, 70));
@@ -289,10 +301,16 @@ mod tests {
         let p = plan_jobs(&pricing(&[]), &jobs());
         assert_eq!(p.total_cost, Cost::Unknown);
         assert!(p.rows.iter().all(|r| r.cost == Cost::Unknown));
-        assert_eq!(p.unpriced, [Model::Veo31Fast, Model::GeminiOmniFlash]);
+        assert_eq!(
+            p.unpriced,
+            [
+                Model::from_static("gemini-omni-flash"),
+                Model::from_static("veo3.1-fast")
+            ]
+        );
 
         let p = plan_jobs(
-            &pricing(&[(Model::Veo31Fast, Price::PerSecond(0.4))]),
+            &pricing(&[(Model::from_static("veo3.1-fast"), Price::PerSecond(0.4))]),
             &jobs(),
         );
         assert_eq!(
@@ -302,12 +320,15 @@ mod tests {
             }
         );
         assert!(!p.total_cost.is_known());
-        assert_eq!(p.unpriced, [Model::GeminiOmniFlash]);
+        assert_eq!(p.unpriced, [Model::from_static("gemini-omni-flash")]);
 
         let p = plan_jobs(
             &pricing(&[
-                (Model::Veo31Fast, Price::PerSecond(0.4)),
-                (Model::GeminiOmniFlash, Price::PerVideo(0.25)),
+                (Model::from_static("veo3.1-fast"), Price::PerSecond(0.4)),
+                (
+                    Model::from_static("gemini-omni-flash"),
+                    Price::PerVideo(0.25),
+                ),
             ]),
             &jobs(),
         );
@@ -319,7 +340,10 @@ mod tests {
 
         // A free model is known to be free.
         let p = plan_jobs(
-            &pricing(&[(Model::GeminiOmniFlash, Price::PerVideo(0.0))]),
+            &pricing(&[(
+                Model::from_static("gemini-omni-flash"),
+                Price::PerVideo(0.0),
+            )]),
             &jobs()[..3],
         );
         assert_eq!(p.total_cost, Cost::Known(0.0));
@@ -330,17 +354,23 @@ mod tests {
     #[test]
     fn job_costs() {
         let p = pricing(&[
-            (Model::Veo31Fast, Price::PerSecond(0.05)),
-            (Model::Veo31Quality, Price::PerVideo(0.4)),
+            (Model::from_static("veo3.1-fast"), Price::PerSecond(0.05)),
+            (Model::from_static("veo3.1-quality"), Price::PerVideo(0.4)),
         ]);
-        let cost = job_cost(&p, &job("a", Model::Veo31Fast, "16:9", 8)).unwrap();
+        let cost = job_cost(&p, &job("a", Model::from_static("veo3.1-fast"), "16:9", 8)).unwrap();
         assert!((cost - 0.4).abs() < 1e-12);
         assert_eq!(
-            job_cost(&p, &job("b", Model::Veo31Quality, "16:9", 8)),
+            job_cost(
+                &p,
+                &job("b", Model::from_static("veo3.1-quality"), "16:9", 8)
+            ),
             Some(0.4)
         );
         assert_eq!(
-            job_cost(&p, &job("c", Model::GeminiOmniFlash, "16:9", 6)),
+            job_cost(
+                &p,
+                &job("c", Model::from_static("gemini-omni-flash"), "16:9", 6)
+            ),
             None
         );
     }
@@ -366,29 +396,32 @@ mod tests {
     #[test]
     fn table() {
         let p = plan_jobs(
-            &pricing(&[(Model::Veo31Fast, Price::PerSecond(0.4))]),
+            &pricing(&[(Model::from_static("veo3.1-fast"), Price::PerSecond(0.4))]),
             &jobs(),
         );
         assert_eq!(
             p.to_string(),
             "\
 model              aspect  duration  jobs  seconds      cost
+gemini-omni-flash  9:16    10 s         3       30   unknown
 veo3.1-fast        16:9    8 s          4       32    $12.80
-gemini_omni_flash  9:16    10 s         3       30   unknown
 total                                   7       62  ≥ $12.80 (1 price unknown)"
         );
 
         let mut euros = pricing(&[
-            (Model::Veo31Fast, Price::PerVideo(1.5)),
-            (Model::GeminiOmniFlash, Price::PerSecond(0.1)),
+            (Model::from_static("veo3.1-fast"), Price::PerVideo(1.5)),
+            (
+                Model::from_static("gemini-omni-flash"),
+                Price::PerSecond(0.1),
+            ),
         ]);
         euros.currency = "EUR".into();
         assert_eq!(
             plan_jobs(&euros, &jobs()).to_string(),
             "\
 model              aspect  duration  jobs  seconds      cost
+gemini-omni-flash  9:16    10 s         3       30  3.00 EUR
 veo3.1-fast        16:9    8 s          4       32  6.00 EUR
-gemini_omni_flash  9:16    10 s         3       30  3.00 EUR
 total                                   7       62  9.00 EUR"
         );
 
@@ -397,7 +430,7 @@ total                                   7       62  9.00 EUR"
             none.to_string(),
             "\
 model              aspect  duration  jobs  seconds     cost
-gemini_omni_flash  9:16    10 s         3       30  unknown
+gemini-omni-flash  9:16    10 s         3       30  unknown
 total                                   3       30  unknown"
         );
     }

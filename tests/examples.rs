@@ -46,9 +46,9 @@ fn examples_expand_as_documented() {
     let ids: Vec<&str> = matrix.jobs.iter().map(|j| j.id.as_str()).collect();
     assert_eq!(ids.len(), 4 + 2 + 4 + 4, "{ids:?}");
     assert!(ids.contains(&"skyline-veo3.1-fast-9x16"), "{ids:?}");
-    assert!(ids.contains(&"waterfall-tall-gemini_omni_flash"), "{ids:?}");
+    assert!(ids.contains(&"waterfall-tall-gemini-omni-flash"), "{ids:?}");
     assert!(
-        ids.contains(&"desert-dunes-gemini_omni_flash-16x9"),
+        ids.contains(&"desert-dunes-gemini-omni-flash-16x9"),
         "{ids:?}"
     );
 

@@ -722,9 +722,9 @@ fn bad_cases() -> Vec<BadCase> {
             vec!["c.toml:7", "square", "aspect_ratio"],
         ),
         case(
-            "gemini with image_urls",
+            "gemini with four image_urls (it takes 3)",
             t(format!(
-                "{HEAD}[[job]]\nid = \"gem-img\"\nprompt = \"p\"\nimage_urls = [\"https://example.com/a.png\"]\n"
+                "{HEAD}[[job]]\nid = \"gem-img\"\nprompt = \"p\"\nimage_urls = [\"https://example.com/a.png\", \"https://example.com/b.png\", \"https://example.com/c.png\", \"https://example.com/d.png\"]\n"
             )),
             "c.toml",
             vec!["c.toml:7", "gem-img", "image_urls"],

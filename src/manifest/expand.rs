@@ -32,8 +32,9 @@ use super::parse::{
     self, JobFields, MatrixDim, RawJob, RawManifest, Template, TemplateValues, filename_problem,
 };
 use super::prompt::PromptTemplate;
-use super::{ImageRef, Job, Origin, Output};
-use crate::models::{self, Field, Model, Params};
+use super::{ImageRef, Job, Origin, Output, RequestParts, request_map};
+use crate::models::{self, Catalogue, Model};
+use std::sync::Arc;
 
 /// The most jobs one manifest may expand to (a guard against a runaway matrix).
 pub const MAX_JOBS: usize = 100_000;
@@ -102,7 +103,8 @@ pub fn derived_id(own: &JobFields, filled: Option<&str>) -> String {
     };
     canonical.insert("prompt", Value::from(prompt));
     if let Some(model) = &own.model {
-        canonical.insert("model", Value::from(model.value.as_str()));
+        let written = own.model_alias.as_deref().unwrap_or(model.value.as_str());
+        canonical.insert("model", Value::from(written));
     }
     if let Some(aspect) = &own.aspect_ratio {
         canonical.insert("aspect_ratio", Value::from(aspect.value.as_str()));
@@ -129,6 +131,10 @@ pub fn derived_id(own: &JobFields, filled: Option<&str>) -> String {
             .collect();
         canonical.insert("metadata", Value::Object(metadata));
     }
+    for (key, value) in &own.extra {
+        // Beside the fixed keys, so a field named like one cannot collide with it.
+        canonical.insert(key.as_str(), value.value.clone());
+    }
     let text = serde_json::to_string(&canonical).unwrap_or_default();
     let hash = crate::util::sha256_hex(text.as_bytes());
     format!("{}-{}", slug(prompt), hash.get(..8).unwrap_or(&hash))
@@ -137,7 +143,11 @@ pub fn derived_id(own: &JobFields, filled: Option<&str>) -> String {
 /// The id suffix a matrix layer adds: its one value, sanitised to id characters.
 fn suffix(layer: &JobFields) -> String {
     let raw = if let Some(model) = &layer.model {
-        model.value.as_str().to_owned()
+        // As written: an alias keeps the ids it always gave.
+        layer
+            .model_alias
+            .clone()
+            .unwrap_or_else(|| model.value.as_str().to_owned())
     } else if let Some(aspect) = &layer.aspect_ratio {
         aspect.value.clone()
     } else if let Some(duration) = &layer.duration {
@@ -165,6 +175,8 @@ struct Context<'a> {
     pub base_dir: &'a Path,
     /// `output.filename`; `None` when it was invalid (already reported).
     pub filename: Option<&'a Template>,
+    /// What each model accepts (the manifest's `[models]` applied).
+    pub catalogue: &'a Catalogue,
 }
 
 /// Turns `[[job]]` entries and CSV rows, fed one at a time in manifest order,
@@ -197,6 +209,7 @@ impl<'a> Expander<'a> {
                 name,
                 base_dir,
                 filename: raw.output.filename.as_ref(),
+                catalogue: &raw.catalogue,
             },
             per_job: raw
                 .matrix
@@ -214,7 +227,10 @@ impl<'a> Expander<'a> {
     pub fn push_csv(&mut self, text: &str, path: &Path, placeholders: &[&str], diags: &mut Diags) {
         // At most one row per line: the job list is sized once, not copied as it grows.
         self.reserve(text.bytes().filter(|&b| b == b'\n').count() + 1);
-        parse::for_each_csv_row(text, path, placeholders, diags, |row| self.push(row));
+        let catalogue = Arc::clone(&self.raw.catalogue);
+        parse::for_each_csv_row(text, path, placeholders, &catalogue, diags, |row| {
+            self.push(row)
+        });
     }
 
     /// Room for `rows` more rows' jobs.
@@ -587,24 +603,46 @@ fn finish(
     };
     let model: Model = model.value;
     let mut ok = true;
+    let Some(entry) = ctx.catalogue.entry(model.as_str()) else {
+        diags.job_error(origin, label, ctx.catalogue.unknown_message(model.as_str()));
+        return None;
+    };
 
-    let duration = fields
-        .duration
-        .as_ref()
-        .map_or(i64::from(model.default_duration()), |d| d.value);
-    let aspect_ratio = fields
-        .aspect_ratio
-        .as_ref()
-        .map_or(models::DEFAULT_ASPECT_RATIO, |a| a.value.as_str());
+    let duration = match (&fields.duration, entry.default_duration()) {
+        (Some(d), _) => d.value,
+        (None, Some(d)) => d,
+        (None, None) => {
+            diags.job_error(
+                origin,
+                label,
+                format!(
+                    "{model} has no default duration: set `duration` ({})",
+                    entry.describe_field("duration")
+                ),
+            );
+            ok = false;
+            0
+        }
+    };
+    let aspect_ratio: String = match &fields.aspect_ratio {
+        Some(a) => a.value.clone(),
+        None => entry
+            .default_of("aspect_ratio")
+            .and_then(Value::as_str)
+            .unwrap_or_default()
+            .to_owned(),
+    };
+    let aspect_ratio = aspect_ratio.as_str();
     let mut metadata: Map<String, Value> = fields
         .metadata
         .iter()
         .map(|(k, v)| (k.clone(), v.value.clone()))
         .collect();
 
-    // veo takes its resolution in metadata; a job-level one is moved there.
+    // A model that takes its resolution in metadata (veo) gets a job-level one there.
     let mut resolution = fields.resolution.as_ref().map(|r| r.value.clone());
-    if model.is_veo()
+    if entry.field("resolution").is_none()
+        && entry.field("metadata.resolution").is_some()
         && let Some(r) = fields.resolution.as_ref()
     {
         match metadata.get("resolution") {
@@ -626,28 +664,54 @@ fn finish(
         }
         resolution = None;
     }
-    if resolution.is_none() {
-        resolution = model.default_resolution().map(str::to_owned);
+
+    let extra: Map<String, Value> = fields
+        .extra
+        .iter()
+        .map(|(k, v)| (k.clone(), v.value.clone()))
+        .collect();
+    let image_count = fields.image_urls.as_ref().map_or(0, |u| u.value.len());
+    if image_count > 0
+        && let Some(own) = fields.extra.get(&entry.images)
+    {
+        diags.job_error(
+            &own.loc,
+            label,
+            format!(
+                "for {model} `image_urls` are sent as `{}`: set one of them, not both",
+                entry.images
+            ),
+        );
+        ok = false;
     }
 
-    let params = Params {
-        duration,
+    // The request as it will be sent (images as placeholders: they may be uploads).
+    let request = request_map(RequestParts {
+        model,
+        prompt: "",
+        duration: Some(duration),
         aspect_ratio,
         resolution: resolution.as_deref(),
-        image_count: fields.image_urls.as_ref().map_or(0, |u| u.value.len()),
+        image_field: &entry.images,
+        images: vec![String::new(); image_count],
         metadata: &metadata,
-    };
-    for violation in model.check(&params) {
-        let loc = match &violation.field {
-            Field::Duration => fields.duration.as_ref().map(|d| &d.loc),
-            Field::AspectRatio => fields.aspect_ratio.as_ref().map(|a| &a.loc),
-            Field::Resolution => fields.resolution.as_ref().map(|r| &r.loc),
-            Field::ImageUrls => fields.image_urls.as_ref().map(|u| &u.loc),
-            Field::Metadata(key) => fields
-                .metadata
-                .get(key)
-                .map(|m| &m.loc)
-                .or_else(|| fields.resolution.as_ref().map(|r| &r.loc)),
+        extra: &extra,
+    });
+    for violation in entry.check(&request) {
+        let path = violation.field.as_str();
+        let loc = match path {
+            "duration" => fields.duration.as_ref().map(|d| &d.loc),
+            "aspect_ratio" => fields.aspect_ratio.as_ref().map(|a| &a.loc),
+            "resolution" => fields.resolution.as_ref().map(|r| &r.loc),
+            _ if path == entry.images => fields.image_urls.as_ref().map(|u| &u.loc),
+            _ => match path.strip_prefix("metadata.") {
+                Some(key) => fields
+                    .metadata
+                    .get(key)
+                    .map(|m| &m.loc)
+                    .or_else(|| fields.resolution.as_ref().map(|r| &r.loc)),
+                None => fields.extra.get(path).map(|e| &e.loc),
+            },
         };
         diags.job_error(loc.unwrap_or(origin), label, violation.message);
         ok = false;
@@ -663,7 +727,13 @@ fn finish(
         ok = false;
     }
 
-    let duration = u32::try_from(duration).ok()?;
+    // Automatic lengths (0, -1) count as no seconds in plans; a negative one is
+    // still sent as written (it rides with the other fields).
+    let mut extra = extra;
+    if duration < 0 {
+        extra.insert("duration".into(), Value::from(duration));
+    }
+    let duration = u32::try_from(duration.max(0)).ok()?;
     let prompt = prompt?;
     if !ok {
         return None;
@@ -673,7 +743,8 @@ fn finish(
     let template = ctx.filename?;
     let filename = template.render(&TemplateValues {
         id,
-        model: model.as_str(),
+        // As written: an alias keeps the file names it always had.
+        model: fields.model_alias.as_deref().unwrap_or(model.as_str()),
         name: ctx.name,
         aspect_ratio,
         duration,
@@ -690,7 +761,9 @@ fn finish(
         aspect_ratio: aspect_ratio.to_owned(),
         resolution,
         images: images.to_vec(),
+        image_field: entry.images.clone(),
         metadata,
+        extra,
         filename,
         origin: Origin {
             file: origin.file.clone(),

@@ -147,6 +147,8 @@ pub fn load_str(text: &str, path: &Path) -> Result<Campaign, ManifestError> {
         pricing: raw.pricing,
         output,
         jobs,
+        catalogue: raw.catalogue,
+        model_overrides: raw.model_overrides,
     })
 }
 
@@ -209,6 +211,10 @@ pub struct Campaign {
     pub output: Output,
     /// In manifest order: `[[job]]` entries first, then `[[source]]` rows, each × matrix.
     pub jobs: Vec<Job>,
+    /// What each model accepts: the built-in catalogue with the manifest's `[models]` applied.
+    pub catalogue: Arc<crate::models::Catalogue>,
+    /// The `[models."NAME"]` tables of the manifest and where they are.
+    pub model_overrides: Vec<(String, Loc)>,
 }
 
 impl Campaign {
@@ -376,15 +382,19 @@ pub struct Job {
     pub prompt: String,
     /// Seconds; always filled (the model's default when the manifest says nothing).
     pub duration: u32,
-    /// Always filled (`16:9` when the manifest says nothing).
+    /// As written, else the model's default; empty (and not sent) for a model without one.
     pub aspect_ratio: String,
-    /// Top-level `resolution` (gemini only; `720P`). For veo a `resolution`
-    /// given in the manifest is moved into `metadata.resolution`.
+    /// Top-level `resolution`, as written (the provider's default when `None`). For a
+    /// model that takes it in metadata (veo) it is moved into `metadata.resolution`.
     pub resolution: Option<String>,
     /// Start frame, end frame: URLs or local files to upload.
     pub images: Vec<ImageRef>,
+    /// The request field `images` are sent in (`image_urls`, `reference_images`, ...).
+    pub image_field: String,
     /// Model-specific extras (veo: `resolution`, `generation_type`, `enable_gif`).
     pub metadata: Map<String, Value>,
+    /// Other top-level request fields, as the provider names them (`mode`, `audio`, ...).
+    pub extra: Map<String, Value>,
     /// File name of the video inside `Output::dir` (the `filename` template filled).
     pub filename: String,
     /// Where the job came from, for messages.
@@ -438,24 +448,17 @@ impl Job {
     /// The JSON body of `POST /v1/videos/generations`, with `image_urls` the
     /// URLs to send (local files already replaced by their uploaded URLs, in order).
     pub fn request_body(&self, image_urls: &[String]) -> Value {
-        let mut body = Map::new();
-        body.insert("model".into(), Value::from(self.model.as_str()));
-        body.insert("prompt".into(), Value::from(self.prompt.clone()));
-        body.insert("duration".into(), Value::from(self.duration));
-        body.insert(
-            "aspect_ratio".into(),
-            Value::from(self.aspect_ratio.clone()),
-        );
-        if let Some(resolution) = &self.resolution {
-            body.insert("resolution".into(), Value::from(resolution.clone()));
-        }
-        if !image_urls.is_empty() {
-            body.insert("image_urls".into(), Value::from(image_urls.to_vec()));
-        }
-        if !self.metadata.is_empty() {
-            body.insert("metadata".into(), Value::Object(self.metadata.clone()));
-        }
-        Value::Object(body)
+        Value::Object(request_map(RequestParts {
+            model: self.model,
+            prompt: &self.prompt,
+            duration: Some(i64::from(self.duration)),
+            aspect_ratio: &self.aspect_ratio,
+            resolution: self.resolution.as_deref(),
+            image_field: &self.image_field,
+            images: image_urls.to_vec(),
+            metadata: &self.metadata,
+            extra: &self.extra,
+        }))
     }
 
     /// A hash of everything that decides what is generated. Stored in the
@@ -480,6 +483,7 @@ impl Job {
         let spec = FingerprintSpec {
             aspect_ratio: &self.aspect_ratio,
             duration: self.duration,
+            extra: &self.extra,
             images: FingerprintImages(&self.images),
             metadata: &self.metadata,
             model: self.model.as_str(),
@@ -497,12 +501,65 @@ impl Job {
     }
 }
 
+/// The pieces of a request body (see [`request_map`]).
+#[derive(Debug)]
+pub struct RequestParts<'a> {
+    pub model: Model,
+    pub prompt: &'a str,
+    pub duration: Option<i64>,
+    /// Not sent when empty (a model without the field).
+    pub aspect_ratio: &'a str,
+    pub resolution: Option<&'a str>,
+    /// `image_urls`, or the field the model takes its images in (`metadata.X` nests).
+    pub image_field: &'a str,
+    pub images: Vec<String>,
+    pub metadata: &'a Map<String, Value>,
+    pub extra: &'a Map<String, Value>,
+}
+
+/// The JSON object of a submit: what validation checks and what is sent are one shape.
+pub fn request_map(parts: RequestParts<'_>) -> Map<String, Value> {
+    let mut body = Map::new();
+    body.insert("model".into(), Value::from(parts.model.as_str()));
+    body.insert("prompt".into(), Value::from(parts.prompt));
+    if let Some(duration) = parts.duration {
+        body.insert("duration".into(), Value::from(duration));
+    }
+    if !parts.aspect_ratio.is_empty() {
+        body.insert("aspect_ratio".into(), Value::from(parts.aspect_ratio));
+    }
+    if let Some(resolution) = parts.resolution {
+        body.insert("resolution".into(), Value::from(resolution));
+    }
+    let mut metadata = parts.metadata.clone();
+    if !parts.images.is_empty() {
+        let images = Value::from(parts.images);
+        match parts.image_field.strip_prefix("metadata.") {
+            Some(key) => {
+                metadata.insert(key.to_owned(), images);
+            }
+            None => {
+                body.insert(parts.image_field.to_owned(), images);
+            }
+        }
+    }
+    for (key, value) in parts.extra {
+        body.insert(key.clone(), value.clone());
+    }
+    if !metadata.is_empty() {
+        body.insert("metadata".into(), Value::Object(metadata));
+    }
+    body
+}
+
 /// What [`Job::fingerprint`] hashes, fields in key order (the order of
 /// serde_json's sorted maps, which earlier versions hashed).
 #[derive(Serialize)]
 struct FingerprintSpec<'a> {
     aspect_ratio: &'a str,
     duration: u32,
+    #[serde(skip_serializing_if = "Map::is_empty")]
+    extra: &'a Map<String, Value>,
     images: FingerprintImages<'a>,
     #[serde(skip_serializing_if = "Map::is_empty")]
     metadata: &'a Map<String, Value>,
@@ -643,13 +700,15 @@ mod tests {
     fn fingerprints_match_the_earlier_canonical_json() {
         let base = Job {
             id: "a".into(),
-            model: Model::GeminiOmniFlash,
+            model: Model::from_static("gemini-omni-flash"),
             prompt: "A \"quoted\" fox,\nin snow — naïve \u{1F98A}".into(),
             duration: 8,
             aspect_ratio: "16:9".into(),
             resolution: None,
             images: Vec::new(),
+            image_field: "image_urls".into(),
             metadata: Map::new(),
+            extra: Map::new(),
             filename: "a.mp4".into(),
             origin: Origin {
                 file: Arc::from(Path::new("c.toml")),
@@ -668,7 +727,7 @@ mod tests {
                 ..base.clone()
             },
             Job {
-                model: Model::Veo31Fast,
+                model: Model::from_static("veo3.1-fast"),
                 metadata,
                 images: vec![
                     ImageRef::Url("https://x/a.png?b=\"c\"".into()),
@@ -765,7 +824,8 @@ aspect_ratio = "9:16"
         assert!(c.output.report_path().ends_with("r.csv"));
         let job = &c.jobs[0];
         assert_eq!(job.filename, "gemini_omni_flash/9x16/a-6s.mp4");
-        assert_eq!(job.resolution.as_deref(), Some("720P"));
+        // Defaults are the provider's: not written into the request.
+        assert_eq!(job.resolution, None);
     }
 
     #[test]
@@ -945,7 +1005,7 @@ prompt = "Owls"
         let job = &c.jobs[3];
         assert_eq!(
             (job.model, job.aspect_ratio.as_str()),
-            (Model::Veo31Quality, "9:16")
+            (Model::from_static("veo3.1-quality"), "9:16")
         );
         assert_eq!(job.filename, "dolphins-veo3.1-quality-9x16.mp4");
     }
@@ -1209,7 +1269,8 @@ prompt = "p"
 model = "gemini_omni_flash"
 duration = 8
 resolution = "1080p"
-image_urls = ["https://e.com/a.png"]
+aspect_ratio = "9:16"
+image_urls = ["https://e.com/a.png", "https://e.com/b.png", "https://e.com/c.png", "https://e.com/d.png"]
 metadata = { enable_gif = true }
 [[job]]
 id = "nomodel"
@@ -1233,31 +1294,31 @@ model = "veo3.1-fast"
         );
         assert_has(
             &p,
-            "job `g`: gemini_omni_flash accepts duration 6 or 10, got 8",
+            "job `g`: gemini-omni-flash accepts duration 4, 6 or 10, got 8",
         );
         assert_has(
             &p,
-            "job `g`: gemini_omni_flash accepts resolution \"720P\" only, got \"1080p\"",
+            "campaign.toml:13:16: job `g`: gemini-omni-flash: 1080p is landscape only (aspect_ratio must be \"16:9\", got \"9:16\")",
         );
         assert_has(
             &p,
-            "job `g`: gemini_omni_flash accepts no image_urls, got 1",
+            "campaign.toml:14:14: job `g`: gemini-omni-flash accepts at most 3 image_urls, got 4 (reference images)",
         );
         assert_has(
             &p,
-            "job `g`: gemini_omni_flash accepts no metadata, got `metadata.enable_gif`",
+            "job `g`: gemini-omni-flash accepts no metadata, got `metadata.enable_gif`",
         );
         assert_has(
             &p,
-            "campaign.toml:15:1: job `nomodel`: no model: set `model` in [defaults] or on the job",
+            "campaign.toml:16:1: job `nomodel`: no model: set `model` in [defaults] or on the job",
         );
         assert_has(
             &p,
-            "campaign.toml:21:9: unknown model `veo3.1-fats`; did you mean `veo3.1-fast`?",
+            "campaign.toml:22:9: unknown model `veo3.1-fats`; did you mean `veo3.1-fast`?",
         );
         assert_has(
             &p,
-            "campaign.toml:22:1: job `noprompt`: no `prompt`: every job needs one",
+            "campaign.toml:23:1: job `noprompt`: no `prompt`: every job needs one",
         );
         assert!(!p.iter().any(|l| l.contains("job `typo`")), "{p:?}");
     }
@@ -1395,16 +1456,14 @@ image_urls = ["https://e.com/1", "https://e.com/2", "https://e.com/3"]
             "is 10485761 bytes; at most 10 MB (10485760 bytes) is accepted",
         );
         assert_has(&p, "dir.png` is not a file");
+        // Three images: reference mode, which veo3.1-fast has (the count decides).
+        assert!(!p.iter().any(|l| l.contains("job `three`")), "{p:?}");
         assert_has(
             &p,
-            "job `three`: veo3.1-fast accepts at most 2 image_urls (start frame, end frame), got 3",
-        );
-        assert_has(
-            &p,
-            "job `missing`: veo3.1-fast accepts at most 2 image_urls (start frame, end frame), got 4",
+            "job `missing`: veo3.1-fast accepts at most 3 image_urls, got 4",
         );
         assert!(!p.iter().any(|l| l.contains("job `ok`")), "{p:?}");
-        assert_eq!(p.len(), 9, "{p:?}");
+        assert_eq!(p.len(), 8, "{p:?}");
 
         let c = load(&fixture.write(
             "good.toml",
@@ -1520,11 +1579,7 @@ prompt = "q"
                     p.get(2).and_then(|l| l.split('`').nth(1)).unwrap_or("?")
                 ),
                 &format!(
-                    "lines.csv:7: job `{}`: gemini_omni_flash accepts no image_urls, got 2",
-                    p.get(3).and_then(|l| l.split('`').nth(1)).unwrap_or("?")
-                ),
-                &format!(
-                    "lines.csv:7: job `{}`: gemini_omni_flash accepts no metadata, got `metadata.enable_gif`",
+                    "lines.csv:7: job `{}`: gemini-omni-flash accepts no metadata, got `metadata.enable_gif`",
                     p.get(3).and_then(|l| l.split('`').nth(1)).unwrap_or("?")
                 ),
             ],
@@ -1798,14 +1853,14 @@ model = "veo3.1-fast"
         assert_eq!(c.limits.budget, Some(25.0));
         assert_eq!(c.pricing.currency, "EUR");
         assert_eq!(
-            c.pricing.price(Model::Veo31Fast),
+            c.pricing.price(Model::from_static("veo3.1-fast")),
             Some(Price::PerSecond(0.05))
         );
         assert_eq!(
-            c.pricing.price(Model::GeminiOmniFlash),
+            c.pricing.price(Model::from_static("gemini-omni-flash")),
             Some(Price::PerVideo(0.4))
         );
-        assert_eq!(c.pricing.price(Model::Veo31Quality), None);
+        assert_eq!(c.pricing.price(Model::from_static("veo3.1-quality")), None);
         assert_eq!(ok(JOB).pricing, Pricing::default());
         assert_eq!(Pricing::default().currency, "USD");
     }
@@ -1841,7 +1896,10 @@ per_video = 1
             &p,
             "campaign.toml:5:1: unknown model `veo3.1-fats` in [pricing]; did you mean `veo3.1-fast`?",
         );
-        assert_has(&p, "campaign.toml:6:1: unknown model `sora`; accepted: ");
+        assert_has(
+            &p,
+            "campaign.toml:6:1: unknown model `sora` in [pricing]; did you mean `sora-2-vvip`?",
+        );
         assert_has(
             &p,
             "campaign.toml:7:1: unknown key `curency` in [pricing]; did you mean `currency`?",

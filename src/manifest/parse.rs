@@ -18,7 +18,7 @@ use toml::de::{DeTable, DeValue};
 use super::diag::{Diags, LineIndex, Loc, Located, quoted, unknown_key_message};
 use super::prompt::PromptTemplate;
 use super::{ApiConfig, Limits, Price, Pricing};
-use crate::models::Model;
+use crate::models::{Catalogue, Model};
 
 /// Keys of a job: in `[defaults]`, `[[job]]` and as CSV columns (`metadata.KEY` there;
 /// no `vars` column: a CSV's extra columns are its vars).
@@ -37,8 +37,8 @@ pub const JOB_KEYS: [&str; 9] = [
 /// Keys `[matrix]` may vary, in the order their values are appended to ids.
 pub const MATRIX_KEYS: [&str; 4] = ["model", "aspect_ratio", "duration", "resolution"];
 
-const TOP_KEYS: [&str; 9] = [
-    "name", "api", "limits", "output", "pricing", "defaults", "matrix", "job", "source",
+const TOP_KEYS: [&str; 10] = [
+    "name", "api", "limits", "output", "pricing", "defaults", "matrix", "job", "source", "models",
 ];
 const API_KEYS: [&str; 2] = ["base_url", "api_key_env"];
 const LIMIT_KEYS: [&str; 15] = [
@@ -69,12 +69,18 @@ pub struct JobFields {
     pub id: Option<Located<String>>,
     pub prompt: Option<Located<String>>,
     pub model: Option<Located<Model>>,
+    /// The model's name as written when it is an alias (derived ids hash what was written).
+    pub model_alias: Option<String>,
     pub aspect_ratio: Option<Located<String>>,
     pub duration: Option<Located<i64>>,
     pub resolution: Option<Located<String>>,
     pub image_urls: Option<Located<Vec<Located<String>>>>,
     /// Each value located at its key.
     pub metadata: BTreeMap<String, Located<Value>>,
+    /// Top-level request fields beyond the keys above, as the provider names them
+    /// (`mode`, `size`, `audio`, `image_with_roles`, ...): any field some catalogue
+    /// model takes; whether this job's model takes it is checked when it is expanded.
+    pub extra: BTreeMap<String, Located<Value>>,
     /// What prompt placeholders are filled with: `vars = { … }` in TOML, the extra
     /// (non-key) columns of a CSV row. Each value located at its key (TOML) or row (CSV).
     pub vars: BTreeMap<String, Located<String>>,
@@ -100,6 +106,9 @@ impl JobFields {
             out.prompt_template.clone_from(&over.prompt_template);
         }
         take(&mut out.prompt, &over.prompt);
+        if over.model.is_some() {
+            out.model_alias.clone_from(&over.model_alias);
+        }
         take(&mut out.model, &over.model);
         take(&mut out.aspect_ratio, &over.aspect_ratio);
         take(&mut out.duration, &over.duration);
@@ -107,6 +116,9 @@ impl JobFields {
         take(&mut out.image_urls, &over.image_urls);
         for (key, value) in &over.metadata {
             out.metadata.insert(key.clone(), value.clone());
+        }
+        for (key, value) in &over.extra {
+            out.extra.insert(key.clone(), value.clone());
         }
         for (key, value) in &over.vars {
             out.vars.insert(key.clone(), value.clone());
@@ -302,6 +314,10 @@ pub struct RawManifest {
     pub jobs: Vec<RawJob>,
     /// `[[source]] csv` paths as written.
     pub sources: Vec<Located<String>>,
+    /// The built-in catalogue with the manifest's `[models."NAME"]` applied.
+    pub catalogue: Arc<Catalogue>,
+    /// The models the manifest added or amended, with where (for `runner validate`).
+    pub model_overrides: Vec<(String, Loc)>,
 }
 
 impl RawManifest {
@@ -319,6 +335,8 @@ impl RawManifest {
             matrix: Vec::new(),
             jobs: Vec::new(),
             sources: Vec::new(),
+            catalogue: Arc::clone(Catalogue::builtin()),
+            model_overrides: Vec::new(),
         }
     }
 }
@@ -405,8 +423,17 @@ pub fn parse_toml_str(text: &str, path: &Path, diags: &mut Diags) -> Option<RawM
         index,
         file: Arc::clone(&file),
         diags,
+        catalogue: Arc::clone(Catalogue::builtin()),
+        broken_models: Vec::new(),
     };
-    Some(walker.manifest(root.get_ref()))
+    let mut overrides = Vec::new();
+    if let Some(models) = root.get_ref().get("models") {
+        overrides = walker.models(text, models);
+    }
+    let mut manifest = walker.manifest(root.get_ref());
+    manifest.catalogue = Arc::clone(&walker.catalogue);
+    manifest.model_overrides = overrides;
+    Some(manifest)
 }
 
 type Val<'i> = Spanned<DeValue<'i>>;
@@ -416,6 +443,10 @@ struct Walker<'a, 't> {
     index: LineIndex,
     file: Arc<Path>,
     diags: &'a mut Diags,
+    /// Model names resolve here: the built-in catalogue, then the manifest's `[models]`.
+    catalogue: Arc<Catalogue>,
+    /// `[models]` entries that had errors (reported): a job naming one is not also "unknown".
+    broken_models: Vec<String>,
 }
 
 /// "string \"8\"", "integer 8", … for messages.
@@ -615,7 +646,8 @@ impl Walker<'_, '_> {
         const PLACE: &str = " in [pricing]";
         let mut pricing = Pricing::default();
         let mut known: Vec<&str> = vec!["currency"];
-        known.extend(Model::ALL.iter().map(|m| m.as_str()));
+        let catalogue = Arc::clone(&self.catalogue);
+        known.extend(catalogue.names());
         for (key, value) in table {
             let name: &str = key.get_ref();
             if name == "currency" {
@@ -635,7 +667,7 @@ impl Walker<'_, '_> {
                 }
                 continue;
             }
-            let Some(model) = Model::parse(name) else {
+            let Some(model) = catalogue.resolve(name) else {
                 let meant = super::diag::suggest(name, &known);
                 let what = if meant == Some("currency") {
                     "key"
@@ -646,7 +678,7 @@ impl Walker<'_, '_> {
                 if meant.is_none() {
                     message = format!(
                         "{} (keys are model names, and `currency`)",
-                        Model::unknown_message(name)
+                        catalogue.unknown_message(name)
                     );
                 }
                 self.error(key.span(), message);
@@ -711,6 +743,7 @@ impl Walker<'_, '_> {
         self.unknown_keys(root, &TOP_KEYS, " at top level");
         for (key, value) in root {
             match key.get_ref().as_ref() {
+                "models" => {}
                 "name" => {
                     if let Some(name) = self.string("name", "", value) {
                         if let Some(problem) = name_problem(&name.value) {
@@ -815,6 +848,39 @@ impl Walker<'_, '_> {
                 Vec::new()
             }
         }
+    }
+
+    /// `[models."NAME"]`: entries in the catalogue format that add models or amend
+    /// built-in ones; applied to [`Walker::catalogue`] before any job names a model.
+    fn models(&mut self, text: &str, value: &Val<'_>) -> Vec<(String, Loc)> {
+        let Some(table) = self.table("models", "", value) else {
+            return Vec::new();
+        };
+        let places: Vec<(String, Loc)> = table
+            .iter()
+            .map(|(k, v)| (k.get_ref().to_string(), self.loc(v.span())))
+            .collect();
+        // The catalogue format is read with serde; the whole document parsed
+        // again as a plain table (it parsed once already, so this cannot fail).
+        let models = match toml::from_str::<toml::Table>(text) {
+            Ok(mut root) => match root.remove("models") {
+                Some(toml::Value::Table(models)) => models,
+                _ => return Vec::new(),
+            },
+            Err(_) => return Vec::new(),
+        };
+        let (catalogue, errors) = self.catalogue.with_overrides(&models);
+        self.catalogue = Arc::new(catalogue);
+        for (name, error) in errors {
+            let loc = places
+                .iter()
+                .find(|(n, _)| *n == name)
+                .map_or_else(|| self.loc(value.span()), |(_, l)| l.clone());
+            self.diags
+                .error(&loc, format!("[models.{}]: {error}", quoted(&name)));
+            self.broken_models.push(name);
+        }
+        places
     }
 
     fn api(&mut self, table: &DeTable<'_>) -> ApiConfig {
@@ -1139,10 +1205,19 @@ impl Walker<'_, '_> {
                 }
                 "model" => {
                     if let Some(model) = self.string("model", place, value) {
-                        match Model::parse(&model.value) {
-                            Some(m) => fields.model = Some(Located::new(m, model.loc)),
+                        match self.catalogue.resolve(&model.value) {
+                            Some(m) => {
+                                if m.as_str() != model.value {
+                                    fields.model_alias = Some(model.value.clone());
+                                }
+                                fields.model = Some(Located::new(m, model.loc));
+                            }
                             None => {
-                                self.diags.error(&model.loc, Model::unknown_message(&model.value));
+                                if !self.broken_models.contains(&model.value) {
+                                    let message = self.catalogue.unknown_message(&model.value);
+                                    self.diags.error(&model.loc, message);
+                                }
+                                fields.invalid.insert("model");
                             }
                         }
                     }
@@ -1163,8 +1238,24 @@ impl Walker<'_, '_> {
                         }
                     }
                 }
+                _ if self.catalogue.all_top_level_fields().contains(&name) => {
+                    if let Some(json) = self.json(name, place, value) {
+                        let loc = self.loc(key.span());
+                        fields.extra.insert(name.to_owned(), Located::new(json, loc));
+                    }
+                }
                 _ => {
-                    self.error(key.span(), unknown_key_message("key", name, place, &JOB_KEYS));
+                    let mut known: Vec<&str> = JOB_KEYS.to_vec();
+                    let catalogue = Arc::clone(&self.catalogue);
+                    known.extend(catalogue.all_top_level_fields());
+                    let message = match super::diag::suggest(name, &known) {
+                        Some(_) => unknown_key_message("key", name, place, &known),
+                        None => format!(
+                            "{} (or a request field of a model: `runner models NAME` lists them)",
+                            unknown_key_message("key", name, place, &JOB_KEYS)
+                        ),
+                    };
+                    self.error(key.span(), message);
                     // A typo of a known key is not also reported as that key missing.
                     if let Some(meant) = super::diag::suggest(name, &JOB_KEYS)
                         && let Some(&meant) = JOB_KEYS.iter().find(|k| **k == meant)
@@ -1282,10 +1373,16 @@ impl Walker<'_, '_> {
                     _ => self.string(key, PLACE, item).and_then(|s| {
                         let shown = s.value.clone();
                         match key {
-                            "model" => match Model::parse(&s.value) {
-                                Some(m) => layer.model = Some(Located::new(m, s.loc)),
+                            "model" => match self.catalogue.resolve(&s.value) {
+                                Some(m) => {
+                                    if m.as_str() != s.value {
+                                        layer.model_alias = Some(s.value.clone());
+                                    }
+                                    layer.model = Some(Located::new(m, s.loc));
+                                }
                                 None => {
-                                    self.diags.error(&s.loc, Model::unknown_message(&s.value));
+                                    let message = self.catalogue.unknown_message(&s.value);
+                                    self.diags.error(&s.loc, message);
                                     return None;
                                 }
                             },
@@ -1361,7 +1458,9 @@ pub fn parse_size(text: &str) -> Option<u64> {
 #[cfg(test)]
 pub fn parse_csv_str(text: &str, path: &Path, diags: &mut Diags) -> Vec<RawJob> {
     let mut jobs = Vec::new();
-    for_each_csv_row(text, path, &[], diags, |row| jobs.push(row));
+    for_each_csv_row(text, path, &[], Catalogue::builtin(), diags, |row| {
+        jobs.push(row)
+    });
     jobs
 }
 
@@ -1375,9 +1474,11 @@ pub fn for_each_csv_row(
     text: &str,
     path: &Path,
     placeholders: &[&str],
+    catalogue: &Catalogue,
     diags: &mut Diags,
     mut each: impl FnMut(RawJob),
 ) {
+    let extra_fields = catalogue.all_top_level_fields();
     let file: Arc<Path> = Arc::from(path);
     let text = text.strip_prefix('\u{feff}').unwrap_or(text);
     let lines = CsvLines {
@@ -1433,11 +1534,18 @@ pub fn for_each_csv_row(
             Some(Column::Key(key))
         } else if placeholders.contains(&name) {
             Some(Column::Var(name.to_owned()))
+        } else if extra_fields.contains(&name) {
+            Some(Column::Extra(name.to_owned()))
         } else {
             let mut known = known_columns.clone();
             known.push("metadata.KEY");
             known.extend(placeholders.iter().copied());
-            let mut message = unknown_key_message("column", name, "", &known);
+            let mut all = known.clone();
+            all.extend(extra_fields.iter().copied());
+            let mut message = match super::diag::suggest(name, &all) {
+                Some(_) => unknown_key_message("column", name, "", &all),
+                None => unknown_key_message("column", name, "", &known),
+            };
             if name == "metadata" {
                 message = "column `metadata` needs a key: name it `metadata.KEY`, like `metadata.resolution`".into();
             } else if !placeholders.is_empty() && !message.contains("did you mean") {
@@ -1503,10 +1611,15 @@ pub fn for_each_csv_row(
             match column {
                 Column::Key("id") => fields.id = at(cell.to_owned()),
                 Column::Key("prompt") => fields.prompt = at(cell.to_owned()),
-                Column::Key("model") => match Model::parse(cell) {
-                    Some(m) => fields.model = Some(Located::new(m, loc.clone())),
+                Column::Key("model") => match catalogue.resolve(cell) {
+                    Some(m) => {
+                        if m.as_str() != cell {
+                            fields.model_alias = Some(cell.to_owned());
+                        }
+                        fields.model = Some(Located::new(m, loc.clone()));
+                    }
                     None => {
-                        diags.error(&loc, Model::unknown_message(cell));
+                        diags.error(&loc, catalogue.unknown_message(cell));
                         fields.invalid.insert("model");
                     }
                 },
@@ -1538,16 +1651,21 @@ pub fn for_each_csv_row(
                         .insert(name.clone(), Located::new(cell.to_owned(), loc.clone()));
                 }
                 Column::Metadata(key) => {
-                    let value = match cell {
-                        "true" => Value::Bool(true),
-                        "false" => Value::Bool(false),
-                        _ => match cell.parse::<i64>() {
-                            Ok(n) => Value::from(n),
-                            Err(_) => Value::from(cell),
-                        },
+                    let value = match catalogue.kind_of(&format!("metadata.{key}")) {
+                        Some(kind) => kind.read_cell(cell),
+                        None => crate::models::Kind::read_scalar(cell),
                     };
                     fields
                         .metadata
+                        .insert(key.clone(), Located::new(value, loc.clone()));
+                }
+                Column::Extra(key) => {
+                    let value = match catalogue.kind_of(key) {
+                        Some(kind) => kind.read_cell(cell),
+                        None => crate::models::Kind::read_scalar(cell),
+                    };
+                    fields
+                        .extra
                         .insert(key.clone(), Located::new(value, loc.clone()));
                 }
             }
@@ -1566,6 +1684,8 @@ enum Column {
     /// Not a job key, named by the prompt template: a placeholder's value.
     Var(String),
     Metadata(String),
+    /// A request field some catalogue model takes (`mode`, `audio`, ...).
+    Extra(String),
 }
 
 /// Where CSV records start. The csv crate's own line count skips blank lines, so

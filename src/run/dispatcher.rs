@@ -774,7 +774,12 @@ impl Dispatcher {
         // A lost submit looked up and not found is sent again as the same attempt.
         let attempt = state.resend_attempt.unwrap_or(state.attempts + 1);
         let mut body = job.request_body(&self.image_urls(idx));
-        let client_business_id = takes_client_business_id(&job).then(|| {
+        let takes_id = self
+            .campaign
+            .catalogue
+            .entry(job.model.as_str())
+            .is_some_and(|entry| entry.takes_client_business_id());
+        let client_business_id = takes_id.then(|| {
             match (&state.resend_attempt, &state.client_business_id) {
                 (Some(_), Some(id)) => id.clone(),
                 _ => client_business_id(&self.campaign.name, &job, attempt),
@@ -1713,13 +1718,6 @@ pub(super) fn unix_now() -> i64 {
 fn fmt_unix(secs: i64) -> String {
     let t = std::time::UNIX_EPOCH + Duration::from_secs(secs.max(0) as u64);
     humantime::format_rfc3339_seconds(t).to_string()
-}
-
-/// Whether the job's model takes `client_business_id` (SPEC §1), so a lost submit
-/// can be looked up by it.
-fn takes_client_business_id(job: &Job) -> bool {
-    const MODELS: [&str; 3] = ["seedance-2", "seedance-2-5", "MiniMax-H3"];
-    MODELS.contains(&job.model.as_str())
 }
 
 /// The `client_business_id` of a job's attempt: stable (the same on a resend of

@@ -302,7 +302,7 @@ impl Poller {
 mod tests {
     use super::*;
 
-    const MODEL: Model = Model::GeminiOmniFlash;
+    const MODEL: Model = Model::from_static("gemini-omni-flash");
 
     fn ms(n: u64) -> Duration {
         Duration::from_millis(n)
@@ -564,13 +564,16 @@ mod tests {
         let mut p = Poller::new(Duration::from_secs(5), Duration::from_secs(10), 1.0);
         assert_eq!(p.first(MODEL), (ms(100), true));
         assert_eq!(p.first(MODEL), (Duration::from_secs(5), false));
-        assert_eq!(p.first(Model::Veo31Fast), (ms(100), true));
+        assert_eq!(p.first(Model::from_static("veo3.1-fast")), (ms(100), true));
         assert_eq!(p.until_expected(MODEL, ms(500)), None);
         assert!(p.finished(MODEL, Instant::now(), ms(2250), 2, ms(1500)));
         assert_eq!(p.until_expected(MODEL, ms(500)), Some(ms(1750)));
         assert_eq!(p.first(MODEL), (ms(2250), false));
-        p.scout_lost(Model::Veo31Fast);
-        assert!(p.first(Model::Veo31Fast).1, "a lost scout is replaced");
+        p.scout_lost(Model::from_static("veo3.1-fast"));
+        assert!(
+            p.first(Model::from_static("veo3.1-fast")).1,
+            "a lost scout is replaced"
+        );
     }
 
     #[test]

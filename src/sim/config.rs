@@ -137,6 +137,10 @@ pub struct SimConfig {
     /// `Content-Range` that starts at byte 0, not where it was asked.
     #[arg(long, default_value_t = 0)]
     pub bad_range: u32,
+    /// What each model accepts: the built-in catalogue when `None`; a campaign
+    /// run with `--simulate` passes its own (with its `[models]` applied).
+    #[arg(skip)]
+    pub catalogue: Option<std::sync::Arc<crate::models::Catalogue>>,
     /// `START,LEN` in simulated seconds from the simulator's start: every API call in that
     /// window answers a 503 HTML page, as a proxy in front of a down service would (repeatable).
     #[arg(long = "outage", value_name = "START,LEN", value_parser = parse_window)]
@@ -209,6 +213,7 @@ impl Default for SimConfig {
             outages: Vec::new(),
             trickle: 0,
             trickle_rate: 1,
+            catalogue: None,
         }
     }
 }

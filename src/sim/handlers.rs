@@ -119,7 +119,11 @@ async fn submit(
         Ok(body) => body,
         Err(e) => return bad_request(&mut inner, "invalid_body", &e.body_text()),
     };
-    let submission = match validate(&body) {
+    let catalogue = config
+        .catalogue
+        .as_deref()
+        .unwrap_or_else(|| crate::models::Catalogue::builtin());
+    let submission = match validate(&body, catalogue) {
         Ok(s) => s,
         Err(invalid) => return bad_request(&mut inner, invalid.code, &invalid.message),
     };

@@ -197,16 +197,16 @@ async fn invalid_submits_are_400_and_counted() {
             "invalid_image_url",
         ),
         (
-            json!({"model": "veo3.1-fast", "prompt": "p", "metadata": {"resolution": "4k"}}),
+            json!({"model": "veo3.1-fast", "prompt": "p", "metadata": {"resolution": "8k"}}),
             "invalid_resolution",
         ),
         (
-            json!({"model": "gemini_omni_flash", "prompt": "p", "resolution": "1080P"}),
-            "invalid_resolution",
+            json!({"model": "gemini_omni_flash", "prompt": "p", "resolution": "1080P", "aspect_ratio": "9:16"}),
+            "invalid_aspect_ratio",
         ),
         (
-            json!({"model": "gemini_omni_flash", "prompt": "p", "image_urls": ["https://a/b.png"]}),
-            "images_not_supported",
+            json!({"model": "veo3.1-fast", "prompt": "p", "image_urls": ["https://a/1.png", "https://a/2.png", "https://a/3.png", "https://a/4.png"]}),
+            "too_many_images",
         ),
         (
             json!({"model": "veo3.1-fast", "prompt": "p", "negative_prompt": "x"}),

@@ -2,6 +2,8 @@
 
 use serde_json::{Map, Value};
 
+use crate::models::{self, Catalogue, Violation, ViolationKind};
+
 /// A submit body that passed validation, reduced to what a task keeps.
 #[derive(Debug, Clone, PartialEq)]
 pub(crate) struct Submission {
@@ -25,34 +27,10 @@ fn invalid(code: &'static str, message: impl Into<String>) -> Invalid {
     }
 }
 
-const TOP_LEVEL: &[&str] = &[
-    "model",
-    "prompt",
-    "duration",
-    "aspect_ratio",
-    "resolution",
-    "image_urls",
-    "metadata",
-];
-const ASPECT_RATIOS: &[&str] = &["16:9", "9:16"];
-
-/// Models as the service knows them.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-enum Model {
-    Veo,
-    Gemini,
-}
-
-fn model_of(name: &str) -> Option<Model> {
-    match name {
-        "veo3.1-fast" | "veo3.1-quality" => Some(Model::Veo),
-        "gemini_omni_flash" => Some(Model::Gemini),
-        _ => None,
-    }
-}
-
-/// Validates a raw submit body.
-pub(crate) fn validate(body: &[u8]) -> Result<Submission, Invalid> {
+/// Validates a raw submit body against the catalogue: the same rules
+/// (`models::Entry::check`) the manifest validation applies, so a request the
+/// runner lets through is accepted here, and one it refuses is refused here.
+pub(crate) fn validate(body: &[u8], catalogue: &Catalogue) -> Result<Submission, Invalid> {
     let value: Value = serde_json::from_slice(body).map_err(|e| {
         invalid(
             "invalid_json",
@@ -65,19 +43,14 @@ pub(crate) fn validate(body: &[u8]) -> Result<Submission, Invalid> {
             "request body must be a JSON object",
         ));
     };
-    if let Some(key) = obj.keys().find(|k| !TOP_LEVEL.contains(&k.as_str())) {
-        return Err(invalid(
-            "unknown_parameter",
-            format!("unknown parameter: {key}"),
-        ));
-    }
 
     let model_name = match obj.get("model") {
         Some(Value::String(m)) => m.clone(),
         Some(_) => return Err(invalid("invalid_model", "model must be a string")),
         None => return Err(invalid("missing_model", "model is required")),
     };
-    let model = model_of(&model_name)
+    let entry = catalogue
+        .entry(&model_name)
         .ok_or_else(|| invalid("invalid_model", format!("unknown model: {model_name}")))?;
 
     let prompt = match obj.get("prompt") {
@@ -88,114 +61,51 @@ pub(crate) fn validate(body: &[u8]) -> Result<Submission, Invalid> {
         Some(_) => return Err(invalid("invalid_prompt", "prompt must be a string")),
     };
 
-    let (durations, default_duration): (&[u64], u64) = match model {
-        Model::Veo => (&[8], 8),
-        Model::Gemini => (&[6, 10], 6),
-    };
-    let duration = match obj.get("duration") {
-        None => default_duration,
-        Some(v) => match v.as_u64() {
-            Some(d) if durations.contains(&d) => d,
-            _ => {
-                return Err(invalid(
-                    "invalid_duration",
-                    format!(
-                        "duration {v} is not supported by {model_name} (allowed: {durations:?})"
-                    ),
-                ));
-            }
-        },
-    };
-
-    let aspect_ratio = match obj.get("aspect_ratio") {
-        None => "16:9".to_owned(),
-        Some(Value::String(a)) if ASPECT_RATIOS.contains(&a.as_str()) => a.clone(),
-        Some(v) => {
-            return Err(invalid(
-                "invalid_aspect_ratio",
-                format!("aspect_ratio {v} is not supported (allowed: 16:9, 9:16)"),
-            ));
-        }
-    };
-
-    let image_urls = match obj.get("image_urls") {
-        None | Some(Value::Null) => Vec::new(),
-        Some(Value::Array(items)) => items.clone(),
-        Some(_) => {
-            return Err(invalid(
-                "invalid_image_urls",
-                "image_urls must be an array of URLs",
-            ));
-        }
-    };
-    let max_images = match model {
-        Model::Veo => 2,
-        Model::Gemini => 0,
-    };
-    if image_urls.len() > max_images {
-        let (code, message) = if max_images == 0 {
-            (
-                "images_not_supported",
-                format!("{model_name} does not accept image_urls"),
-            )
-        } else {
-            (
-                "too_many_images",
-                format!(
-                    "at most {max_images} image_urls are accepted, got {}",
-                    image_urls.len()
-                ),
-            )
-        };
-        return Err(invalid(code, message));
+    if let Some(v) = entry.check(&obj).into_iter().next() {
+        return Err(invalid(code_of(&v, &entry.images), v.message));
     }
-    for url in &image_urls {
-        check_image_url(url)?;
+    if let Some(Value::Array(urls)) = models::lookup(&obj, &entry.images) {
+        for url in urls {
+            check_image_url(url)?;
+        }
     }
 
     let mut metadata = match obj.get("metadata") {
-        None | Some(Value::Null) => Map::new(),
         Some(Value::Object(m)) => m.clone(),
-        Some(_) => return Err(invalid("invalid_metadata", "metadata must be an object")),
+        _ => Map::new(),
     };
-    match model {
-        Model::Veo => {
-            if obj.contains_key("resolution") {
-                return Err(invalid(
-                    "unknown_parameter",
-                    format!("{model_name} takes the resolution in metadata.resolution"),
-                ));
-            }
-            check_veo_metadata(&metadata)?;
-        }
-        Model::Gemini => {
-            if !metadata.is_empty() {
-                return Err(invalid(
-                    "invalid_metadata",
-                    format!("{model_name} accepts no metadata"),
-                ));
-            }
-            match obj.get("resolution") {
-                None => {}
-                Some(Value::String(r)) if r == "720P" => {}
-                Some(v) => {
-                    return Err(invalid(
-                        "invalid_resolution",
-                        format!("resolution {v} is not supported (only 720P)"),
-                    ));
-                }
-            }
-            metadata.insert("resolution".into(), "720P".into());
+    for key in ["resolution", "aspect_ratio", "duration"] {
+        let value = obj.get(key).or_else(|| entry.default_of(key));
+        if let Some(value) = value
+            && !metadata.contains_key(key)
+        {
+            metadata.insert(key.into(), value.clone());
         }
     }
-    metadata.insert("aspect_ratio".into(), aspect_ratio.into());
-    metadata.insert("duration".into(), duration.into());
 
     Ok(Submission {
         model: model_name,
         prompt,
         metadata,
     })
+}
+
+/// The service's error code for a refusal.
+fn code_of(v: &Violation, image_field: &str) -> &'static str {
+    match (v.kind, v.field.as_str()) {
+        (ViolationKind::Unknown, f) if f == image_field || f == "image_urls" => {
+            "images_not_supported"
+        }
+        (ViolationKind::Unknown, f) if f.starts_with("metadata.") => "invalid_metadata",
+        (ViolationKind::Unknown, _) => "unknown_parameter",
+        (ViolationKind::Count, f) if f == image_field => "too_many_images",
+        (_, "duration") => "invalid_duration",
+        (_, "aspect_ratio") => "invalid_aspect_ratio",
+        (_, "resolution" | "metadata.resolution") => "invalid_resolution",
+        (ViolationKind::Rule, _) => "invalid_parameter_combination",
+        (_, f) if f.starts_with("metadata") => "invalid_metadata",
+        _ => "invalid_parameter",
+    }
 }
 
 fn check_image_url(url: &Value) -> Result<(), Invalid> {
@@ -221,42 +131,13 @@ fn check_image_url(url: &Value) -> Result<(), Invalid> {
     }
 }
 
-fn check_veo_metadata(metadata: &Map<String, Value>) -> Result<(), Invalid> {
-    match metadata.get("resolution") {
-        None => {}
-        Some(Value::String(r)) if r == "720p" || r == "1080p" => {}
-        Some(v) => {
-            return Err(invalid(
-                "invalid_resolution",
-                format!("metadata.resolution {v} is not supported (allowed: 720p, 1080p)"),
-            ));
-        }
-    }
-    if metadata.get("enable_gif").is_some_and(|v| !v.is_boolean()) {
-        return Err(invalid(
-            "invalid_metadata",
-            "metadata.enable_gif must be a boolean",
-        ));
-    }
-    if metadata
-        .get("generation_type")
-        .is_some_and(|v| !v.is_string())
-    {
-        return Err(invalid(
-            "invalid_metadata",
-            "metadata.generation_type must be a string",
-        ));
-    }
-    Ok(())
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
     use serde_json::json;
 
     fn check(body: Value) -> Result<Submission, &'static str> {
-        validate(body.to_string().as_bytes()).map_err(|e| e.code)
+        validate(body.to_string().as_bytes(), Catalogue::builtin()).map_err(|e| e.code)
     }
 
     #[test]
@@ -319,7 +200,7 @@ mod tests {
                 "invalid_aspect_ratio",
             ),
             (
-                json!({"model": "veo3.1-fast", "prompt": "p", "image_urls": ["http://a/1", "http://a/2", "http://a/3"]}),
+                json!({"model": "veo3.1-fast", "prompt": "p", "image_urls": ["http://a/1", "http://a/2", "http://a/3", "http://a/4"]}),
                 "too_many_images",
             ),
             (
@@ -335,7 +216,7 @@ mod tests {
                 "invalid_image_url",
             ),
             (
-                json!({"model": "veo3.1-fast", "prompt": "p", "metadata": {"resolution": "4k"}}),
+                json!({"model": "veo3.1-fast", "prompt": "p", "metadata": {"resolution": "8k"}}),
                 "invalid_resolution",
             ),
             (
@@ -355,16 +236,16 @@ mod tests {
                 "invalid_aspect_ratio",
             ),
             (
-                json!({"model": "gemini_omni_flash", "prompt": "p", "resolution": "720p"}),
+                json!({"model": "gemini_omni_flash", "prompt": "p", "resolution": "480p"}),
                 "invalid_resolution",
             ),
             (
-                json!({"model": "gemini_omni_flash", "prompt": "p", "resolution": "1080P"}),
-                "invalid_resolution",
+                json!({"model": "gemini_omni_flash", "prompt": "p", "resolution": "1080P", "aspect_ratio": "9:16"}),
+                "invalid_aspect_ratio",
             ),
             (
-                json!({"model": "gemini_omni_flash", "prompt": "p", "image_urls": ["https://a/1.png"]}),
-                "images_not_supported",
+                json!({"model": "gemini_omni_flash", "prompt": "p", "image_urls": ["https://a/1.png", "https://a/2.png", "https://a/3.png", "https://a/4.png"]}),
+                "too_many_images",
             ),
             (
                 json!({"model": "gemini_omni_flash", "prompt": "p", "metadata": {"resolution": "720P"}}),
@@ -373,6 +254,172 @@ mod tests {
         ];
         for (body, code) in cases {
             assert_eq!(check(body.clone()).err(), Some(code), "{body}");
+        }
+    }
+}
+
+/// The simulator and the manifest validation read one catalogue: for every
+/// model, the smallest job the manifest accepts is accepted by the simulator,
+/// and requests the manifest refuses are refused by the simulator too.
+#[cfg(test)]
+mod agreement {
+    use std::path::Path;
+
+    use serde_json::{Value, json};
+
+    use super::validate;
+    use crate::models::{Catalogue, Kind};
+
+    /// A value `kind` accepts and a field's values and ranges allow.
+    fn sample(spec: &crate::models::FieldSpec) -> Value {
+        if let Some(v) = spec.values.first() {
+            return v.clone();
+        }
+        let url = Value::from("https://example.com/a.png");
+        let n = spec.min.unwrap_or(1.0).max(1.0) as usize;
+        match spec.kind {
+            Kind::Integer | Kind::Number => json!(spec.min.unwrap_or(1.0) as i64),
+            Kind::String => url,
+            Kind::Bool => json!(false),
+            Kind::StringList => Value::Array(vec![url; n]),
+            Kind::ObjectList => {
+                let role = spec.roles.first().cloned().unwrap_or_default();
+                Value::Array(vec![
+                    json!({"url": "https://example.com/a.png", "role": role});
+                    n
+                ])
+            }
+            Kind::Object => json!({}),
+        }
+    }
+
+    /// A TOML value for a manifest.
+    fn toml_value(v: &Value) -> String {
+        match v {
+            Value::Object(m) => {
+                let items: Vec<String> = m
+                    .iter()
+                    .map(|(k, v)| format!("{k} = {}", toml_value(v)))
+                    .collect();
+                format!("{{ {} }}", items.join(", "))
+            }
+            Value::Array(items) => {
+                format!(
+                    "[{}]",
+                    items.iter().map(toml_value).collect::<Vec<_>>().join(", ")
+                )
+            }
+            other => other.to_string(),
+        }
+    }
+
+    /// The smallest job for `name`: the fields the catalogue requires, a duration
+    /// when it has no default, and images when a rule asks for some.
+    fn minimal_job(name: &str) -> String {
+        let catalogue = Catalogue::builtin();
+        let Some(entry) = catalogue.entry(name) else {
+            return String::new();
+        };
+        let mut job = format!("[[job]]\nid = \"a\"\nprompt = \"a fox\"\nmodel = \"{name}\"\n");
+        let mut metadata = Vec::new();
+        for (path, spec) in &entry.fields {
+            let needed = spec.required
+                || (path == "duration" && entry.default_duration().is_none())
+                || (*path == entry.images && spec.min.is_some_and(|m| m > 0.0));
+            let needed = needed
+                || (*path == entry.images
+                    && entry.rules.iter().any(|r| {
+                        r.require.iter().any(|(p, c)| {
+                            p == path && matches!(c, crate::models::Condition::Range { min: Some(m), .. } if *m > 0.0)
+                        }) && r.when.iter().all(|(_, c)| matches!(c, crate::models::Condition::Present(false)))
+                    }));
+            if !needed {
+                continue;
+            }
+            let value = sample(spec);
+            let key = if *path == entry.images {
+                "image_urls"
+            } else {
+                path
+            };
+            match key.strip_prefix("metadata.") {
+                Some(k) => metadata.push(format!("{k} = {}", toml_value(&value))),
+                None => job.push_str(&format!("{key} = {}\n", toml_value(&value))),
+            }
+        }
+        if !metadata.is_empty() {
+            job.push_str(&format!("metadata = {{ {} }}\n", metadata.join(", ")));
+        }
+        job
+    }
+
+    fn sim_accepts(body: &Value) -> Result<(), String> {
+        validate(body.to_string().as_bytes(), Catalogue::builtin())
+            .map(|_| ())
+            .map_err(|e| format!("{}: {}", e.code, e.message))
+    }
+
+    #[test]
+    fn every_model_default_request_is_accepted_by_both() {
+        for entry in Catalogue::builtin().entries() {
+            let name = entry.model.as_str();
+            let text = minimal_job(name);
+            let campaign = match crate::manifest::load_str(&text, Path::new("/tmp/agree.toml")) {
+                Ok(c) => c,
+                Err(e) => panic!("{name}: the manifest refuses its minimal job:\n{text}\n{e}"),
+            };
+            let job = &campaign.jobs[0];
+            let urls: Vec<String> = job
+                .images
+                .iter()
+                .map(|_| "https://example.com/a.png".to_owned())
+                .collect();
+            let body = job.request_body(&urls);
+            if let Err(e) = sim_accepts(&body) {
+                panic!("{name}: the simulator refuses what validation accepted: {body}: {e}");
+            }
+        }
+    }
+
+    #[test]
+    fn forbidden_requests_are_refused_by_both() {
+        let cases = [
+            (
+                "model = \"gemini-omni-flash\"\nresolution = \"1080p\"\naspect_ratio = \"9:16\"",
+                json!({"model": "gemini-omni-flash", "prompt": "p", "resolution": "1080p", "aspect_ratio": "9:16"}),
+            ),
+            (
+                "model = \"gemini-omni-flash\"\nduration = 8",
+                json!({"model": "gemini-omni-flash", "prompt": "p", "duration": 8}),
+            ),
+            (
+                "model = \"veo3.1-quality\"\nmetadata = { generation_type = \"reference\" }",
+                json!({"model": "veo3.1-quality", "prompt": "p", "metadata": {"generation_type": "reference"}}),
+            ),
+            (
+                "model = \"veo3.1-fast\"\nmetadata = { enable_gif = true, resolution = \"1080p\" }",
+                json!({"model": "veo3.1-fast", "prompt": "p", "metadata": {"enable_gif": true, "resolution": "1080p"}}),
+            ),
+            (
+                "model = \"kling-v2-6\"\nmode = \"max\"",
+                json!({"model": "kling-v2-6", "prompt": "p", "mode": "max"}),
+            ),
+            (
+                "model = \"sora-2-vvip\"\nduration = 10",
+                json!({"model": "sora-2-vvip", "prompt": "p", "duration": 10}),
+            ),
+            (
+                "model = \"seedance-2\"\nresolution = \"2k\"",
+                json!({"model": "seedance-2", "prompt": "p", "resolution": "2k"}),
+            ),
+        ];
+        for (fields, body) in cases {
+            let text = format!("[[job]]\nid = \"a\"\nprompt = \"p\"\n{fields}\n");
+            assert!(
+                crate::manifest::load_str(&text, Path::new("/tmp/agree.toml")).is_err(),
+                "validation accepts {fields}"
+            );
+            assert!(sim_accepts(&body).is_err(), "the simulator accepts {body}");
         }
     }
 }
