@@ -180,7 +180,7 @@ async fn run_command(args: RunArgs, quiet: bool) -> Result<i32, AppError> {
                 "--rate must be a positive number, got {rate}"
             )));
         }
-        campaign.limits.requests_per_second = rate;
+        campaign.limits.requests_per_second = Some(rate);
     }
     if let Some(n) = args.max_in_flight {
         if n == 0 {

@@ -24,6 +24,7 @@ async fn a_run_in_a_pipe_prints_summaries_and_no_control_codes() {
     let sim = SimHandle::start(SimConfig {
         generation_time: Some(0.3),
         time_scale: 1.0,
+        no_metering: true,
         queue_time: 0.0,
         ..fast_sim()
     })

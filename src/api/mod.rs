@@ -44,6 +44,9 @@ pub enum ApiError {
         code: Option<String>,
         /// `X-RateLimit-Category`: which budget a 429 is about.
         category: Option<String>,
+        /// How long until `X-RateLimit-Reset`, when `X-RateLimit-Remaining` does
+        /// not say calls remain: the named budget is empty until then.
+        reset: Option<Duration>,
         /// The body was an HTML page: something other than the API answered.
         html: bool,
     },
@@ -133,6 +136,14 @@ impl ApiError {
         }
     }
 
+    /// When the named budget has room again, per `X-RateLimit-Remaining` / `-Reset`.
+    pub fn rate_limit_reset(&self) -> Option<Duration> {
+        match self {
+            ApiError::Status { reset, .. } => *reset,
+            _ => None,
+        }
+    }
+
     pub fn retry_after(&self) -> Option<Duration> {
         match self {
             ApiError::Status { retry_after, .. } => *retry_after,
@@ -170,6 +181,32 @@ fn error_chain(err: &(dyn std::error::Error + 'static)) -> String {
         source = cause.source();
     }
     text
+}
+
+/// `X-RateLimit-Reset` as a wait from `now`, unless `X-RateLimit-Remaining`
+/// says calls remain. The header is seconds to wait (fractions allowed) or,
+/// when it is that large, a Unix time in seconds or milliseconds.
+pub fn parse_rate_limit_reset(headers: &HeaderMap, now: SystemTime) -> Option<Duration> {
+    let number = |name: &str| -> Option<f64> {
+        let v: f64 = headers.get(name)?.to_str().ok()?.trim().parse().ok()?;
+        (v.is_finite() && v >= 0.0).then_some(v)
+    };
+    if number("x-ratelimit-remaining").is_some_and(|left| left >= 1.0) {
+        return None;
+    }
+    let reset = number("x-ratelimit-reset")?;
+    let since_epoch = now
+        .duration_since(SystemTime::UNIX_EPOCH)
+        .unwrap_or_default()
+        .as_secs_f64();
+    let wait = if reset > 1e12 {
+        reset / 1000.0 - since_epoch
+    } else if reset > 1e9 {
+        reset - since_epoch
+    } else {
+        reset
+    };
+    Some(Duration::from_secs_f64(wait.clamp(0.0, 3600.0)))
 }
 
 /// Reads `Retry-After` as delay-seconds or an HTTP date.
@@ -369,6 +406,7 @@ fn status_error(status: StatusCode, headers: HeaderMap, body: String) -> ApiErro
         retry_after: parse_retry_after(&headers),
         code: types::error_code(&body),
         category,
+        reset: parse_rate_limit_reset(&headers, SystemTime::now()),
         html,
     }
 }
@@ -504,6 +542,39 @@ mod tests {
     }
 
     #[test]
+    fn rate_limit_reset_is_a_wait_unless_calls_remain() {
+        let now = SystemTime::UNIX_EPOCH + Duration::from_secs(2_000_000_000);
+        let headers = |pairs: &[(&'static str, &str)]| {
+            let mut h = HeaderMap::new();
+            for (k, v) in pairs {
+                h.insert(*k, HeaderValue::from_str(v).unwrap_or(HeaderValue::from_static("")));
+            }
+            h
+        };
+        let wait = |pairs: &[(&'static str, &str)]| parse_rate_limit_reset(&headers(pairs), now);
+        assert_eq!(
+            wait(&[("x-ratelimit-remaining", "0"), ("x-ratelimit-reset", "1.5")]),
+            Some(Duration::from_millis(1500))
+        );
+        assert_eq!(wait(&[("x-ratelimit-reset", "2")]), Some(Duration::from_secs(2)));
+        assert_eq!(
+            wait(&[("x-ratelimit-remaining", "3"), ("x-ratelimit-reset", "2")]),
+            None
+        );
+        assert_eq!(
+            wait(&[("x-ratelimit-reset", "2000000004")]),
+            Some(Duration::from_secs(4))
+        );
+        assert_eq!(
+            wait(&[("x-ratelimit-reset", "2000000000500")]),
+            Some(Duration::from_millis(500))
+        );
+        assert_eq!(wait(&[("x-ratelimit-reset", "1999999990")]), Some(Duration::ZERO));
+        assert_eq!(wait(&[("x-ratelimit-reset", "soon")]), None);
+        assert_eq!(wait(&[]), None);
+    }
+
+    #[test]
     fn classification() {
         let e = ApiError::Transport("reset".into());
         assert!(e.may_have_reached_server() && e.is_transient());
@@ -515,6 +586,7 @@ mod tests {
             retry_after: None,
             code: None,
             category: None,
+            reset: None,
             html: false,
         };
         assert!(!e.is_transient() && !e.may_have_reached_server());
@@ -524,6 +596,7 @@ mod tests {
             retry_after: None,
             code: None,
             category: None,
+            reset: None,
             html: false,
         };
         assert!(e.is_auth());

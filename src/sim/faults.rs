@@ -8,6 +8,7 @@ use axum::response::{IntoResponse, Response};
 use serde_json::json;
 
 use super::config::SimConfig;
+use super::state::Limited;
 
 /// One fault knob of [`SimConfig`]; its name keys `SimStats::injected`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -72,16 +73,50 @@ pub(crate) fn html_page(status: StatusCode, title: &str) -> Response {
     (status, [(header::CONTENT_TYPE, "text/html")], body).into_response()
 }
 
-/// 429 with `Retry-After` in whole seconds.
-pub(crate) fn too_many_requests(retry_after: u64) -> Response {
-    let mut resp = error_response(
+/// An injected 429 with `Retry-After` in whole seconds, naming the bucket the call is metered by.
+pub(crate) fn too_many_requests(retry_after: u64, category: &str) -> Response {
+    let mut resp = rate_limit_answer();
+    let headers = resp.headers_mut();
+    headers.insert(header::RETRY_AFTER, header::HeaderValue::from(retry_after));
+    if let Ok(v) = header::HeaderValue::from_str(category) {
+        headers.insert("x-ratelimit-category", v);
+    }
+    resp
+}
+
+fn rate_limit_answer() -> Response {
+    error_response(
         StatusCode::TOO_MANY_REQUESTS,
         "rate_limit_error",
         "rate_limit_exceeded",
-        "too many requests, please retry later",
-    );
-    resp.headers_mut()
-        .insert(header::RETRY_AFTER, header::HeaderValue::from(retry_after));
+        "Async task request rate exceeded",
+    )
+}
+
+/// A metered 429, with the headers the provider documents: `Retry-After` and
+/// `X-RateLimit-Reset` are the seconds until the bucket has a token (whole
+/// seconds on the real clock; on a scaled clock, milliseconds, so a fast
+/// simulation stays a scaled copy), `X-RateLimit-Limit` the bucket's size.
+pub(crate) fn metered(limited: &Limited, time_scale: f64) -> Response {
+    let wait = if time_scale >= 1.0 {
+        format!("{}", limited.wait.ceil().max(1.0))
+    } else {
+        format!("{:.3}", (limited.wait * 1000.0).ceil().max(1.0) / 1000.0)
+    };
+    let mut resp = rate_limit_answer();
+    let headers = resp.headers_mut();
+    let mut set = |name: &'static str, value: String| {
+        if let Ok(v) = header::HeaderValue::from_str(&value) {
+            headers.insert(name, v);
+        }
+    };
+    set("retry-after", wait.clone());
+    set("x-ratelimit-reset", wait);
+    set("x-ratelimit-limit", limited.limit.to_string());
+    set("x-ratelimit-remaining", limited.remaining.to_string());
+    if let Some(category) = limited.category {
+        set("x-ratelimit-category", category.to_string());
+    }
     resp
 }
 

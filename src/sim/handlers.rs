@@ -13,8 +13,8 @@ use axum::{Json, Router};
 use serde_json::json;
 use tokio::time::Instant;
 
-use super::faults::{Fault, dropped, error_response, too_many_requests};
-use super::state::{Inner, Phase, SimState, Upload};
+use super::faults::{Fault, dropped, error_response, metered, too_many_requests};
+use super::state::{Category, Inner, Phase, SimState, Upload, push_capped};
 use super::validate::validate;
 use super::video::{RangeRequest, body_stream, parse_range};
 
@@ -36,6 +36,8 @@ pub(crate) fn router(state: Shared) -> Router {
         )
         .route("/uploads/{name}", get(uploaded_image))
         .route("/files/{name}", get(download))
+        .route("/v1/balance", get(balance))
+        .route("/balance", get(balance))
         .route("/_sim/stats", get(stats))
         .fallback(not_found)
         .with_state(state)
@@ -69,9 +71,30 @@ fn bearer(headers: &HeaderMap) -> Option<&str> {
     (scheme.eq_ignore_ascii_case("bearer") && !token.is_empty()).then_some(token)
 }
 
-/// What every `/v1` call goes through: recorded, authenticated, rate
-/// limited. `Some` is the answer that refuses the request.
+/// What every `/v1` call goes through: recorded, authenticated, metered by
+/// the bucket of its `category`. `Some` is the answer that refuses the request.
 fn refusal(
+    state: &SimState,
+    inner: &mut Inner,
+    headers: &HeaderMap,
+    now: Instant,
+    category: Category,
+) -> Option<Response> {
+    if let Some(refused) = unauthorized(state, inner, headers, now) {
+        return Some(refused);
+    }
+    match state.rate_limit(inner, now, category) {
+        Ok(()) => None,
+        Err(limited) => {
+            let ms = state.ms_since_start(now);
+            push_capped(&mut inner.stats.rate_limited_ms, ms);
+            Some(metered(&limited, state.config.time_scale))
+        }
+    }
+}
+
+/// Recorded and authenticated (and the outage): `Some` refuses the request.
+fn unauthorized(
     state: &SimState,
     inner: &mut Inner,
     headers: &HeaderMap,
@@ -99,7 +122,41 @@ fn refusal(
             "invalid api key",
         ));
     }
-    state.rate_limit(inner, now).err().map(too_many_requests)
+    None
+}
+
+/// An injected 429, counted with the metered ones' times.
+fn injected_429(state: &SimState, inner: &mut Inner, now: Instant, category: Category) -> Response {
+    let ms = state.ms_since_start(now);
+    push_capped(&mut inner.stats.rate_limited_ms, ms);
+    too_many_requests(state.config.retry_after, category.header())
+}
+
+/// `GET /v1/balance`: this key's balance, as the provider answers it (USD; 1 USD = 200 credits).
+/// Not metered: it is not an async task call.
+async fn balance(State(state): State<Shared>, headers: HeaderMap) -> Response {
+    let now = Instant::now();
+    let mut inner = state.lock();
+    if let Some(resp) = unauthorized(&state, &mut inner, &headers, now) {
+        return resp;
+    }
+    inner.stats.balance_calls += 1;
+    let used = inner.used;
+    let (remain, unlimited) = match inner.balance {
+        Some(b) => (b.max(0.0), false),
+        None => (-1.0, true),
+    };
+    let credits = if unlimited { 0.0 } else { remain * 200.0 };
+    Json(json!({
+        "success": true,
+        "remain_balance": remain,
+        "used_balance": used,
+        "remain_credits": credits,
+        "used_credits": used * 200.0,
+        "credits_per_usd": 200,
+        "unlimited_quota": unlimited,
+    }))
+    .into_response()
 }
 
 async fn submit(
@@ -110,7 +167,7 @@ async fn submit(
     let now = Instant::now();
     let config = &state.config;
     let mut inner = state.lock();
-    if let Some(resp) = refusal(&state, &mut inner, &headers, now) {
+    if let Some(resp) = refusal(&state, &mut inner, &headers, now, Category::Submit) {
         return resp;
     }
     let body = match body {
@@ -122,7 +179,7 @@ async fn submit(
         Err(invalid) => return bad_request(&mut inner, invalid.code, &invalid.message),
     };
     if inner.roll(Fault::Submit429, config) {
-        return too_many_requests(config.retry_after);
+        return injected_429(&state, &mut inner, now, Category::Submit);
     }
     if inner.roll(Fault::Submit503, config) {
         return error_response(
@@ -170,12 +227,12 @@ async fn poll(
     let now = Instant::now();
     let config = &state.config;
     let mut inner = state.lock();
-    if let Some(resp) = refusal(&state, &mut inner, &headers, now) {
+    if let Some(resp) = refusal(&state, &mut inner, &headers, now, Category::Query) {
         return resp;
     }
     inner.stats.polls += 1;
     if inner.roll(Fault::Poll429, config) {
-        return too_many_requests(config.retry_after);
+        return injected_429(&state, &mut inner, now, Category::Query);
     }
     if inner.roll(Fault::Poll500, config) {
         return error_response(
@@ -306,7 +363,7 @@ async fn upload(
     let now = Instant::now();
     {
         let mut inner = state.lock();
-        if let Some(resp) = refusal(&state, &mut inner, &headers, now) {
+        if let Some(resp) = refusal(&state, &mut inner, &headers, now, Category::Submit) {
             return resp;
         }
     }
