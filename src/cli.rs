@@ -68,6 +68,13 @@ pub enum Command {
     ///   runner validate prompts.csv | cut -f1      # just the job ids
     #[command(verbatim_doc_comment)]
     Validate(ManifestArg),
+    /// Show the key's remaining balance beside the plan's estimated cost; sends no paid call.
+    ///
+    /// Examples:
+    ///   runner balance jobs/campaign.toml
+    ///   runner balance examples/walkthrough.toml --simulate
+    #[command(verbatim_doc_comment)]
+    Balance(BalanceArgs),
     /// Print a shell completion script.
     ///
     /// Examples:
@@ -130,6 +137,15 @@ pub struct ReportArgs {
 }
 
 #[derive(Debug, Args)]
+pub struct BalanceArgs {
+    #[command(flatten)]
+    pub paths: ManifestArg,
+    /// The API's base URL (overrides `api.base_url`).
+    #[arg(long, value_name = "URL")]
+    pub base_url: Option<String>,
+}
+
+#[derive(Debug, Args)]
 pub struct RunArgs {
     #[command(flatten)]
     pub paths: ManifestArg,
@@ -145,6 +161,10 @@ pub struct RunArgs {
     /// Show what would be done, send nothing.
     #[arg(long)]
     pub dry_run: bool,
+    /// Run even when the plan's estimated cost is more than the key's balance
+    /// (read once before the first paid call when `[pricing]` is set).
+    #[arg(long)]
+    pub ignore_balance: bool,
     /// Go ahead without asking, even above `limits.confirm_above` jobs to submit.
     #[arg(long, short = 'y')]
     pub yes: bool,

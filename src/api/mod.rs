@@ -12,7 +12,7 @@ use reqwest::header::{AUTHORIZATION, HeaderMap, HeaderValue, RETRY_AFTER};
 use reqwest::{StatusCode, Url};
 use serde_json::Value;
 
-pub use types::{Task, TaskStatus};
+pub use types::{Balance, Task, TaskStatus};
 
 /// The bearer key. Never printed: `Debug` shows only its length.
 #[derive(Clone)]
@@ -309,6 +309,17 @@ impl Client {
         let value = self.send_json(request).await?;
         Task::from_json(&value)
             .ok_or_else(|| ApiError::Decode(format!("no task id in answer: {}", clip(&value))))
+    }
+
+    /// `GET /v1/balance`: what is left on this key (not a paid call, not an async task call).
+    pub async fn balance(&self) -> Result<Balance, ApiError> {
+        let request = self
+            .http
+            .get(self.url("v1/balance")?)
+            .header(AUTHORIZATION, self.auth.clone())
+            .timeout(REQUEST_TIMEOUT);
+        let value = self.send_json(request).await?;
+        types::balance(&value).map_err(ApiError::Decode)
     }
 
     /// `POST /v1/uploads/images` with the file as multipart field `file`; returns its URL.

@@ -542,7 +542,7 @@ mod tests {
     fn token_bucket_admits_its_rate() {
         let t0 = Instant::now();
         let mut b = TokenBucket::new(2.0, 2.0, t0);
-        let mut admit = |b: &mut TokenBucket, at: Instant| {
+        let admit = |b: &mut TokenBucket, at: Instant| {
             let r = b.check(at);
             if r.is_ok() {
                 b.take();
