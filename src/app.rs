@@ -197,7 +197,7 @@ async fn run_command(args: RunArgs, quiet: bool) -> Result<i32, AppError> {
         }
         campaign.limits.max_in_flight = n;
     }
-    if args.paths.simulate && !(args.sim_time_scale.is_finite() && args.sim_time_scale > 0.0) {
+    if !(args.time_scale().is_finite() && args.time_scale() > 0.0) {
         return Err(AppError::Usage(
             "--sim-time-scale must be a positive number".into(),
         ));
@@ -210,11 +210,7 @@ async fn run_command(args: RunArgs, quiet: bool) -> Result<i32, AppError> {
         confirm(&campaign, &args)?;
     }
     let opts = RunOptions {
-        time_scale: if args.paths.simulate {
-            args.sim_time_scale
-        } else {
-            1.0
-        },
+        time_scale: args.time_scale(),
         resubmit_unknown: args.resubmit_unknown,
         skip_existing: args.skip_existing,
         retry_failed: args.retry.is_some(),
@@ -226,11 +222,11 @@ async fn run_command(args: RunArgs, quiet: bool) -> Result<i32, AppError> {
     let campaign = std::sync::Arc::new(campaign);
     let signals = run::shutdown::listen();
     let summary = if args.paths.simulate {
-        let sim = start_sim(args.sim_time_scale).await?;
+        let sim = start_sim(args.time_scale()).await?;
         tracing::info!(
             "simulator on {} (time runs {}× faster)",
             sim.base_url(),
-            1.0 / args.sim_time_scale
+            1.0 / args.time_scale()
         );
         let client = make_client(&sim.base_url(), ApiKey::new("simulated".into()))?;
         let summary = match check_balance(&client, &campaign, &args).await {
@@ -383,7 +379,7 @@ async fn balance_command(args: &BalanceArgs) -> Result<i32, AppError> {
         skip_existing: false,
         retry: None,
         only: Vec::new(),
-        sim_time_scale: 0.01,
+        sim_time_scale: None,
     };
     let to_submit = jobs_to_submit(&campaign, &state, &run_args);
     let plan = crate::plan::plan_for(&campaign, to_submit.iter().copied());
@@ -631,7 +627,7 @@ async fn dry_run(campaign: &Campaign, args: &RunArgs) -> Result<i32, AppError> {
     );
     let plan = crate::plan::plan_for(campaign, to_submit.iter().copied());
     let balance = if args.paths.simulate {
-        let sim = start_sim(args.sim_time_scale).await?;
+        let sim = start_sim(args.time_scale()).await?;
         let client = make_client(&sim.base_url(), ApiKey::new("simulated".into()))?;
         let result = client.balance().await;
         sim.shutdown().await;

@@ -181,9 +181,19 @@ pub struct RunArgs {
     #[arg(long, value_name = "ID", value_delimiter = ',', num_args = 1..)]
     pub only: Vec<String>,
 
-    /// With --simulate: how fast simulated time runs (0.01 = 100× faster than the real service).
-    #[arg(long, default_value_t = 0.01, value_name = "FACTOR")]
-    pub sim_time_scale: f64,
+    /// How fast simulated time runs (0.01 = 100× faster than the real service):
+    /// with --simulate [default: 0.01], or for a `runner simulate --time-scale F`
+    /// at --base-url, so the run's polls and the provider's budgets keep its clock.
+    #[arg(long, value_name = "FACTOR")]
+    pub sim_time_scale: Option<f64>,
+}
+
+impl RunArgs {
+    /// The clock of the service, against the real one: 1.0 unless simulated.
+    pub fn time_scale(&self) -> f64 {
+        self.sim_time_scale
+            .unwrap_or(if self.paths.simulate { 0.01 } else { 1.0 })
+    }
 }
 
 /// `--shard K/N`.

@@ -116,6 +116,9 @@ pub struct SimConfig {
     /// No submit and query buckets: answer every call however fast it comes
     #[arg(long)]
     pub no_metering: bool,
+    /// Answer `GET /v1/balance` 404, as a server without the balance call would
+    #[arg(long)]
+    pub no_balance_call: bool,
 
     /// Where the video URL sits in a completed task
     #[arg(long, value_enum, default_value_t = ResultShape::DataUrl)]
@@ -188,6 +191,7 @@ impl Default for SimConfig {
             query_rate: DEFAULT_QUERY_RATE,
             query_burst: DEFAULT_QUERY_BURST,
             no_metering: false,
+            no_balance_call: false,
             result_shape: ResultShape::DataUrl,
             revive: false,
             balance: None,

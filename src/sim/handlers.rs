@@ -140,6 +140,9 @@ async fn balance(State(state): State<Shared>, headers: HeaderMap) -> Response {
     if let Some(resp) = unauthorized(&state, &mut inner, &headers, now) {
         return resp;
     }
+    if state.config.no_balance_call {
+        return not_found_response(&mut inner, "no such endpoint");
+    }
     inner.stats.balance_calls += 1;
     let used = inner.used;
     let (remain, unlimited) = match inner.balance {
