@@ -307,7 +307,11 @@ fn spend_estimate(campaign: &Campaign, plan: &crate::plan::Plan) -> Option<f64> 
 /// Before the first paid call: the balance is read once, and a plan whose
 /// estimate is more than it is refused (exit 3, nothing sent) unless
 /// `--ignore-balance`. A key or server without the balance call still runs.
-async fn check_balance(client: &Client, campaign: &Campaign, args: &RunArgs) -> Result<(), AppError> {
+async fn check_balance(
+    client: &Client,
+    campaign: &Campaign,
+    args: &RunArgs,
+) -> Result<(), AppError> {
     if campaign.pricing.per_model.is_empty() {
         return Ok(());
     }
@@ -412,7 +416,10 @@ async fn balance_command(args: &BalanceArgs) -> Result<i32, AppError> {
             return Ok(exit::JOBS_FAILED);
         }
     };
-    outln!("{}", balance_lines(&campaign, &plan, &balance, to_submit.len()));
+    outln!(
+        "{}",
+        balance_lines(&campaign, &plan, &balance, to_submit.len())
+    );
     Ok(exit::SUCCESS)
 }
 

@@ -228,8 +228,12 @@ async fn runner_balance_shows_the_balance_beside_the_plan() {
     .await
     .unwrap();
     let mut cmd = runner_cmd(&dir);
-    cmd.env("TOAPIS_API_KEY", "wrong")
-        .args(["balance", "b.toml", "--base-url", &strict.base_url()]);
+    cmd.env("TOAPIS_API_KEY", "wrong").args([
+        "balance",
+        "b.toml",
+        "--base-url",
+        &strict.base_url(),
+    ]);
     let out = run(cmd).await;
     assert_eq!(out.status.code(), Some(3), "{}", text(&out));
     let mut cmd = runner_cmd(&dir);

@@ -558,7 +558,10 @@ mod tests {
         let headers = |pairs: &[(&'static str, &str)]| {
             let mut h = HeaderMap::new();
             for (k, v) in pairs {
-                h.insert(*k, HeaderValue::from_str(v).unwrap_or(HeaderValue::from_static("")));
+                h.insert(
+                    *k,
+                    HeaderValue::from_str(v).unwrap_or(HeaderValue::from_static("")),
+                );
             }
             h
         };
@@ -567,7 +570,10 @@ mod tests {
             wait(&[("x-ratelimit-remaining", "0"), ("x-ratelimit-reset", "1.5")]),
             Some(Duration::from_millis(1500))
         );
-        assert_eq!(wait(&[("x-ratelimit-reset", "2")]), Some(Duration::from_secs(2)));
+        assert_eq!(
+            wait(&[("x-ratelimit-reset", "2")]),
+            Some(Duration::from_secs(2))
+        );
         assert_eq!(
             wait(&[("x-ratelimit-remaining", "3"), ("x-ratelimit-reset", "2")]),
             None
@@ -580,7 +586,10 @@ mod tests {
             wait(&[("x-ratelimit-reset", "2000000000500")]),
             Some(Duration::from_millis(500))
         );
-        assert_eq!(wait(&[("x-ratelimit-reset", "1999999990")]), Some(Duration::ZERO));
+        assert_eq!(
+            wait(&[("x-ratelimit-reset", "1999999990")]),
+            Some(Duration::ZERO)
+        );
         assert_eq!(wait(&[("x-ratelimit-reset", "soon")]), None);
         assert_eq!(wait(&[]), None);
     }

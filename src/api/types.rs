@@ -228,10 +228,22 @@ mod tests {
     fn balance_answers() {
         let b = balance(&serde_json::json!({"success": true, "remain_balance": 10.5,
             "used_balance": 2.3, "unlimited_quota": false}));
-        assert_eq!(b, Ok(Balance { remain: Some(10.5), used: Some(2.3) }));
+        assert_eq!(
+            b,
+            Ok(Balance {
+                remain: Some(10.5),
+                used: Some(2.3)
+            })
+        );
         let b = balance(&serde_json::json!({"success": true, "remain_balance": -1,
             "used_balance": 2.3, "unlimited_quota": true}));
-        assert_eq!(b, Ok(Balance { remain: None, used: Some(2.3) }));
+        assert_eq!(
+            b,
+            Ok(Balance {
+                remain: None,
+                used: Some(2.3)
+            })
+        );
         let b = balance(&serde_json::json!({"success": false,
             "message": "Failed to get token info: record not found"}));
         assert_eq!(

@@ -907,7 +907,10 @@ aspect_ratio = "9:16"
             "campaign.toml:6:1: unknown key `submit_brust` in [limits]; did you mean `submit_burst`?",
         );
         let p = toml_problems(&format!("[limits]\ntier = 2\n{ONE_JOB}"));
-        assert_has(&p, "campaign.toml:2:8: `tier` in [limits] must be a string, got integer 2");
+        assert_has(
+            &p,
+            "campaign.toml:2:8: `tier` in [limits] must be a string, got integer 2",
+        );
     }
 
     #[test]

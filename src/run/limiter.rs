@@ -186,7 +186,12 @@ impl Lane {
         }
     }
 
-    fn slow_down(&mut self, now: Instant, wait: Option<Duration>, backoff_unit: Duration) -> Instant {
+    fn slow_down(
+        &mut self,
+        now: Instant,
+        wait: Option<Duration>,
+        backoff_unit: Duration,
+    ) -> Instant {
         self.slowdowns += 1;
         let wait = wait.unwrap_or_else(|| {
             self.consecutive_429 = (self.consecutive_429 + 1).min(6);
@@ -411,7 +416,10 @@ mod tests {
         assert_eq!(at - now, Duration::from_millis(100));
         assert!(l.try_acquire(Bucket::Query, at).is_ok());
         let mut only_buckets = Limiter::new(&limits((1000.0, 10), (1000.0, 10), None), 1.0);
-        assert_eq!(drain(&mut only_buckets, Bucket::Query, now).0, 10 - reserve(10));
+        assert_eq!(
+            drain(&mut only_buckets, Bucket::Query, now).0,
+            10 - reserve(10)
+        );
     }
 
     #[test]
@@ -430,7 +438,10 @@ mod tests {
         assert!(l.try_acquire(Bucket::Submit, until).is_ok());
         let next = l.try_acquire(Bucket::Submit, until).unwrap_err();
         assert_eq!(next - until, Duration::from_millis(400));
-        assert_eq!((l.slowdowns(Bucket::Submit), l.slowdowns(Bucket::Query)), (1, 0));
+        assert_eq!(
+            (l.slowdowns(Bucket::Submit), l.slowdowns(Bucket::Query)),
+            (1, 0)
+        );
     }
 
     #[test]
@@ -444,8 +455,14 @@ mod tests {
 
     #[test]
     fn categories_name_buckets() {
-        assert_eq!(Bucket::from_category(Some("async_submit")), Some(Bucket::Submit));
-        assert_eq!(Bucket::from_category(Some(" ASYNC_QUERY ")), Some(Bucket::Query));
+        assert_eq!(
+            Bucket::from_category(Some("async_submit")),
+            Some(Bucket::Submit)
+        );
+        assert_eq!(
+            Bucket::from_category(Some(" ASYNC_QUERY ")),
+            Some(Bucket::Query)
+        );
         assert_eq!(Bucket::from_category(Some("chat")), None);
         assert_eq!(Bucket::from_category(None), None);
     }

@@ -401,7 +401,10 @@ impl SimState {
         if let Some(limited) = refused {
             stats.rate_limited_429 += 1;
             let key = limited.category.unwrap_or("rate_limit");
-            *stats.rate_limited_by_category.entry(key.into()).or_default() += 1;
+            *stats
+                .rate_limited_by_category
+                .entry(key.into())
+                .or_default() += 1;
             return Err(limited);
         }
         let own = match category {
