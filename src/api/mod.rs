@@ -209,6 +209,22 @@ pub fn parse_rate_limit_reset(headers: &HeaderMap, now: SystemTime) -> Option<Du
     Some(Duration::from_secs_f64(wait.clamp(0.0, 3600.0)))
 }
 
+/// On a success: the wait until `X-RateLimit-Reset` only when
+/// `X-RateLimit-Remaining` is there and says no call remains.
+pub fn budget_empty_for(headers: &HeaderMap, now: SystemTime) -> Option<Duration> {
+    let remaining: f64 = headers
+        .get("x-ratelimit-remaining")?
+        .to_str()
+        .ok()?
+        .trim()
+        .parse()
+        .ok()?;
+    if remaining >= 1.0 {
+        return None;
+    }
+    parse_rate_limit_reset(headers, now).filter(|wait| !wait.is_zero())
+}
+
 /// Reads `Retry-After` as delay-seconds or an HTTP date.
 pub fn parse_retry_after(headers: &HeaderMap) -> Option<Duration> {
     let value = headers.get(RETRY_AFTER)?.to_str().ok()?.trim();
@@ -294,9 +310,16 @@ impl Client {
             .header(AUTHORIZATION, self.auth.clone())
             .timeout(REQUEST_TIMEOUT)
             .json(body);
-        let value = self.send_json(request).await?;
-        Task::from_json(&value)
-            .ok_or_else(|| ApiError::Decode(format!("no task id in answer: {}", clip(&value))))
+        self.send_task(request).await
+    }
+
+    /// A task answer, with what its rate-limit headers say of the budget.
+    async fn send_task(&self, request: reqwest::RequestBuilder) -> Result<Task, ApiError> {
+        let (value, empty_for) = self.send_json_with_budget(request).await?;
+        let mut task = Task::from_json(&value)
+            .ok_or_else(|| ApiError::Decode(format!("no task id in answer: {}", clip(&value))))?;
+        task.budget_empty_for = empty_for;
+        Ok(task)
     }
 
     /// `GET /v1/videos/generations/{task_id}`.
@@ -306,9 +329,7 @@ impl Client {
             .get(self.task_url(task_id))
             .header(AUTHORIZATION, self.auth.clone())
             .timeout(REQUEST_TIMEOUT);
-        let value = self.send_json(request).await?;
-        Task::from_json(&value)
-            .ok_or_else(|| ApiError::Decode(format!("no task id in answer: {}", clip(&value))))
+        self.send_task(request).await
     }
 
     /// `GET /v1/balance`: what is left on this key (not a paid call, not an async task call).
@@ -379,8 +400,22 @@ impl Client {
     }
 
     async fn send_json(&self, request: reqwest::RequestBuilder) -> Result<Value, ApiError> {
+        Ok(self.send_json_with_budget(request).await?.0)
+    }
+
+    /// The JSON of a success, and how long the budget is empty for when the
+    /// answer says none remains (`X-RateLimit-Remaining: 0` with a reset).
+    async fn send_json_with_budget(
+        &self,
+        request: reqwest::RequestBuilder,
+    ) -> Result<(Value, Option<Duration>), ApiError> {
         let response = request.send().await.map_err(ApiError::from_reqwest)?;
         let status = response.status();
+        let empty_for = if status.is_success() {
+            budget_empty_for(response.headers(), SystemTime::now())
+        } else {
+            None
+        };
         if !status.is_success() {
             let headers = response.headers().clone();
             // An error body cut short is still this status's answer: a 400 whose
@@ -389,12 +424,13 @@ impl Client {
             return Err(status_error(status, headers, body));
         }
         let body = response.bytes().await.map_err(ApiError::from_reqwest)?;
-        serde_json::from_slice(&body).map_err(|e| {
+        let value = serde_json::from_slice(&body).map_err(|e| {
             ApiError::Decode(format!(
                 "{e} in {}",
                 clip_str(&String::from_utf8_lossy(&body))
             ))
-        })
+        })?;
+        Ok((value, empty_for))
     }
 }
 
@@ -592,6 +628,17 @@ mod tests {
         );
         assert_eq!(wait(&[("x-ratelimit-reset", "soon")]), None);
         assert_eq!(wait(&[]), None);
+        // On a success only an explicit "nothing remains" counts.
+        let empty = |pairs: &[(&'static str, &str)]| budget_empty_for(&headers(pairs), now);
+        assert_eq!(empty(&[("x-ratelimit-reset", "2")]), None);
+        assert_eq!(
+            empty(&[("x-ratelimit-remaining", "0"), ("x-ratelimit-reset", "2")]),
+            Some(Duration::from_secs(2))
+        );
+        assert_eq!(
+            empty(&[("x-ratelimit-remaining", "4"), ("x-ratelimit-reset", "2")]),
+            None
+        );
     }
 
     #[test]

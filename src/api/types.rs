@@ -1,5 +1,7 @@
 //! The wire format: task objects, upload answers, error bodies, and where a finished video's URL sits.
 
+use std::time::Duration;
+
 use serde_json::Value;
 
 /// Where the docs leave a task, in the order SPEC §1 says to look for the video URL.
@@ -53,6 +55,9 @@ pub struct Task {
     pub expires_at: Option<i64>,
     /// Why a failed task failed, when the server says.
     pub error: Option<String>,
+    /// Not from the body: when the answer's `X-RateLimit-Remaining` is 0, how
+    /// long its `X-RateLimit-Reset` says the budget this call drew on stays empty.
+    pub budget_empty_for: Option<Duration>,
 }
 
 impl Task {
@@ -97,6 +102,7 @@ impl Task {
             video_url: find_video_url(value),
             expires_at,
             error,
+            budget_empty_for: None,
         })
     }
 }

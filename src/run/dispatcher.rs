@@ -983,6 +983,18 @@ impl Dispatcher {
         }
     }
 
+    /// A success whose `X-RateLimit-Remaining` is 0: that budget waits for its reset.
+    fn budget_said_empty(&mut self, bucket: Bucket, task: &Task, now: Instant) {
+        if let Some(wait) = task.budget_empty_for {
+            tracing::debug!(
+                "the provider's {} budget is empty for {:.1}s (X-RateLimit-Remaining: 0)",
+                bucket.name(),
+                wait.as_secs_f64()
+            );
+            self.limiter.hold(bucket, now + wait);
+        }
+    }
+
     /// A 429: the budget its category names (both when it names none) waits
     /// for the longer of `Retry-After` and the reset, and is slowed. Never a job's failure.
     fn rate_limited(
@@ -1158,6 +1170,9 @@ impl Dispatcher {
         let failure = self.on_api_result(&result, Call::Submit);
         let id = self.job(idx).id.clone();
         let now = Instant::now();
+        if let Ok(task) = &result {
+            self.budget_said_empty(Bucket::Submit, task, now);
+        }
         match result {
             Ok(task) => {
                 self.record(Record::Submitted {
@@ -1333,6 +1348,9 @@ impl Dispatcher {
         }
         let failure = self.on_api_result(&result, Call::Poll);
         let now = Instant::now();
+        if let Ok(task) = &result {
+            self.budget_said_empty(Bucket::Query, task, now);
+        }
         let id = self.job(idx).id.clone();
         let task_id = match &self.job_state(idx).phase {
             Phase::Running { task_id, .. } => task_id.clone(),

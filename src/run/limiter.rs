@@ -291,6 +291,13 @@ impl Limiter {
         }
     }
 
+    /// The provider said `bucket` has nothing left until `until` (a success
+    /// with `X-RateLimit-Remaining: 0`): its calls wait, and nothing is slowed.
+    pub fn hold(&mut self, bucket: Bucket, until: Instant) {
+        let lane = self.lane(bucket);
+        lane.paused_until = Some(lane.paused_until.map_or(until, |p| p.max(until)));
+    }
+
     /// A call of `bucket` went through: the provider is not pushing back there.
     pub fn on_success(&mut self, bucket: Bucket) {
         self.lane(bucket).consecutive_429 = 0;
@@ -442,6 +449,19 @@ mod tests {
             (l.slowdowns(Bucket::Submit), l.slowdowns(Bucket::Query)),
             (1, 0)
         );
+    }
+
+    #[test]
+    fn an_empty_budget_said_on_a_success_holds_that_bucket_without_slowing_it() {
+        let mut l = Limiter::new(&Limits::default(), 1.0);
+        let now = Instant::now();
+        let until = now + Duration::from_secs(2);
+        l.hold(Bucket::Query, until);
+        assert_eq!(l.try_acquire(Bucket::Query, now).unwrap_err(), until);
+        assert!(l.try_acquire(Bucket::Submit, now).is_ok());
+        assert!(l.try_acquire(Bucket::Query, until).is_ok());
+        assert_eq!(l.current_rps(Bucket::Query), 50.0);
+        assert_eq!(l.slowed(), None);
     }
 
     #[test]
