@@ -80,6 +80,51 @@ async fn a_429_naming_the_query_bucket_holds_polls_and_not_submits() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_success_saying_nothing_remains_holds_submits_until_the_reset() {
+    const JOBS: usize = 20;
+    // The provider's submit bucket holds 5 where the runner was told 50: a run
+    // that trusted its own count would send 48 at once and earn 429s.
+    let sim = SimHandle::start(SimConfig {
+        time_scale: 0.1,
+        queue_time: 0.0,
+        generation_time: Some(0.5),
+        video_size: 16 * 1024,
+        submit_rate: 10.0,
+        submit_burst: 5,
+        ..SimConfig::default()
+    })
+    .await
+    .unwrap();
+    let dir = Dir::new();
+    let limits = "[limits]\nsubmit_per_second = 10\nsubmit_burst = 50\nsubmit_concurrency = 1\nmax_in_flight = 50\n";
+    dir.write(
+        "h.toml",
+        &gemini_campaign("h", limits, JOBS, "a lighthouse"),
+    );
+    let out = run(run_against(
+        &dir,
+        &sim,
+        "h.toml",
+        &["--sim-time-scale", "0.1", "-v"],
+    ))
+    .await;
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out));
+    let stats = sim.stats();
+    assert_eq!(stats.tasks_created as usize, JOBS);
+    // Each answer said what was left; at 0 the runner waited for the reset instead of asking.
+    assert_eq!(
+        stats.rate_limited_429, 0,
+        "{:?}",
+        stats.rate_limited_by_category
+    );
+    assert!(
+        String::from_utf8_lossy(&out.stderr).contains("the provider's submit budget is empty for"),
+        "{}",
+        text(&out)
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn no_rate_keys_against_default_tier_buckets_finishes_with_few_429s() {
     const JOBS: usize = 150;
     // The provider's default tier, on a clock 100× fast: 500 submits/s after a burst of 50.

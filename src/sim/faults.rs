@@ -84,6 +84,45 @@ pub(crate) fn too_many_requests(retry_after: u64, category: &str) -> Response {
     resp
 }
 
+/// A wait for `Retry-After` / `X-RateLimit-Reset`: whole seconds on the real
+/// clock, milliseconds on a scaled one; at least one unit when there is any wait.
+pub(crate) fn wait_header(wait: f64, time_scale: f64) -> String {
+    if wait <= 0.0 {
+        "0".into()
+    } else if time_scale >= 1.0 {
+        format!("{}", wait.ceil().max(1.0))
+    } else {
+        format!("{:.3}", (wait * 1000.0).ceil().max(1.0) / 1000.0)
+    }
+}
+
+/// The budget headers of an answer the bucket admitted: its size, what is
+/// left, and the wait until the next token (0 while one is left).
+pub(crate) fn with_budget_headers(
+    mut resp: Response,
+    category: &str,
+    limit: u32,
+    remaining: u32,
+    wait: f64,
+    time_scale: f64,
+) -> Response {
+    let headers = resp.headers_mut();
+    if headers.contains_key("x-ratelimit-limit") {
+        return resp;
+    }
+    for (name, value) in [
+        ("x-ratelimit-category", category.to_string()),
+        ("x-ratelimit-limit", limit.to_string()),
+        ("x-ratelimit-remaining", remaining.to_string()),
+        ("x-ratelimit-reset", wait_header(wait, time_scale)),
+    ] {
+        if let Ok(v) = header::HeaderValue::from_str(&value) {
+            headers.insert(name, v);
+        }
+    }
+    resp
+}
+
 fn rate_limit_answer() -> Response {
     error_response(
         StatusCode::TOO_MANY_REQUESTS,
@@ -98,11 +137,7 @@ fn rate_limit_answer() -> Response {
 /// seconds on the real clock; on a scaled clock, milliseconds, so a fast
 /// simulation stays a scaled copy), `X-RateLimit-Limit` the bucket's size.
 pub(crate) fn metered(limited: &Limited, time_scale: f64) -> Response {
-    let wait = if time_scale >= 1.0 {
-        format!("{}", limited.wait.ceil().max(1.0))
-    } else {
-        format!("{:.3}", (limited.wait * 1000.0).ceil().max(1.0) / 1000.0)
-    };
+    let wait = wait_header(limited.wait, time_scale);
     let mut resp = rate_limit_answer();
     let headers = resp.headers_mut();
     let mut set = |name: &'static str, value: String| {

@@ -162,8 +162,41 @@ async fn balance(State(state): State<Shared>, headers: HeaderMap) -> Response {
     .into_response()
 }
 
+/// Every answer the submit or query bucket admitted carries its budget
+/// headers, as the provider documents: size, what is left, the reset.
+fn budget_headers(state: &SimState, category: Category, resp: Response) -> Response {
+    if matches!(
+        resp.status(),
+        StatusCode::UNAUTHORIZED | StatusCode::SERVICE_UNAVAILABLE
+    ) {
+        return resp;
+    }
+    let now = Instant::now();
+    let budget = state.budget(&mut state.lock(), now, category);
+    match budget {
+        Some((limit, remaining, wait)) => super::faults::with_budget_headers(
+            resp,
+            category.header(),
+            limit,
+            remaining,
+            wait,
+            state.config.time_scale,
+        ),
+        None => resp,
+    }
+}
+
 async fn submit(
     State(state): State<Shared>,
+    headers: HeaderMap,
+    body: Result<Bytes, BytesRejection>,
+) -> Response {
+    let resp = submit_answer(&state, headers, body).await;
+    budget_headers(&state, Category::Submit, resp)
+}
+
+async fn submit_answer(
+    state: &Shared,
     headers: HeaderMap,
     body: Result<Bytes, BytesRejection>,
 ) -> Response {
@@ -227,6 +260,11 @@ async fn poll(
     headers: HeaderMap,
     Path(task_id): Path<String>,
 ) -> Response {
+    let resp = poll_answer(&state, headers, task_id).await;
+    budget_headers(&state, Category::Query, resp)
+}
+
+async fn poll_answer(state: &Shared, headers: HeaderMap, task_id: String) -> Response {
     let now = Instant::now();
     let config = &state.config;
     let mut inner = state.lock();
@@ -360,6 +398,15 @@ async fn read_file_field(
 
 async fn upload(
     State(state): State<Shared>,
+    headers: HeaderMap,
+    multipart: Result<Multipart, MultipartRejection>,
+) -> Response {
+    let resp = upload_answer(&state, headers, multipart).await;
+    budget_headers(&state, Category::Submit, resp)
+}
+
+async fn upload_answer(
+    state: &Shared,
     headers: HeaderMap,
     multipart: Result<Multipart, MultipartRejection>,
 ) -> Response {

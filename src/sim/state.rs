@@ -420,6 +420,22 @@ impl SimState {
         Ok(())
     }
 
+    /// What the bucket of `category` holds now: (size, whole tokens left,
+    /// seconds until the next token); `None` when it is not metered.
+    pub fn budget(
+        &self,
+        inner: &mut Inner,
+        now: Instant,
+        category: Category,
+    ) -> Option<(u32, u32, f64)> {
+        let bucket = match category {
+            Category::Submit => inner.submit_bucket.as_mut(),
+            Category::Query => inner.query_bucket.as_mut(),
+        }?;
+        let wait = bucket.check(now).err().unwrap_or(0.0);
+        Some((bucket.capacity as u32, bucket.remaining(), wait))
+    }
+
     /// Creates a task for `sub`: timings, jitter and failure are decided now.
     pub fn create_task(&self, inner: &mut Inner, sub: Submission, now: Instant) -> Task {
         let config = &self.config;

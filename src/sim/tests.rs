@@ -968,7 +968,23 @@ async fn a_metered_429_carries_the_documented_headers_and_costs_nothing() {
     })
     .await
     .unwrap();
-    submit_ok(&sim, &veo("first")).await;
+    // An admitted call says what is left too: nothing, and when the next token comes.
+    let first = submit(&sim, &veo("first")).await.unwrap();
+    assert_eq!(first.status(), StatusCode::OK);
+    let said = |name: &str| {
+        first
+            .headers()
+            .get(name)
+            .and_then(|v| v.to_str().ok())
+            .map(String::from)
+    };
+    assert_eq!(said("x-ratelimit-remaining").as_deref(), Some("0"));
+    assert_eq!(said("x-ratelimit-limit").as_deref(), Some("1"));
+    assert_eq!(said("x-ratelimit-reset").as_deref(), Some("2"));
+    assert_eq!(
+        said("x-ratelimit-category").as_deref(),
+        Some("async_submit")
+    );
     let resp = submit(&sim, &veo("second")).await.unwrap();
     assert_eq!(resp.status(), StatusCode::TOO_MANY_REQUESTS);
     let h = resp.headers();
