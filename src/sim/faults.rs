@@ -96,6 +96,16 @@ pub(crate) fn wait_header(wait: f64, time_scale: f64) -> String {
     }
 }
 
+/// `X-RateLimit-Reset`: seconds to the next token, to the millisecond (the
+/// header has no standard form; `Retry-After` must be whole seconds).
+pub(crate) fn reset_header(wait: f64) -> String {
+    if wait <= 0.0 {
+        "0".into()
+    } else {
+        format!("{:.3}", (wait * 1000.0).ceil().max(1.0) / 1000.0)
+    }
+}
+
 /// The budget headers of an answer the bucket admitted: its size, what is
 /// left, and the wait until the next token (0 while one is left).
 pub(crate) fn with_budget_headers(
@@ -104,7 +114,6 @@ pub(crate) fn with_budget_headers(
     limit: u32,
     remaining: u32,
     wait: f64,
-    time_scale: f64,
 ) -> Response {
     let headers = resp.headers_mut();
     if headers.contains_key("x-ratelimit-limit") {
@@ -114,7 +123,7 @@ pub(crate) fn with_budget_headers(
         ("x-ratelimit-category", category.to_string()),
         ("x-ratelimit-limit", limit.to_string()),
         ("x-ratelimit-remaining", remaining.to_string()),
-        ("x-ratelimit-reset", wait_header(wait, time_scale)),
+        ("x-ratelimit-reset", reset_header(wait)),
     ] {
         if let Ok(v) = header::HeaderValue::from_str(&value) {
             headers.insert(name, v);
@@ -132,12 +141,13 @@ fn rate_limit_answer() -> Response {
     )
 }
 
-/// A metered 429, with the headers the provider documents: `Retry-After` and
-/// `X-RateLimit-Reset` are the seconds until the bucket has a token (whole
-/// seconds on the real clock; on a scaled clock, milliseconds, so a fast
-/// simulation stays a scaled copy), `X-RateLimit-Limit` the bucket's size.
+/// A metered 429, with the headers the provider documents: `Retry-After` is
+/// the seconds until the bucket has a token (whole seconds on the real clock;
+/// on a scaled clock, milliseconds, so a fast simulation stays a scaled copy),
+/// `X-RateLimit-Reset` the same to the millisecond, `X-RateLimit-Limit` the bucket's size.
 pub(crate) fn metered(limited: &Limited, time_scale: f64) -> Response {
     let wait = wait_header(limited.wait, time_scale);
+    let reset = reset_header(limited.wait);
     let mut resp = rate_limit_answer();
     let headers = resp.headers_mut();
     let mut set = |name: &'static str, value: String| {
@@ -146,7 +156,7 @@ pub(crate) fn metered(limited: &Limited, time_scale: f64) -> Response {
         }
     };
     set("retry-after", wait.clone());
-    set("x-ratelimit-reset", wait);
+    set("x-ratelimit-reset", reset);
     set("x-ratelimit-limit", limited.limit.to_string());
     set("x-ratelimit-remaining", limited.remaining.to_string());
     if let Some(category) = limited.category {

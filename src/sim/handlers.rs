@@ -174,14 +174,9 @@ fn budget_headers(state: &SimState, category: Category, resp: Response) -> Respo
     let now = Instant::now();
     let budget = state.budget(&mut state.lock(), now, category);
     match budget {
-        Some((limit, remaining, wait)) => super::faults::with_budget_headers(
-            resp,
-            category.header(),
-            limit,
-            remaining,
-            wait,
-            state.config.time_scale,
-        ),
+        Some((limit, remaining, wait)) => {
+            super::faults::with_budget_headers(resp, category.header(), limit, remaining, wait)
+        }
         None => resp,
     }
 }
