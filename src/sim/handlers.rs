@@ -198,7 +198,7 @@ async fn submit_answer(
     let now = Instant::now();
     let config = &state.config;
     let mut inner = state.lock();
-    if let Some(resp) = refusal(&state, &mut inner, &headers, now, Category::Submit) {
+    if let Some(resp) = refusal(state, &mut inner, &headers, now, Category::Submit) {
         return resp;
     }
     let body = match body {
@@ -210,7 +210,7 @@ async fn submit_answer(
         Err(invalid) => return bad_request(&mut inner, invalid.code, &invalid.message),
     };
     if inner.roll(Fault::Submit429, config) {
-        return injected_429(&state, &mut inner, now, Category::Submit);
+        return injected_429(state, &mut inner, now, Category::Submit);
     }
     if inner.roll(Fault::Submit503, config) {
         return error_response(
@@ -263,12 +263,12 @@ async fn poll_answer(state: &Shared, headers: HeaderMap, task_id: String) -> Res
     let now = Instant::now();
     let config = &state.config;
     let mut inner = state.lock();
-    if let Some(resp) = refusal(&state, &mut inner, &headers, now, Category::Query) {
+    if let Some(resp) = refusal(state, &mut inner, &headers, now, Category::Query) {
         return resp;
     }
     inner.stats.polls += 1;
     if inner.roll(Fault::Poll429, config) {
-        return injected_429(&state, &mut inner, now, Category::Query);
+        return injected_429(state, &mut inner, now, Category::Query);
     }
     if inner.roll(Fault::Poll500, config) {
         return error_response(
@@ -408,21 +408,21 @@ async fn upload_answer(
     let now = Instant::now();
     {
         let mut inner = state.lock();
-        if let Some(resp) = refusal(&state, &mut inner, &headers, now, Category::Submit) {
+        if let Some(resp) = refusal(state, &mut inner, &headers, now, Category::Submit) {
             return resp;
         }
     }
     let multipart = match multipart {
         Ok(m) => m,
-        Err(e) => return upload_error(&state, "invalid_multipart", &e.body_text()),
+        Err(e) => return upload_error(state, "invalid_multipart", &e.body_text()),
     };
     let (name, content_type, data) = match read_file_field(multipart).await {
         Ok(file) => file,
-        Err((code, message)) => return upload_error(&state, code, &message),
+        Err((code, message)) => return upload_error(state, code, &message),
     };
     let Some((ext, mime_type)) = image_kind(name.as_deref(), content_type.as_deref()) else {
         return upload_error(
-            &state,
+            state,
             "unsupported_file_type",
             "only .jpeg, .jpg, .png and .webp images are accepted",
         );
