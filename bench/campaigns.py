@@ -4,6 +4,7 @@
     python3 bench/campaigns.py                 # all scenarios, default sizes
     python3 bench/campaigns.py --jobs 100000   # the flat-overhead scenario at 100k jobs
     python3 bench/campaigns.py --only rate,makespan,bounds
+    python3 bench/campaigns.py --only budgets  # no rate keys against the provider's default tier
 
 Each scenario starts `runner simulate` on a free local port, writes a manifest
 into a temp folder, runs `runner run` under /usr/bin/time (CPU and peak RSS of
@@ -32,8 +33,12 @@ def free_port():
 
 
 class Sim:
-    def __init__(self, *flags):
+    def __init__(self, *flags, metering=False):
+        """A simulator; the provider's submit and query buckets only with `metering`
+        (the other scenarios measure the runner's own pacing, not the provider's)."""
         self.port = free_port()
+        if not metering:
+            flags = (*flags, "--no-metering")
         self.proc = subprocess.Popen(
             [RUNNER, "simulate", "--port", str(self.port), *flags],
             stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
@@ -69,13 +74,17 @@ def run_runner(args, cwd):
 
 
 def manifest(dir, name, jobs, rps, in_flight, extra=""):
-    """A CSV source of `jobs` gemini jobs behind a TOML with the given limits."""
+    """A CSV source of `jobs` gemini jobs behind a TOML with the given limits:
+    `rps` every call together, the submit and query budgets out of its way
+    (`rps` None: no rate keys at all, the provider's default tier)."""
     with open(os.path.join(dir, "jobs.csv"), "w") as f:
         f.write("id,prompt\n")
         for i in range(jobs):
             f.write(f"j{i},benchmark prompt {i}\n")
+    rates = ("" if rps is None else
+             f"requests_per_second = {rps}\nsubmit_per_second = 1000000\nquery_per_second = 1000000\n")
     with open(os.path.join(dir, f"{name}.toml"), "w") as f:
-        f.write(f'name = "{name}"\n[limits]\nrequests_per_second = {rps}\n'
+        f.write(f'name = "{name}"\n[limits]\n{rates}'
                 f'max_in_flight = {in_flight}\n{extra}\n'
                 f'[defaults]\nmodel = "gemini_omni_flash"\n[[source]]\ncsv = "jobs.csv"\n')
     return f"{name}.toml"
@@ -172,7 +181,29 @@ def download(rows, _):
                  f"vs curl {size / curl / 1e6:.0f} MB/s ({curl:.2f} s): {curl / wall:.0%} of curl; exit {code}"))
 
 
-SCENARIOS = {"rate": rate, "makespan": makespan, "bounds": bounds, "scale": scale, "download": download}
+def budgets(rows, _):
+    """150 jobs of 3 s, no rate keys, against the simulator metering the provider's default
+    tier (submits 5/s, burst 50; queries 50/s, burst 500): the least time the buckets allow
+    is the last submit at (N - 50) / 5 s plus the task time. Target ≤ 1.3× that, 429s < 2%."""
+    jobs, generation, submit_rate, submit_burst = 150, 3, 5, 50
+    sim = Sim("--queue-time", "0", "--generation-time", str(generation), "--video-size", "65536",
+              metering=True)
+    with tempfile.TemporaryDirectory() as d:
+        m = manifest(d, "budgets", jobs, None, 200, "downloads = 8")
+        wall, cpu, rss, code = run_runner(["run", m, "--base-url", sim.url, "--yes"], d)
+        s = sim.stats()
+    sim.stop()
+    least = (jobs - submit_burst) / submit_rate + generation
+    requests = len(s["request_times_ms"])
+    limited = s["rate_limited_429"]
+    by = ", ".join(f"{k} {v}" for k, v in sorted(s["rate_limited_by_category"].items())) or "none"
+    rows.append((f"budgets: {jobs} × {generation} s, no rate keys, default tier",
+                 f"{wall:.1f} s = {wall / least:.2f} × the least the buckets allow ({least:.0f} s); "
+                 f"429s {limited} of {requests} requests = {limited / max(requests, 1):.2%} ({by}); "
+                 f"{s['polls'] / jobs:.2f} polls/job; exit {code}"))
+
+
+SCENARIOS = {"rate": rate, "makespan": makespan, "bounds": bounds, "scale": scale, "download": download, "budgets": budgets}
 
 
 def main():

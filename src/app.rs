@@ -3,7 +3,9 @@
 use std::collections::BTreeMap;
 
 use crate::api::{ApiKey, Client};
-use crate::cli::{Cli, Command, ManifestArg, ReportArgs, RunArgs, SimulateArgs, StatusArgs};
+use crate::cli::{
+    BalanceArgs, Cli, Command, ManifestArg, ReportArgs, RunArgs, SimulateArgs, StatusArgs,
+};
 use crate::journal::{self, JournalError};
 use crate::manifest::{self, Campaign, ManifestError};
 use crate::run::{self, RunError, RunOptions, RunSummary};
@@ -43,6 +45,11 @@ pub enum AppError {
         "the API key is missing: set the environment variable {env} (named by api.api_key_env), or use --simulate"
     )]
     MissingKey { env: String },
+    /// The plan would cost more than the key's balance: nothing was sent.
+    #[error(
+        "the estimated cost of this run, {estimate}, is more than the key's balance, {balance}; nothing was sent. Top up and run again, or add --ignore-balance to run anyway"
+    )]
+    BalanceShort { estimate: String, balance: String },
     #[error(transparent)]
     Journal(#[from] JournalError),
     #[error(transparent)]
@@ -62,6 +69,7 @@ impl AppError {
                 exit::BAD_INPUT
             }
             AppError::Journal(_) => exit::BAD_INPUT,
+            AppError::BalanceShort { .. } => exit::API_FATAL,
             AppError::Run(e) => e.exit_code(),
             AppError::Io { .. } => exit::LOCAL_IO,
         }
@@ -74,6 +82,7 @@ pub async fn main_impl(cli: Cli) -> Result<i32, AppError> {
         Command::Run(args) => run_command(args, cli.quiet).await,
         Command::Validate(args) => validate(&args),
         Command::Models(args) => models(&args),
+        Command::Balance(args) => balance_command(&args).await,
         Command::Status(args) => status(&args),
         Command::Report(args) => rewrite_report(&args),
         Command::Simulate(args) => simulate(args).await,
@@ -181,7 +190,7 @@ async fn run_command(args: RunArgs, quiet: bool) -> Result<i32, AppError> {
                 "--rate must be a positive number, got {rate}"
             )));
         }
-        campaign.limits.requests_per_second = rate;
+        campaign.limits.requests_per_second = Some(rate);
     }
     if let Some(n) = args.max_in_flight {
         if n == 0 {
@@ -189,24 +198,20 @@ async fn run_command(args: RunArgs, quiet: bool) -> Result<i32, AppError> {
         }
         campaign.limits.max_in_flight = n;
     }
-    if args.paths.simulate && !(args.sim_time_scale.is_finite() && args.sim_time_scale > 0.0) {
+    if !(args.time_scale().is_finite() && args.time_scale() > 0.0) {
         return Err(AppError::Usage(
             "--sim-time-scale must be a positive number".into(),
         ));
     }
     check_only(&campaign, &args.only)?;
     if args.dry_run {
-        return dry_run(&campaign, &args);
+        return dry_run(&campaign, &args).await;
     }
     if !args.paths.simulate && !args.yes {
         confirm(&campaign, &args)?;
     }
     let opts = RunOptions {
-        time_scale: if args.paths.simulate {
-            args.sim_time_scale
-        } else {
-            1.0
-        },
+        time_scale: args.time_scale(),
         resubmit_unknown: args.resubmit_unknown,
         skip_existing: args.skip_existing,
         retry_failed: args.retry.is_some(),
@@ -218,25 +223,20 @@ async fn run_command(args: RunArgs, quiet: bool) -> Result<i32, AppError> {
     let campaign = std::sync::Arc::new(campaign);
     let signals = run::shutdown::listen();
     let summary = if args.paths.simulate {
-        let config = crate::sim::SimConfig {
-            time_scale: args.sim_time_scale,
-            revive: true,
-            catalogue: Some(std::sync::Arc::clone(&campaign.catalogue)),
-            ..Default::default()
-        };
-        let sim = crate::sim::SimHandle::start(config)
-            .await
-            .map_err(|source| AppError::Io {
-                what: "cannot start the simulator".into(),
-                source,
-            })?;
+        let sim = start_sim(args.time_scale(), &campaign.catalogue).await?;
         tracing::info!(
             "simulator on {} (time runs {}× faster)",
             sim.base_url(),
-            1.0 / args.sim_time_scale
+            1.0 / args.time_scale()
         );
         let client = make_client(&sim.base_url(), ApiKey::new("simulated".into()))?;
-        let summary = run::run(campaign.clone(), client, opts, signals).await;
+        let summary = match check_balance(&client, &campaign, &args).await {
+            Ok(()) => run::run(campaign.clone(), client, opts, signals).await,
+            Err(e) => {
+                sim.shutdown().await;
+                return Err(e);
+            }
+        };
         sim.shutdown().await;
         summary?
     } else {
@@ -246,6 +246,7 @@ async fn run_command(args: RunArgs, quiet: bool) -> Result<i32, AppError> {
             .unwrap_or_else(|| campaign.api.base_url.clone());
         let key = api_key(&campaign.api.api_key_env)?;
         let client = make_client(&base_url, key)?;
+        check_balance(&client, &campaign, &args).await?;
         run::run(campaign.clone(), client, opts, signals).await?
     };
     print_summary(&campaign, &summary);
@@ -264,6 +265,214 @@ async fn run_command(args: RunArgs, quiet: bool) -> Result<i32, AppError> {
     std::mem::forget(summary);
     std::mem::forget(campaign);
     Ok(code)
+}
+
+/// The in-process simulator of `--simulate`, its clock `time_scale` times the real one.
+/// The built-in simulator for a campaign: it follows the campaign's catalogue
+/// (with its `[models]`), so what validates also runs.
+async fn start_sim(
+    time_scale: f64,
+    catalogue: &std::sync::Arc<crate::models::Catalogue>,
+) -> Result<crate::sim::SimHandle, AppError> {
+    let config = crate::sim::SimConfig {
+        time_scale,
+        revive: true,
+        catalogue: Some(std::sync::Arc::clone(catalogue)),
+        ..Default::default()
+    };
+    crate::sim::SimHandle::start(config)
+        .await
+        .map_err(|source| AppError::Io {
+            what: "cannot start the simulator".into(),
+            source,
+        })
+}
+
+/// `12.34 USD left` or `unlimited`, with what was used when the answer says.
+fn describe_balance(b: &crate::api::Balance) -> String {
+    let used = b
+        .used
+        .map(|u| format!(" ({} used)", crate::plan::money(u, "USD")))
+        .unwrap_or_default();
+    match b.remain {
+        Some(left) => format!("{} left on this key{used}", crate::plan::money(left, "USD")),
+        None => format!("unlimited (unlimited_quota){used}"),
+    }
+}
+
+/// What a run of `jobs` may spend, to hold against the balance: the plan's
+/// known estimate, at most `limits.budget`. `None` when there is nothing to
+/// compare: no `[pricing]`, or prices in another currency than the balance's USD.
+fn spend_estimate(campaign: &Campaign, plan: &crate::plan::Plan) -> Option<f64> {
+    if campaign.pricing.per_model.is_empty() || campaign.pricing.currency != "USD" {
+        return None;
+    }
+    let estimate = plan.total_cost.known();
+    Some(campaign.limits.budget.map_or(estimate, |b| estimate.min(b)))
+}
+
+/// Before the first paid call: the balance is read once, and a plan whose
+/// estimate is more than it is refused (exit 3, nothing sent) unless
+/// `--ignore-balance`. A key or server without the balance call still runs.
+async fn check_balance(
+    client: &Client,
+    campaign: &Campaign,
+    args: &RunArgs,
+) -> Result<(), AppError> {
+    if campaign.pricing.per_model.is_empty() {
+        return Ok(());
+    }
+    let state = read_state(campaign)?;
+    let to_submit = jobs_to_submit(campaign, &state, args);
+    if to_submit.is_empty() {
+        return Ok(());
+    }
+    let plan = crate::plan::plan_for(campaign, to_submit.iter().copied());
+    let Some(estimate) = spend_estimate(campaign, &plan) else {
+        tracing::info!(
+            "prices are in {}, the balance in USD: the balance is not checked",
+            campaign.pricing.currency
+        );
+        return Ok(());
+    };
+    let balance = match client.balance().await {
+        Ok(balance) => balance,
+        Err(e) => {
+            tracing::warn!("the balance could not be read ({e}); running without checking it");
+            return Ok(());
+        }
+    };
+    let estimate_text = crate::plan::money(estimate, "USD");
+    match balance.remain {
+        Some(left) if estimate > left + 1e-9 => {
+            let balance_text = crate::plan::money(left, "USD");
+            if args.ignore_balance {
+                tracing::warn!(
+                    "the estimated cost, {estimate_text}, is more than the balance, {balance_text}; running anyway (--ignore-balance)"
+                );
+                return Ok(());
+            }
+            Err(AppError::BalanceShort {
+                estimate: estimate_text,
+                balance: balance_text,
+            })
+        }
+        _ => {
+            tracing::info!(
+                "balance: {}; the estimated cost is {estimate_text}",
+                describe_balance(&balance)
+            );
+            Ok(())
+        }
+    }
+}
+
+/// `runner balance`: the key's balance beside the plan's estimated cost.
+async fn balance_command(args: &BalanceArgs) -> Result<i32, AppError> {
+    let campaign = load(&args.paths)?;
+    let state = read_state(&campaign)?;
+    let run_args = RunArgs {
+        paths: ManifestArg {
+            manifest: args.paths.manifest.clone(),
+            state: None,
+            out: None,
+            report: None,
+            simulate: args.paths.simulate,
+            shard: None,
+        },
+        base_url: None,
+        rate: None,
+        max_in_flight: None,
+        dry_run: false,
+        ignore_balance: false,
+        yes: false,
+        resubmit_unknown: false,
+        skip_existing: false,
+        retry: None,
+        only: Vec::new(),
+        sim_time_scale: None,
+    };
+    let to_submit = jobs_to_submit(&campaign, &state, &run_args);
+    let plan = crate::plan::plan_for(&campaign, to_submit.iter().copied());
+    let result = if args.paths.simulate {
+        let sim = start_sim(0.01, &campaign.catalogue).await?;
+        let client = make_client(&sim.base_url(), ApiKey::new("simulated".into()))?;
+        let result = client.balance().await;
+        sim.shutdown().await;
+        result
+    } else {
+        let base_url = args
+            .base_url
+            .clone()
+            .unwrap_or_else(|| campaign.api.base_url.clone());
+        let client = make_client(&base_url, api_key(&campaign.api.api_key_env)?)?;
+        client.balance().await
+    };
+    let balance = match result {
+        Ok(balance) => balance,
+        Err(e) if e.is_auth() => {
+            return Err(AppError::Run(RunError::Auth {
+                env: campaign.api.api_key_env.clone(),
+                message: e.to_string(),
+            }));
+        }
+        Err(e) => {
+            eprintln!(
+                "error: cannot read the balance: {e} (this key or server may have no balance call; `runner run` goes on without it)"
+            );
+            return Ok(exit::JOBS_FAILED);
+        }
+    };
+    outln!(
+        "{}",
+        balance_lines(&campaign, &plan, &balance, to_submit.len())
+    );
+    Ok(exit::SUCCESS)
+}
+
+/// The balance, the plan's estimate, and whether one covers the other.
+fn balance_lines(
+    campaign: &Campaign,
+    plan: &crate::plan::Plan,
+    balance: &crate::api::Balance,
+    jobs: usize,
+) -> String {
+    let currency = &campaign.pricing.currency;
+    let mut text = format!(
+        "balance: {}
+plan: {jobs} jobs to submit, estimated cost {}",
+        describe_balance(balance),
+        plan.total_cost.display(currency)
+    );
+    if let Some(budget) = campaign.limits.budget {
+        text.push_str(&format!(
+            " (limits.budget stops at {})",
+            crate::plan::money(budget, currency)
+        ));
+    }
+    match (spend_estimate(campaign, plan), balance.remain) {
+        (None, _) if campaign.pricing.per_model.is_empty() => {
+            text.push_str("
+no [pricing] in the manifest: the cost is unknown, and `runner run` does not check the balance");
+        }
+        (None, _) => text.push_str(&format!(
+            "
+prices are in {currency}, the balance in USD: not compared"
+        )),
+        (Some(_), None) => text.push_str("
+the balance is unlimited: it covers the plan"),
+        (Some(estimate), Some(left)) if estimate > left + 1e-9 => text.push_str(&format!(
+            "
+the balance does not cover the plan: {} short; `runner run` refuses it (exit 3) unless --ignore-balance",
+            crate::plan::money(estimate - left, "USD")
+        )),
+        (Some(estimate), Some(left)) => text.push_str(&format!(
+            "
+the balance covers the plan: {} would be left",
+            crate::plan::money(left - estimate, "USD")
+        )),
+    }
+    text
 }
 
 /// The jobs `runner run` with these flags would submit: never submitted, plus
@@ -515,8 +724,9 @@ fn print_plan(campaign: &Campaign) {
     }
 }
 
-/// `runner run --dry-run`: the plan against the state file; nothing sent.
-fn dry_run(campaign: &Campaign, args: &RunArgs) -> Result<i32, AppError> {
+/// `runner run --dry-run`: the plan against the state file; nothing sent
+/// (but the balance call, when there is a key or `--simulate`).
+async fn dry_run(campaign: &Campaign, args: &RunArgs) -> Result<i32, AppError> {
     print_plan(campaign);
     let state = read_state(campaign)?;
     let mut counts: BTreeMap<Status, usize> = BTreeMap::new();
@@ -535,6 +745,33 @@ fn dry_run(campaign: &Campaign, args: &RunArgs) -> Result<i32, AppError> {
         campaign.output.state_path().display(),
         parts.join(", ")
     );
+    let plan = crate::plan::plan_for(campaign, to_submit.iter().copied());
+    let balance = if args.paths.simulate {
+        let sim = start_sim(args.time_scale(), &campaign.catalogue).await?;
+        let client = make_client(&sim.base_url(), ApiKey::new("simulated".into()))?;
+        let result = client.balance().await;
+        sim.shutdown().await;
+        Some(result)
+    } else {
+        match api_key(&campaign.api.api_key_env) {
+            Ok(key) => {
+                let base_url = args
+                    .base_url
+                    .clone()
+                    .unwrap_or_else(|| campaign.api.base_url.clone());
+                Some(make_client(&base_url, key)?.balance().await)
+            }
+            Err(_) => None,
+        }
+    };
+    match balance {
+        Some(Ok(balance)) => outln!(
+            "{}",
+            balance_lines(campaign, &plan, &balance, to_submit.len())
+        ),
+        Some(Err(e)) => outln!("balance: could not be read ({e})"),
+        None => {}
+    }
     outln!(
         "dry run: {} jobs would be submitted; nothing was sent",
         to_submit.len()

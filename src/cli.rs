@@ -90,6 +90,13 @@ pub enum Command {
     ///   runner models my-model --manifest jobs/campaign.toml   # with the campaign's [models]
     #[command(verbatim_doc_comment)]
     Models(ModelsArgs),
+    /// Show the key's remaining balance beside the plan's estimated cost; sends no paid call.
+    ///
+    /// Examples:
+    ///   runner balance jobs/campaign.toml
+    ///   runner balance examples/walkthrough.toml --simulate
+    #[command(verbatim_doc_comment)]
+    Balance(BalanceArgs),
     /// Print a shell completion script.
     ///
     /// Examples:
@@ -152,6 +159,15 @@ pub struct ReportArgs {
 }
 
 #[derive(Debug, Args)]
+pub struct BalanceArgs {
+    #[command(flatten)]
+    pub paths: ManifestArg,
+    /// The API's base URL (overrides `api.base_url`).
+    #[arg(long, value_name = "URL")]
+    pub base_url: Option<String>,
+}
+
+#[derive(Debug, Args)]
 pub struct RunArgs {
     #[command(flatten)]
     pub paths: ManifestArg,
@@ -167,6 +183,10 @@ pub struct RunArgs {
     /// Show what would be done, send nothing.
     #[arg(long)]
     pub dry_run: bool,
+    /// Run even when the plan's estimated cost is more than the key's balance
+    /// (read once before the first paid call when `[pricing]` is set).
+    #[arg(long)]
+    pub ignore_balance: bool,
     /// Go ahead without asking, even above `limits.confirm_above` jobs to submit.
     #[arg(long, short = 'y')]
     pub yes: bool,
@@ -183,9 +203,19 @@ pub struct RunArgs {
     #[arg(long, value_name = "ID", value_delimiter = ',', num_args = 1..)]
     pub only: Vec<String>,
 
-    /// With --simulate: how fast simulated time runs (0.01 = 100× faster than the real service).
-    #[arg(long, default_value_t = 0.01, value_name = "FACTOR")]
-    pub sim_time_scale: f64,
+    /// How fast simulated time runs (0.01 = 100× faster than the real service):
+    /// with --simulate [default: 0.01], or for a `runner simulate --time-scale F`
+    /// at --base-url, so the run's polls and the provider's budgets keep its clock.
+    #[arg(long, value_name = "FACTOR")]
+    pub sim_time_scale: Option<f64>,
+}
+
+impl RunArgs {
+    /// The clock of the service, against the real one: 1.0 unless simulated.
+    pub fn time_scale(&self) -> f64 {
+        self.sim_time_scale
+            .unwrap_or(if self.paths.simulate { 0.01 } else { 1.0 })
+    }
 }
 
 /// `--shard K/N`.

@@ -224,12 +224,13 @@ async fn six_kills_150_jobs() {
         kill_after_ms: 100..900,
         sim: SimConfig {
             time_scale: 1.0,
+            no_metering: true,
             queue_time: 0.05,
             generation_time: Some(0.5),
             video_size: 32 * 1024,
             ..SimConfig::default()
         },
-        limits: "[limits]\nrequests_per_second = 300\nburst = 10\nmax_in_flight = 20\ndownloads = 4\npoll_queued = \"100ms\"\npoll_in_progress = \"100ms\"\n",
+        limits: "[limits]\nrequests_per_second = 300\nsubmit_per_second = 10000\nquery_per_second = 10000\nburst = 10\nmax_in_flight = 20\ndownloads = 4\npoll_queued = \"100ms\"\npoll_in_progress = \"100ms\"\n",
         seed: seed(20_261_122),
     })
     .await;
@@ -246,13 +247,14 @@ async fn twenty_kills_30_jobs() {
         kill_after_ms: 20..400,
         sim: SimConfig {
             time_scale: 1.0,
+            no_metering: true,
             queue_time: 0.02,
             generation_time: Some(0.6),
             // Over 1 MiB: the writer and hasher threads are what the kills interrupt.
             video_size: 6 * 1024 * 1024 + 1,
             ..SimConfig::default()
         },
-        limits: "[limits]\nrequests_per_second = 300\nburst = 10\nmax_in_flight = 3\ndownloads = 2\npoll_queued = \"50ms\"\npoll_in_progress = \"50ms\"\n",
+        limits: "[limits]\nrequests_per_second = 300\nsubmit_per_second = 10000\nquery_per_second = 10000\nburst = 10\nmax_in_flight = 3\ndownloads = 2\npoll_queued = \"50ms\"\npoll_in_progress = \"50ms\"\n",
         seed: seed(7),
     })
     .await;

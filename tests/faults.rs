@@ -24,6 +24,8 @@ fn limits(max_attempts: u32, task_timeout: &str) -> String {
         r#"
 [limits]
 requests_per_second = 1000
+submit_per_second = 10000
+query_per_second = 10000
 burst = 20
 max_in_flight = 20
 poll_queued = "5ms"
@@ -160,6 +162,8 @@ async fn server_rate_limit_slows_the_run_but_every_job_succeeds_first_time() {
     let limits = r#"
 [limits]
 requests_per_second = 200
+submit_per_second = 10000
+query_per_second = 10000
 burst = 20
 max_in_flight = 10
 poll_queued = "100ms"
@@ -549,6 +553,7 @@ async fn timed_out_tasks_are_picked_up_by_the_next_run() {
     const JOBS: usize = 3;
     let sim = SimHandle::start(SimConfig {
         time_scale: 1.0,
+        no_metering: true,
         queue_time: 0.0,
         generation_time: Some(1.5),
         video_size: 16 * 1024,
@@ -560,6 +565,8 @@ async fn timed_out_tasks_are_picked_up_by_the_next_run() {
     let limits = r#"
 [limits]
 requests_per_second = 1000
+submit_per_second = 10000
+query_per_second = 10000
 burst = 20
 max_in_flight = 20
 poll_queued = "50ms"
@@ -1021,6 +1028,7 @@ async fn the_key_never_appears_in_output_report_or_state() {
 async fn a_second_run_on_the_same_campaign_is_refused_while_one_runs() {
     let sim = SimHandle::start(SimConfig {
         time_scale: 1.0,
+        no_metering: true,
         queue_time: 0.0,
         generation_time: Some(30.0),
         ..SimConfig::default()
@@ -1028,7 +1036,7 @@ async fn a_second_run_on_the_same_campaign_is_refused_while_one_runs() {
     .await
     .unwrap();
     let dir = Dir::new();
-    let limits = "[limits]\nrequests_per_second = 100\nburst = 5\npoll_queued = \"50ms\"\npoll_in_progress = \"50ms\"\n";
+    let limits = "[limits]\nrequests_per_second = 100\nsubmit_per_second = 10000\nquery_per_second = 10000\nburst = 5\npoll_queued = \"50ms\"\npoll_in_progress = \"50ms\"\n";
     dir.write("lock.toml", &gemini_campaign("lock", limits, 3, "locked"));
     let first = Spawned::start(run_against(&dir, &sim, "lock.toml", &[]), &dir, "first");
     wait_for_events(&dir.path().join("out/state.jsonl"), "submitted", 1).await;
@@ -1062,6 +1070,7 @@ async fn a_second_run_on_the_same_campaign_is_refused_while_one_runs() {
 async fn slow_sim(generation: f64) -> SimHandle {
     SimHandle::start(SimConfig {
         time_scale: 1.0,
+        no_metering: true,
         queue_time: 0.1,
         generation_time: Some(generation),
         video_size: 16 * 1024,
@@ -1071,7 +1080,7 @@ async fn slow_sim(generation: f64) -> SimHandle {
     .unwrap()
 }
 
-const SLOW_LIMITS: &str = "[limits]\nrequests_per_second = 300\nburst = 10\nmax_in_flight = 8\npoll_queued = \"100ms\"\npoll_in_progress = \"100ms\"\n";
+const SLOW_LIMITS: &str = "[limits]\nrequests_per_second = 300\nsubmit_per_second = 10000\nquery_per_second = 10000\nburst = 10\nmax_in_flight = 8\npoll_queued = \"100ms\"\npoll_in_progress = \"100ms\"\n";
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn ctrl_c_acceptance_eighty_jobs() {

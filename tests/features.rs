@@ -24,6 +24,7 @@ async fn a_run_in_a_pipe_prints_summaries_and_no_control_codes() {
     let sim = SimHandle::start(SimConfig {
         generation_time: Some(0.3),
         time_scale: 1.0,
+        no_metering: true,
         queue_time: 0.0,
         ..fast_sim()
     })
@@ -57,7 +58,11 @@ async fn dry_run_prints_the_plan_and_sends_nothing() {
     assert_eq!(out.status.code(), Some(0), "{}", text(&out));
     let stdout = String::from_utf8_lossy(&out.stdout);
     assert!(stdout.contains("4 jobs would be submitted"), "{stdout}");
-    assert!(sim.stats().request_times_ms.is_empty());
+    // Nothing but the balance, read to show it beside the plan.
+    let stats = sim.stats();
+    assert_eq!(stats.balance_calls, 1);
+    assert_eq!(stats.request_times_ms.len(), 1);
+    assert!(stdout.contains("balance: unlimited"), "{stdout}");
     assert!(
         !dir.path().join("out/dry/state.jsonl").exists(),
         "a dry run writes no state"

@@ -203,6 +203,7 @@ async fn interrupted_run_resumes_without_submitting_twice() {
     // Slow enough generations that the interrupt lands mid-campaign.
     let config = SimConfig {
         time_scale: 1.0,
+        no_metering: true,
         queue_time: 0.05,
         generation_time: Some(0.4),
         video_size: 16 * 1024,
@@ -211,7 +212,7 @@ async fn interrupted_run_resumes_without_submitting_twice() {
     let sim = SimHandle::start(config).await.unwrap();
     let dir = Dir::new();
     let mut toml = String::from(
-        "name = \"stop\"\n[limits]\nrequests_per_second = 500\nburst = 10\nmax_in_flight = 8\npoll_queued = \"20ms\"\npoll_in_progress = \"50ms\"\n[defaults]\nmodel = \"gemini_omni_flash\"\n",
+        "name = \"stop\"\n[limits]\nrequests_per_second = 500\nsubmit_per_second = 10000\nquery_per_second = 10000\nburst = 10\nmax_in_flight = 8\npoll_queued = \"20ms\"\npoll_in_progress = \"50ms\"\n[defaults]\nmodel = \"gemini_omni_flash\"\n",
     );
     for i in 0..30 {
         toml.push_str(&format!(
@@ -334,7 +335,7 @@ async fn missing_key_is_a_clear_error() {
 async fn simulated_run_resumes_against_a_fresh_simulator() {
     let dir = Dir::new();
     let mut toml = String::from(
-        "name = \"simres\"\n[limits]\nrequests_per_second = 200\nburst = 5\nmax_in_flight = 6\n[defaults]\nmodel = \"gemini_omni_flash\"\n",
+        "name = \"simres\"\n[limits]\nrequests_per_second = 200\nsubmit_per_second = 10000\nquery_per_second = 10000\nburst = 5\nmax_in_flight = 6\n[defaults]\nmodel = \"gemini_omni_flash\"\n",
     );
     for i in 0..12 {
         toml.push_str(&format!(

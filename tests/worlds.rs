@@ -195,6 +195,7 @@ async fn odd_answers_are_checked_before_they_are_believed() {
 async fn an_outage_in_the_middle_loses_nothing_and_work_resumes_when_it_ends() {
     let sim = SimHandle::start(SimConfig {
         time_scale: 1.0,
+        no_metering: true,
         queue_time: 0.05,
         generation_time: Some(0.3),
         video_size: 16 * 1024,

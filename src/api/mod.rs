@@ -12,7 +12,7 @@ use reqwest::header::{AUTHORIZATION, HeaderMap, HeaderValue, RETRY_AFTER};
 use reqwest::{StatusCode, Url};
 use serde_json::Value;
 
-pub use types::{Task, TaskStatus};
+pub use types::{Balance, Task, TaskStatus};
 
 /// The bearer key. Never printed: `Debug` shows only its length.
 #[derive(Clone)]
@@ -44,6 +44,9 @@ pub enum ApiError {
         code: Option<String>,
         /// `X-RateLimit-Category`: which budget a 429 is about.
         category: Option<String>,
+        /// How long until `X-RateLimit-Reset`, when `X-RateLimit-Remaining` does
+        /// not say calls remain: the named budget is empty until then.
+        reset: Option<Duration>,
         /// The body was an HTML page: something other than the API answered.
         html: bool,
     },
@@ -133,6 +136,14 @@ impl ApiError {
         }
     }
 
+    /// When the named budget has room again, per `X-RateLimit-Remaining` / `-Reset`.
+    pub fn rate_limit_reset(&self) -> Option<Duration> {
+        match self {
+            ApiError::Status { reset, .. } => *reset,
+            _ => None,
+        }
+    }
+
     pub fn retry_after(&self) -> Option<Duration> {
         match self {
             ApiError::Status { retry_after, .. } => *retry_after,
@@ -170,6 +181,48 @@ fn error_chain(err: &(dyn std::error::Error + 'static)) -> String {
         source = cause.source();
     }
     text
+}
+
+/// `X-RateLimit-Reset` as a wait from `now`, unless `X-RateLimit-Remaining`
+/// says calls remain. The header is seconds to wait (fractions allowed) or,
+/// when it is that large, a Unix time in seconds or milliseconds.
+pub fn parse_rate_limit_reset(headers: &HeaderMap, now: SystemTime) -> Option<Duration> {
+    let number = |name: &str| -> Option<f64> {
+        let v: f64 = headers.get(name)?.to_str().ok()?.trim().parse().ok()?;
+        (v.is_finite() && v >= 0.0).then_some(v)
+    };
+    if number("x-ratelimit-remaining").is_some_and(|left| left >= 1.0) {
+        return None;
+    }
+    let reset = number("x-ratelimit-reset")?;
+    let since_epoch = now
+        .duration_since(SystemTime::UNIX_EPOCH)
+        .unwrap_or_default()
+        .as_secs_f64();
+    let wait = if reset > 1e12 {
+        reset / 1000.0 - since_epoch
+    } else if reset > 1e9 {
+        reset - since_epoch
+    } else {
+        reset
+    };
+    Some(Duration::from_secs_f64(wait.clamp(0.0, 3600.0)))
+}
+
+/// On a success: the wait until `X-RateLimit-Reset` only when
+/// `X-RateLimit-Remaining` is there and says no call remains.
+pub fn budget_empty_for(headers: &HeaderMap, now: SystemTime) -> Option<Duration> {
+    let remaining: f64 = headers
+        .get("x-ratelimit-remaining")?
+        .to_str()
+        .ok()?
+        .trim()
+        .parse()
+        .ok()?;
+    if remaining >= 1.0 {
+        return None;
+    }
+    parse_rate_limit_reset(headers, now).filter(|wait| !wait.is_zero())
 }
 
 /// Reads `Retry-After` as delay-seconds or an HTTP date.
@@ -257,9 +310,16 @@ impl Client {
             .header(AUTHORIZATION, self.auth.clone())
             .timeout(REQUEST_TIMEOUT)
             .json(body);
-        let value = self.send_json(request).await?;
-        Task::from_json(&value)
-            .ok_or_else(|| ApiError::Decode(format!("no task id in answer: {}", clip(&value))))
+        self.send_task(request).await
+    }
+
+    /// A task answer, with what its rate-limit headers say of the budget.
+    async fn send_task(&self, request: reqwest::RequestBuilder) -> Result<Task, ApiError> {
+        let (value, empty_for) = self.send_json_with_budget(request).await?;
+        let mut task = Task::from_json(&value)
+            .ok_or_else(|| ApiError::Decode(format!("no task id in answer: {}", clip(&value))))?;
+        task.budget_empty_for = empty_for;
+        Ok(task)
     }
 
     /// `GET /v1/videos/generations/{task_id}`.
@@ -269,9 +329,18 @@ impl Client {
             .get(self.task_url(task_id))
             .header(AUTHORIZATION, self.auth.clone())
             .timeout(REQUEST_TIMEOUT);
+        self.send_task(request).await
+    }
+
+    /// `GET /v1/balance`: what is left on this key (not a paid call, not an async task call).
+    pub async fn balance(&self) -> Result<Balance, ApiError> {
+        let request = self
+            .http
+            .get(self.url("v1/balance")?)
+            .header(AUTHORIZATION, self.auth.clone())
+            .timeout(REQUEST_TIMEOUT);
         let value = self.send_json(request).await?;
-        Task::from_json(&value)
-            .ok_or_else(|| ApiError::Decode(format!("no task id in answer: {}", clip(&value))))
+        types::balance(&value).map_err(ApiError::Decode)
     }
 
     /// `POST /v1/uploads/images` with the file as multipart field `file`; returns its URL.
@@ -331,8 +400,22 @@ impl Client {
     }
 
     async fn send_json(&self, request: reqwest::RequestBuilder) -> Result<Value, ApiError> {
+        Ok(self.send_json_with_budget(request).await?.0)
+    }
+
+    /// The JSON of a success, and how long the budget is empty for when the
+    /// answer says none remains (`X-RateLimit-Remaining: 0` with a reset).
+    async fn send_json_with_budget(
+        &self,
+        request: reqwest::RequestBuilder,
+    ) -> Result<(Value, Option<Duration>), ApiError> {
         let response = request.send().await.map_err(ApiError::from_reqwest)?;
         let status = response.status();
+        let empty_for = if status.is_success() {
+            budget_empty_for(response.headers(), SystemTime::now())
+        } else {
+            None
+        };
         if !status.is_success() {
             let headers = response.headers().clone();
             // An error body cut short is still this status's answer: a 400 whose
@@ -341,12 +424,13 @@ impl Client {
             return Err(status_error(status, headers, body));
         }
         let body = response.bytes().await.map_err(ApiError::from_reqwest)?;
-        serde_json::from_slice(&body).map_err(|e| {
+        let value = serde_json::from_slice(&body).map_err(|e| {
             ApiError::Decode(format!(
                 "{e} in {}",
                 clip_str(&String::from_utf8_lossy(&body))
             ))
-        })
+        })?;
+        Ok((value, empty_for))
     }
 }
 
@@ -369,6 +453,7 @@ fn status_error(status: StatusCode, headers: HeaderMap, body: String) -> ApiErro
         retry_after: parse_retry_after(&headers),
         code: types::error_code(&body),
         category,
+        reset: parse_rate_limit_reset(&headers, SystemTime::now()),
         html,
     }
 }
@@ -504,6 +589,59 @@ mod tests {
     }
 
     #[test]
+    fn rate_limit_reset_is_a_wait_unless_calls_remain() {
+        let now = SystemTime::UNIX_EPOCH + Duration::from_secs(2_000_000_000);
+        let headers = |pairs: &[(&'static str, &str)]| {
+            let mut h = HeaderMap::new();
+            for (k, v) in pairs {
+                h.insert(
+                    *k,
+                    HeaderValue::from_str(v).unwrap_or(HeaderValue::from_static("")),
+                );
+            }
+            h
+        };
+        let wait = |pairs: &[(&'static str, &str)]| parse_rate_limit_reset(&headers(pairs), now);
+        assert_eq!(
+            wait(&[("x-ratelimit-remaining", "0"), ("x-ratelimit-reset", "1.5")]),
+            Some(Duration::from_millis(1500))
+        );
+        assert_eq!(
+            wait(&[("x-ratelimit-reset", "2")]),
+            Some(Duration::from_secs(2))
+        );
+        assert_eq!(
+            wait(&[("x-ratelimit-remaining", "3"), ("x-ratelimit-reset", "2")]),
+            None
+        );
+        assert_eq!(
+            wait(&[("x-ratelimit-reset", "2000000004")]),
+            Some(Duration::from_secs(4))
+        );
+        assert_eq!(
+            wait(&[("x-ratelimit-reset", "2000000000500")]),
+            Some(Duration::from_millis(500))
+        );
+        assert_eq!(
+            wait(&[("x-ratelimit-reset", "1999999990")]),
+            Some(Duration::ZERO)
+        );
+        assert_eq!(wait(&[("x-ratelimit-reset", "soon")]), None);
+        assert_eq!(wait(&[]), None);
+        // On a success only an explicit "nothing remains" counts.
+        let empty = |pairs: &[(&'static str, &str)]| budget_empty_for(&headers(pairs), now);
+        assert_eq!(empty(&[("x-ratelimit-reset", "2")]), None);
+        assert_eq!(
+            empty(&[("x-ratelimit-remaining", "0"), ("x-ratelimit-reset", "2")]),
+            Some(Duration::from_secs(2))
+        );
+        assert_eq!(
+            empty(&[("x-ratelimit-remaining", "4"), ("x-ratelimit-reset", "2")]),
+            None
+        );
+    }
+
+    #[test]
     fn classification() {
         let e = ApiError::Transport("reset".into());
         assert!(e.may_have_reached_server() && e.is_transient());
@@ -515,6 +653,7 @@ mod tests {
             retry_after: None,
             code: None,
             category: None,
+            reset: None,
             html: false,
         };
         assert!(!e.is_transient() && !e.may_have_reached_server());
@@ -524,6 +663,7 @@ mod tests {
             retry_after: None,
             code: None,
             category: None,
+            reset: None,
             html: false,
         };
         assert!(e.is_auth());

@@ -1,5 +1,7 @@
 //! The wire format: task objects, upload answers, error bodies, and where a finished video's URL sits.
 
+use std::time::Duration;
+
 use serde_json::Value;
 
 /// Where the docs leave a task, in the order SPEC §1 says to look for the video URL.
@@ -53,6 +55,9 @@ pub struct Task {
     pub expires_at: Option<i64>,
     /// Why a failed task failed, when the server says.
     pub error: Option<String>,
+    /// Not from the body: when the answer's `X-RateLimit-Remaining` is 0, how
+    /// long its `X-RateLimit-Reset` says the budget this call drew on stays empty.
+    pub budget_empty_for: Option<Duration>,
 }
 
 impl Task {
@@ -97,6 +102,7 @@ impl Task {
             video_url: find_video_url(value),
             expires_at,
             error,
+            budget_empty_for: None,
         })
     }
 }
@@ -173,6 +179,43 @@ fn error_message_of(error: &Value) -> Option<String> {
     }
 }
 
+/// What `GET /v1/balance` says of this key, in USD.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct Balance {
+    /// What is left; `None` when the key has `unlimited_quota`.
+    pub remain: Option<f64>,
+    pub used: Option<f64>,
+}
+
+/// A balance answer: `{"success","remain_balance","used_balance","unlimited_quota"}`.
+/// `success: false` (or no `remain_balance`) is an error carrying the server's message.
+pub fn balance(value: &Value) -> Result<Balance, String> {
+    let number = |key: &str| {
+        let v = value.get(key)?;
+        v.as_f64()
+            .or_else(|| v.as_str().and_then(|s| s.trim().parse::<f64>().ok()))
+            .filter(|n| n.is_finite())
+    };
+    if value.get("success").and_then(Value::as_bool) == Some(false) {
+        let message = value
+            .get("message")
+            .and_then(Value::as_str)
+            .unwrap_or("success: false, no message");
+        return Err(format!("the balance call failed: {message}"));
+    }
+    let used = number("used_balance");
+    if value.get("unlimited_quota").and_then(Value::as_bool) == Some(true) {
+        return Ok(Balance { remain: None, used });
+    }
+    match number("remain_balance") {
+        Some(remain) => Ok(Balance {
+            remain: Some(remain),
+            used,
+        }),
+        None => Err("the balance answer has no remain_balance".into()),
+    }
+}
+
 /// The `data` of a successful upload answer.
 pub fn upload_url(value: &Value) -> Option<String> {
     value
@@ -186,6 +229,35 @@ pub fn upload_url(value: &Value) -> Option<String> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn balance_answers() {
+        let b = balance(&serde_json::json!({"success": true, "remain_balance": 10.5,
+            "used_balance": 2.3, "unlimited_quota": false}));
+        assert_eq!(
+            b,
+            Ok(Balance {
+                remain: Some(10.5),
+                used: Some(2.3)
+            })
+        );
+        let b = balance(&serde_json::json!({"success": true, "remain_balance": -1,
+            "used_balance": 2.3, "unlimited_quota": true}));
+        assert_eq!(
+            b,
+            Ok(Balance {
+                remain: None,
+                used: Some(2.3)
+            })
+        );
+        let b = balance(&serde_json::json!({"success": false,
+            "message": "Failed to get token info: record not found"}));
+        assert_eq!(
+            b,
+            Err("the balance call failed: Failed to get token info: record not found".into())
+        );
+        assert!(balance(&serde_json::json!({"id": "x"})).is_err());
+    }
     use serde_json::json;
 
     #[test]

@@ -242,12 +242,86 @@ impl Default for ApiConfig {
     }
 }
 
+/// The provider's rate-limit groups (its "Async task rate limits" page): each
+/// gives the submit and the query bucket a rate and a 10-second burst.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum Tier {
+    #[default]
+    Default,
+    Vip,
+    Svip,
+}
+
+impl Tier {
+    pub const NAMES: [&'static str; 3] = ["default", "vip", "svip"];
+
+    pub fn parse(name: &str) -> Option<Tier> {
+        match name {
+            "default" => Some(Tier::Default),
+            "vip" => Some(Tier::Vip),
+            "svip" => Some(Tier::Svip),
+            _ => None,
+        }
+    }
+
+    pub fn name(self) -> &'static str {
+        match self {
+            Tier::Default => "default",
+            Tier::Vip => "vip",
+            Tier::Svip => "svip",
+        }
+    }
+
+    /// The submit bucket as documented: RPM / 60 per second, and the page's 10 s burst.
+    pub fn submit(self) -> Budget {
+        match self {
+            Tier::Default => Budget::new(300.0 / 60.0, 50),
+            Tier::Vip => Budget::new(1000.0 / 60.0, 167),
+            Tier::Svip => Budget::new(2000.0 / 60.0, 334),
+        }
+    }
+
+    /// The status-query bucket as documented.
+    pub fn query(self) -> Budget {
+        match self {
+            Tier::Default => Budget::new(3000.0 / 60.0, 500),
+            Tier::Vip => Budget::new(10_000.0 / 60.0, 1667),
+            Tier::Svip => Budget::new(30_000.0 / 60.0, 5000),
+        }
+    }
+}
+
+/// One of the provider's token buckets: a steady rate and how many calls may go at once.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct Budget {
+    pub per_second: f64,
+    pub burst: u32,
+}
+
+impl Budget {
+    pub const fn new(per_second: f64, burst: u32) -> Budget {
+        Budget { per_second, burst }
+    }
+
+    /// The provider's bursts are 10 seconds of the rate.
+    pub fn ten_seconds_of(per_second: f64) -> u32 {
+        (per_second * 10.0).round().clamp(1.0, f64::from(u32::MAX)) as u32
+    }
+}
+
 #[derive(Debug, Clone, PartialEq)]
 pub struct Limits {
-    /// Every API call (submit, poll, upload) together.
-    pub requests_per_second: f64,
-    /// How many requests may go at once after an idle spell.
+    /// An optional cap on every API call (submit, poll, upload) together, on
+    /// top of the submit and query budgets (`requests_per_second`, `--rate`).
+    pub requests_per_second: Option<f64>,
+    /// How many calls the cap lets go at once after an idle spell.
     pub burst: u32,
+    /// `limits.tier`: where `submit` and `query` come from unless set one by one.
+    pub tier: Tier,
+    /// Submits and uploads: the provider's `async_submit` bucket.
+    pub submit: Budget,
+    /// Status polls: the provider's `async_query` bucket.
+    pub query: Budget,
     /// Tasks submitted and not yet finished.
     pub max_in_flight: usize,
     /// Submit requests awaiting their answer at once. Each one may end `unknown`
@@ -283,8 +357,11 @@ pub struct Limits {
 impl Default for Limits {
     fn default() -> Self {
         Limits {
-            requests_per_second: 2.0,
+            requests_per_second: None,
             burst: 2,
+            tier: Tier::Default,
+            submit: Tier::Default.submit(),
+            query: Tier::Default.query(),
             max_in_flight: 10,
             submit_concurrency: 2,
             confirm_above: 500,
@@ -810,7 +887,7 @@ aspect_ratio = "9:16"
         assert_eq!(c.name, "spring");
         assert_eq!(c.api.base_url, "http://127.0.0.1:8080");
         assert_eq!(c.api.api_key_env, "MY_KEY");
-        assert_eq!(c.limits.requests_per_second, 20.0);
+        assert_eq!(c.limits.requests_per_second, Some(20.0));
         assert_eq!(c.limits.burst, 3);
         assert_eq!(c.limits.max_in_flight, 5);
         assert_eq!(c.limits.downloads, 2);
@@ -826,6 +903,74 @@ aspect_ratio = "9:16"
         assert_eq!(job.filename, "gemini_omni_flash/9x16/a-6s.mp4");
         // Defaults are the provider's: not written into the request.
         assert_eq!(job.resolution, None);
+    }
+
+    const ONE_JOB: &str = "[[job]]\nid = \"a\"\nprompt = \"p\"\nmodel = \"gemini_omni_flash\"\n";
+
+    #[test]
+    fn rate_budgets_default_to_the_providers_default_tier() {
+        let c = ok(ONE_JOB);
+        assert_eq!(c.limits.tier, Tier::Default);
+        assert_eq!(c.limits.submit, Budget::new(5.0, 50));
+        assert_eq!(c.limits.query, Budget::new(50.0, 500));
+        assert_eq!(c.limits.requests_per_second, None);
+    }
+
+    #[test]
+    fn a_tier_is_a_shorthand_and_keys_set_one_by_one_win() {
+        let c = ok(&format!("[limits]\ntier = \"vip\"\n{ONE_JOB}"));
+        assert_eq!(c.limits.submit.burst, 167);
+        assert!((c.limits.submit.per_second - 16.67).abs() < 0.01);
+        assert_eq!(c.limits.query.burst, 1667);
+        assert!((c.limits.query.per_second - 166.7).abs() < 0.1);
+        let c = ok(&format!("[limits]\ntier = \"svip\"\n{ONE_JOB}"));
+        assert_eq!(c.limits.submit.burst, 334);
+        assert!((c.limits.submit.per_second - 33.33).abs() < 0.01);
+        assert_eq!(c.limits.query, Budget::new(500.0, 5000));
+        // A rate without its burst gets 10 s of it; a burst alone keeps the tier's rate.
+        let c = ok(&format!(
+            "[limits]\ntier = \"svip\"\nsubmit_per_second = 2\nquery_burst = 7\nrequests_per_second = 40\n{ONE_JOB}"
+        ));
+        assert_eq!(c.limits.submit, Budget::new(2.0, 20));
+        assert_eq!(c.limits.query, Budget::new(500.0, 7));
+        assert_eq!(c.limits.requests_per_second, Some(40.0));
+        let c = ok(&format!(
+            "[limits]\nsubmit_per_second = 0.5\nsubmit_burst = 3\nquery_per_second = 12.5\n{ONE_JOB}"
+        ));
+        assert_eq!(c.limits.submit, Budget::new(0.5, 3));
+        assert_eq!(c.limits.query, Budget::new(12.5, 125));
+    }
+
+    #[test]
+    fn bad_budget_keys_are_reported_where_they_are() {
+        let p = toml_problems(&format!(
+            "[limits]\ntier = \"vpi\"\nsubmit_per_second = 0\nquery_burst = 0\nquery_per_second = \"fast\"\nsubmit_brust = 5\n{ONE_JOB}"
+        ));
+        assert_has(
+            &p,
+            "campaign.toml:2:8: `tier` in [limits] must be \"default\", \"vip\" or \"svip\" (the provider's rate-limit groups), got \"vpi\"; did you mean `vip`?",
+        );
+        assert_has(
+            &p,
+            "campaign.toml:3:21: `submit_per_second` in [limits] must be a number greater than 0, got integer 0",
+        );
+        assert_has(
+            &p,
+            "campaign.toml:4:15: `query_burst` in [limits] must be at least 1, got 0",
+        );
+        assert_has(
+            &p,
+            "campaign.toml:5:20: `query_per_second` in [limits] must be a number, got string \"fast\"",
+        );
+        assert_has(
+            &p,
+            "campaign.toml:6:1: unknown key `submit_brust` in [limits]; did you mean `submit_burst`?",
+        );
+        let p = toml_problems(&format!("[limits]\ntier = 2\n{ONE_JOB}"));
+        assert_has(
+            &p,
+            "campaign.toml:2:8: `tier` in [limits] must be a string, got integer 2",
+        );
     }
 
     #[test]

@@ -17,7 +17,7 @@ use toml::de::{DeTable, DeValue};
 
 use super::diag::{Diags, LineIndex, Loc, Located, quoted, unknown_key_message};
 use super::prompt::PromptTemplate;
-use super::{ApiConfig, Limits, Price, Pricing};
+use super::{ApiConfig, Budget, Limits, Price, Pricing, Tier};
 use crate::models::{Catalogue, Model};
 
 /// Keys of a job: in `[defaults]`, `[[job]]` and as CSV columns (`metadata.KEY` there;
@@ -41,9 +41,14 @@ const TOP_KEYS: [&str; 10] = [
     "name", "api", "limits", "output", "pricing", "defaults", "matrix", "job", "source", "models",
 ];
 const API_KEYS: [&str; 2] = ["base_url", "api_key_env"];
-const LIMIT_KEYS: [&str; 15] = [
+const LIMIT_KEYS: [&str; 20] = [
     "requests_per_second",
     "burst",
+    "tier",
+    "submit_per_second",
+    "submit_burst",
+    "query_per_second",
+    "query_burst",
     "max_in_flight",
     "submit_concurrency",
     "downloads",
@@ -938,31 +943,43 @@ impl Walker<'_, '_> {
     fn limits(&mut self, table: &DeTable<'_>) -> Limits {
         const PLACE: &str = " in [limits]";
         let mut limits = Limits::default();
+        let mut tier = Tier::Default;
+        let (mut submit_rate, mut submit_burst) = (None, None);
+        let (mut query_rate, mut query_burst) = (None, None);
         self.unknown_keys(table, &LIMIT_KEYS, PLACE);
         for (key, value) in table {
             match key.get_ref().as_ref() {
                 "requests_per_second" => {
-                    let rate = match value.get_ref() {
-                        DeValue::Float(f) => f.as_str().parse::<f64>().ok(),
-                        DeValue::Integer(_) => self
-                            .integer("requests_per_second", PLACE, value)
-                            .map(|n| n.value as f64),
-                        _ => {
-                            self.wrong_type("requests_per_second", PLACE, "a number", value);
-                            continue;
-                        }
+                    if let Some(rate) = self.rate("requests_per_second", PLACE, value) {
+                        limits.requests_per_second = Some(rate);
+                    }
+                }
+                "submit_per_second" => submit_rate = self.rate("submit_per_second", PLACE, value),
+                "query_per_second" => query_rate = self.rate("query_per_second", PLACE, value),
+                "submit_burst" => submit_burst = self.count("submit_burst", PLACE, value),
+                "query_burst" => query_burst = self.count("query_burst", PLACE, value),
+                "tier" => {
+                    let Some(name) = self.string("tier", PLACE, value) else {
+                        continue;
                     };
-                    match rate {
-                        Some(rate) if rate.is_finite() && rate > 0.0 => {
-                            limits.requests_per_second = rate
+                    match Tier::parse(&name.value) {
+                        Some(t) => tier = t,
+                        None => {
+                            let nearest = Tier::NAMES
+                                .iter()
+                                .map(|n| (strsim::damerau_levenshtein(&name.value, n), n))
+                                .filter(|(distance, _)| *distance <= 2)
+                                .min_by_key(|(distance, _)| *distance)
+                                .map(|(_, n)| format!("; did you mean `{n}`?"))
+                                .unwrap_or_default();
+                            self.error(
+                                value.span(),
+                                format!(
+                                    "`tier`{PLACE} must be \"default\", \"vip\" or \"svip\" (the provider's rate-limit groups), got {}{nearest}",
+                                    quoted(&name.value)
+                                ),
+                            );
                         }
-                        _ => self.error(
-                            value.span(),
-                            format!(
-                                "`requests_per_second`{PLACE} must be a number greater than 0, got {}",
-                                describe(value.get_ref())
-                            ),
-                        ),
                     }
                 }
                 "budget" => match self.number("budget", PLACE, value) {
@@ -1089,7 +1106,38 @@ impl Walker<'_, '_> {
                 _ => {}
             }
         }
+        // Keys set one by one win over the tier; a rate set without its burst
+        // gets 10 seconds' worth, as the provider's buckets do.
+        let budget = |tiered: Budget, rate: Option<f64>, burst: Option<u32>| {
+            let per_second = rate.unwrap_or(tiered.per_second);
+            let burst = burst.unwrap_or(if rate.is_some() {
+                Budget::ten_seconds_of(per_second)
+            } else {
+                tiered.burst
+            });
+            Budget { per_second, burst }
+        };
+        limits.tier = tier;
+        limits.submit = budget(tier.submit(), submit_rate, submit_burst);
+        limits.query = budget(tier.query(), query_rate, query_burst);
         limits
+    }
+
+    /// Calls per second: a finite number greater than 0.
+    fn rate(&mut self, key: &str, place: &str, value: &Val<'_>) -> Option<f64> {
+        let rate = self.number(key, place, value)?;
+        if rate > 0.0 {
+            Some(rate)
+        } else {
+            self.error(
+                value.span(),
+                format!(
+                    "`{key}`{place} must be a number greater than 0, got {}",
+                    describe(value.get_ref())
+                ),
+            );
+            None
+        }
     }
 
     fn output(&mut self, table: &DeTable<'_>, output: &mut RawOutput) {

@@ -3,8 +3,10 @@
 //! It loops over worker events, timers and signals; each event is handled by
 //! a synchronous method that appends to the journal and updates state. API
 //! calls start only from [`Dispatcher::pump`], which asks the [`Limiter`] for
-//! each one in priority order (uploads, submits, due polls), so every call
-//! shares one rate. Write-ahead records are fsynced before a submit is spawned.
+//! each one in priority order (uploads, submits, due polls): uploads and
+//! submits draw on the submit budget, polls on the query budget, so a
+//! submit bucket that is empty never holds polls back (nor the other way
+//! round). Write-ahead records are fsynced before a submit is spawned.
 
 use std::cmp::Reverse;
 use std::collections::{BinaryHeap, HashMap, VecDeque};
@@ -18,7 +20,7 @@ use tokio::time::Instant;
 
 use super::breaker::{Breaker, Gate};
 use super::download::{self, DownloadError, DownloadLimits, Fetched};
-use super::limiter::Limiter;
+use super::limiter::{Bucket, Limiter};
 use super::poller::{Look, Poller};
 use super::progress::Progress;
 use super::retry::{self, Backoff, Call, Failure};
@@ -102,6 +104,25 @@ enum Action {
     Submit(usize),
     Poll(usize),
     Lookup(usize),
+}
+
+impl Action {
+    /// The provider's budget this call draws on.
+    fn bucket(&self) -> Bucket {
+        match self {
+            Action::Upload(_) | Action::Submit(_) => Bucket::Submit,
+            Action::Poll(_) | Action::Lookup(_) => Bucket::Query,
+        }
+    }
+}
+
+impl Call {
+    fn bucket(self) -> Bucket {
+        match self {
+            Call::Submit | Call::Upload => Bucket::Submit,
+            Call::Poll => Bucket::Query,
+        }
+    }
 }
 
 /// What the dispatcher keeps about every job during this run only: kept
@@ -237,7 +258,7 @@ impl Dispatcher {
     ) -> Dispatcher {
         let (tx, rx) = mpsc::unbounded_channel();
         let limits = &campaign.limits;
-        let limiter = Limiter::new(limits.requests_per_second, limits.burst);
+        let limiter = Limiter::new(limits, opts.time_scale);
         let progress = Progress::new(&opts, campaign.jobs.len());
         let breaker = Breaker::new(limits.outage_timeout, opts.time_scale);
         let poller = Poller::new(
@@ -469,10 +490,10 @@ impl Dispatcher {
                 _ = ticker.tick() => {
                     let now = Instant::now();
                     let paused = self.limiter.paused_until(now).map(|u| u - now);
-                    let rate = self.limiter.current_rps();
-                    let slowed = rate < self.campaign.limits.requests_per_second;
+                    // Shown on the provider's clock, as configured (not the simulator's).
+                    let slowed = self.limiter.slowed().map(|(bucket, rate)| (bucket.name(), rate * self.opts.time_scale));
                     let outage = self.breaker.open_since().map(|since| now - since);
-                    self.progress.tick(&self.counts(), paused, outage, rate, slowed);
+                    self.progress.tick(&self.counts(), paused, outage, slowed);
                 }
             }
         }
@@ -614,7 +635,9 @@ impl Dispatcher {
             soonest(at, &mut wake);
         }
         let mut submits = Vec::new();
-        while let Some(action) = self.next_action() {
+        // A bucket with no room now is skipped for the rest of this pump; the other goes on.
+        let (mut submit_room, mut query_room) = (true, true);
+        while let Some(action) = self.next_action(submit_room, query_room) {
             if !self.verified && self.active_calls + self.preparing > 0 {
                 self.put_back(action);
                 break;
@@ -630,10 +653,15 @@ impl Dispatcher {
                     break;
                 }
             };
-            if let Err(at) = self.limiter.try_acquire(now) {
+            let bucket = action.bucket();
+            if let Err(at) = self.limiter.try_acquire(bucket, now) {
                 self.put_back(action);
                 soonest(at, &mut wake);
-                break;
+                match bucket {
+                    Bucket::Submit => submit_room = false,
+                    Bucket::Query => query_room = false,
+                }
+                continue;
             }
             match action {
                 Action::Upload(path) => self.spawn_upload(path),
@@ -664,14 +692,22 @@ impl Dispatcher {
         Ok(wake)
     }
 
-    /// The next API call in priority order, taken off its queue.
-    fn next_action(&mut self) -> Option<Action> {
+    /// The next API call in priority order, taken off its queue; uploads and
+    /// submits only with `submits`, polls and lookups only with `polls`.
+    fn next_action(&mut self, submits: bool, polls: bool) -> Option<Action> {
         // Settling a lost submit comes first: it may free a slot or adopt a task.
-        if let Some(idx) = self.due_lookups.pop_front() {
+        if polls && let Some(idx) = self.due_lookups.pop_front() {
             return Some(Action::Lookup(idx));
         }
-        if self.out_of_money.is_some() {
-            return self.due_polls.pop_front().map(Action::Poll);
+        let poll = |d: &mut Self| {
+            if polls {
+                d.due_polls.pop_front().map(Action::Poll)
+            } else {
+                None
+            }
+        };
+        if self.out_of_money.is_some() || !submits {
+            return poll(self);
         }
         if let Some(path) = self.upload_queue.pop_front() {
             return Some(Action::Upload(path));
@@ -698,7 +734,7 @@ impl Dispatcher {
                 }
             }
         }
-        self.due_polls.pop_front().map(Action::Poll)
+        poll(self)
     }
 
     /// `limits.budget`: would this job's estimated cost take the run past it?
@@ -779,12 +815,13 @@ impl Dispatcher {
             .catalogue
             .entry(job.model.as_str())
             .is_some_and(|entry| entry.takes_client_business_id());
-        let client_business_id = takes_id.then(|| {
-            match (&state.resend_attempt, &state.client_business_id) {
-                (Some(_), Some(id)) => id.clone(),
-                _ => client_business_id(&self.campaign.name, &job, attempt),
-            }
-        });
+        let client_business_id =
+            takes_id.then(
+                || match (&state.resend_attempt, &state.client_business_id) {
+                    (Some(_), Some(id)) => id.clone(),
+                    _ => client_business_id(&self.campaign.name, &job, attempt),
+                },
+            );
         if let (Some(id), Some(fields)) = (&client_business_id, body.as_object_mut()) {
             fields.insert("client_business_id".into(), id.clone().into());
         }
@@ -975,7 +1012,7 @@ impl Dispatcher {
         match result {
             Ok(_) => {
                 self.verified = true;
-                self.limiter.on_success();
+                self.limiter.on_success(call.bucket());
                 self.service_answered(now);
                 None
             }
@@ -1007,6 +1044,45 @@ impl Dispatcher {
                 humantime::format_duration(self.campaign.limits.outage_timeout)
             );
         }
+    }
+
+    /// A success whose `X-RateLimit-Remaining` is 0: that budget waits for its reset.
+    fn budget_said_empty(&mut self, bucket: Bucket, task: &Task, now: Instant) {
+        if let Some(wait) = task.budget_empty_for {
+            tracing::debug!(
+                "the provider's {} budget is empty for {:.1}s (X-RateLimit-Remaining: 0)",
+                bucket.name(),
+                wait.as_secs_f64()
+            );
+            self.limiter.hold(bucket, now + wait);
+        }
+    }
+
+    /// A 429: the budget its category names (both when it names none) waits
+    /// for the longer of `Retry-After` and the reset, and is slowed. Never a job's failure.
+    fn rate_limited(
+        &mut self,
+        now: Instant,
+        call: &str,
+        retry_after: Option<Duration>,
+        category: Option<&str>,
+        reset: Option<Duration>,
+    ) {
+        let bucket = Bucket::from_category(category);
+        let wait = match (retry_after, reset) {
+            (Some(a), Some(b)) => Some(a.max(b)),
+            (a, b) => a.or(b),
+        };
+        let until = self.limiter.slow_down(now, bucket, wait);
+        let which = match bucket {
+            Some(bucket) => format!("{} calls wait", bucket.name()),
+            None => "submits and polls wait".to_string(),
+        };
+        tracing::warn!(
+            "429 on {call} ({}): {which} {:.1}s",
+            category.unwrap_or("no category"),
+            (until - now).as_secs_f64()
+        );
     }
 
     /// 402 or a quota code: no more submits. Tasks already paid for are
@@ -1050,7 +1126,7 @@ impl Dispatcher {
         match result {
             Ok((sha256, url)) => {
                 self.verified = true;
-                self.limiter.on_success();
+                self.limiter.on_success(Bucket::Submit);
                 self.service_answered(Instant::now());
                 self.record(Record::Upload {
                     path: path.clone(),
@@ -1107,12 +1183,15 @@ impl Dispatcher {
                 tracing::error!("upload of {path} failed: {error}");
                 self.stop_for_money(e);
             }
-            (Some(Failure::RateLimited { retry_after, .. }), _) => {
-                let until = self.limiter.slow_down(now, retry_after);
-                tracing::warn!(
-                    "429 on upload: every call waits {:.1}s",
-                    (until - now).as_secs_f64()
-                );
+            (
+                Some(Failure::RateLimited {
+                    retry_after,
+                    category,
+                    reset,
+                }),
+                _,
+            ) => {
+                self.rate_limited(now, "upload", retry_after, category.as_deref(), reset);
                 // Not the upload's fault: it keeps its place and its tries.
                 if let Some(tries) = self.upload_tries.get_mut(&path) {
                     *tries = tries.saturating_sub(1);
@@ -1154,6 +1233,9 @@ impl Dispatcher {
         let failure = self.on_api_result(&result, Call::Submit);
         let id = self.job(idx).id.clone();
         let now = Instant::now();
+        if let Ok(task) = &result {
+            self.budget_said_empty(Bucket::Submit, task, now);
+        }
         match result {
             Ok(task) => {
                 self.record(Record::Submitted {
@@ -1222,10 +1304,13 @@ impl Dispatcher {
                     "not submitted: the balance is too low ({e}); top up and run again"
                 ));
             }
-            Failure::RateLimited { retry_after, .. } => {
+            Failure::RateLimited {
+                retry_after,
+                category,
+                reset,
+            } => {
                 // Not the job's fault: it keeps its place and its tries.
-                let until = self.limiter.slow_down(now, retry_after);
-                tracing::warn!(job = %id, "429 on submit: every call waits {:.1}s", (until - now).as_secs_f64());
+                self.rate_limited(now, "submit", retry_after, category.as_deref(), reset);
                 self.submit_queue.push_front(idx);
             }
             Failure::SubmitLimiterDown { retry_after } => {
@@ -1334,6 +1419,9 @@ impl Dispatcher {
         }
         let failure = self.on_api_result(&result, Call::Poll);
         let now = Instant::now();
+        if let Ok(task) = &result {
+            self.budget_said_empty(Bucket::Query, task, now);
+        }
         let id = self.job(idx).id.clone();
         let task_id = match &self.job_state(idx).phase {
             Phase::Running { task_id, .. } => task_id.clone(),
@@ -1491,12 +1579,12 @@ impl Dispatcher {
                 // Only a refused key stops; the balance is no reason to stop polling.
                 match failure.unwrap_or(Failure::World) {
                     Failure::Key => self.auth_failure(&e),
-                    Failure::RateLimited { retry_after, .. } => {
-                        let until = self.limiter.slow_down(now, retry_after);
-                        tracing::warn!(
-                            "429 on poll: every call waits {:.1}s",
-                            (until - now).as_secs_f64()
-                        );
+                    Failure::RateLimited {
+                        retry_after,
+                        category,
+                        reset,
+                    } => {
+                        self.rate_limited(now, "poll", retry_after, category.as_deref(), reset);
                         self.due_polls.push_front(idx);
                     }
                     _ => {
@@ -1545,8 +1633,12 @@ impl Dispatcher {
             }
             Err(e) => match failure.unwrap_or(Failure::World) {
                 Failure::Key => self.auth_failure(&e),
-                Failure::RateLimited { retry_after, .. } => {
-                    self.limiter.slow_down(now, retry_after);
+                Failure::RateLimited {
+                    retry_after,
+                    category,
+                    reset,
+                } => {
+                    self.rate_limited(now, "lookup", retry_after, category.as_deref(), reset);
                     self.due_lookups.push_front(idx);
                 }
                 _ => {

@@ -4,7 +4,7 @@
 //! - `dispatcher`: owns job state and the journal; schedules every API call.
 //! - `breaker`: tells an outage from a job's failure; pauses the run while the world is down.
 //! - `preflight`: the local checks before the first paid call.
-//! - `limiter`: one rate for all calls; the pause a 429 causes.
+//! - `limiter`: the submit and query budgets (and the optional cap on every call); what a 429 does to them.
 //! - `download`: streaming, resumable, verified downloads.
 //! - `retry`: backoff with full jitter.
 //! - `progress`: what the user sees while it runs.

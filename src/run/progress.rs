@@ -106,8 +106,7 @@ impl Progress {
         counts: &Counts,
         paused: Option<Duration>,
         outage: Option<Duration>,
-        rate: f64,
-        slowed: bool,
+        slowed: Option<(&str, f64)>,
     ) {
         let elapsed = self.started.elapsed().as_secs_f64();
         let per_min = if elapsed > 0.0 {
@@ -128,8 +127,8 @@ impl Progress {
                 down.as_secs_f64()
             ));
         }
-        if slowed {
-            state.push_str(&format!(" · slowed to {rate:.2} req/s"));
+        if let Some((bucket, rate)) = slowed {
+            state.push_str(&format!(" · {bucket}s slowed to {rate:.2}/s"));
         }
         if let Some(bar) = &self.bar {
             bar.set_position((counts.done + counts.failed + counts.unknown) as u64);

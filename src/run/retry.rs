@@ -24,10 +24,12 @@ pub enum Failure {
     Key,
     /// 402 or a quota code: stop submitting; finish what is paid; exit 3.
     Money,
-    /// 429: wait (`Retry-After` when given) and slow the named budget (None: both).
+    /// 429: wait (`Retry-After`, or `X-RateLimit-Reset` when nothing remains)
+    /// and slow the budget `category` names (None: both).
     RateLimited {
         retry_after: Option<Duration>,
         category: Option<String>,
+        reset: Option<Duration>,
     },
     /// 503 `rate_limit_unavailable`: back off submits, keep polling.
     SubmitLimiterDown { retry_after: Option<Duration> },
@@ -62,6 +64,7 @@ pub fn classify(e: &ApiError, call: Call) -> Failure {
         Failure::RateLimited {
             retry_after: e.retry_after(),
             category: e.rate_limit_category().map(String::from),
+            reset: e.rate_limit_reset(),
         }
     } else if e.limiter_down() {
         Failure::SubmitLimiterDown {
@@ -180,6 +183,7 @@ mod tests {
             retry_after: None,
             code: None,
             category: None,
+            reset: None,
             html: false,
         }
     }
@@ -201,6 +205,7 @@ mod tests {
             retry_after: Some(Duration::from_secs(3)),
             code: None,
             category: None,
+            reset: None,
             html: false,
         };
         assert_eq!(
@@ -242,6 +247,7 @@ mod tests {
             retry_after: None,
             code: code.map(String::from),
             category: None,
+            reset: None,
             html,
         }
     }

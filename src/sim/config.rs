@@ -12,6 +12,12 @@ const DEFAULT_VIDEO_SIZE: u64 = 1024 * 1024;
 const VEO_GENERATION_TIME: f64 = 60.0;
 /// Generation time of gemini_omni_flash, in unscaled seconds.
 const GEMINI_GENERATION_TIME: f64 = 40.0;
+/// The provider's default tier (its "Async task rate limits" page): submits
+/// 5/s with a 10 s burst of 50, status queries 50/s with a burst of 500.
+const DEFAULT_SUBMIT_RATE: f64 = 5.0;
+const DEFAULT_SUBMIT_BURST: u32 = 50;
+const DEFAULT_QUERY_RATE: f64 = 50.0;
+const DEFAULT_QUERY_BURST: u32 = 500;
 /// No simulated duration is longer than this, so instant arithmetic cannot overflow.
 const MAX_DURATION: Duration = Duration::from_secs(100 * 365 * 24 * 3600);
 
@@ -90,9 +96,29 @@ pub struct SimConfig {
     #[arg(long)]
     pub api_key: Option<String>,
 
-    /// Answer 429 to submits, polls and uploads above this many requests per second (token bucket)
+    /// Answer 429 to submits, polls and uploads above this many requests per second together
+    /// (one more token bucket, over the submit and query buckets; not scaled)
     #[arg(long, value_parser = parse_positive)]
     pub rate_limit: Option<f64>,
+
+    /// The submit bucket (`async_submit`: submits and uploads): tokens per simulated second
+    #[arg(long, default_value_t = DEFAULT_SUBMIT_RATE, value_parser = parse_positive)]
+    pub submit_rate: f64,
+    /// The submit bucket's size: calls that may go at once when it is full
+    #[arg(long, default_value_t = DEFAULT_SUBMIT_BURST, value_parser = clap::value_parser!(u32).range(1..))]
+    pub submit_burst: u32,
+    /// The query bucket (`async_query`: status polls): tokens per simulated second
+    #[arg(long, default_value_t = DEFAULT_QUERY_RATE, value_parser = parse_positive)]
+    pub query_rate: f64,
+    /// The query bucket's size
+    #[arg(long, default_value_t = DEFAULT_QUERY_BURST, value_parser = clap::value_parser!(u32).range(1..))]
+    pub query_burst: u32,
+    /// No submit and query buckets: answer every call however fast it comes
+    #[arg(long)]
+    pub no_metering: bool,
+    /// Answer `GET /v1/balance` 404, as a server without the balance call would
+    #[arg(long)]
+    pub no_balance_call: bool,
 
     /// Where the video URL sits in a completed task
     #[arg(long, value_enum, default_value_t = ResultShape::DataUrl)]
@@ -198,6 +224,12 @@ impl Default for SimConfig {
             retry_after: 1,
             api_key: None,
             rate_limit: None,
+            submit_rate: DEFAULT_SUBMIT_RATE,
+            submit_burst: DEFAULT_SUBMIT_BURST,
+            query_rate: DEFAULT_QUERY_RATE,
+            query_burst: DEFAULT_QUERY_BURST,
+            no_metering: false,
+            no_balance_call: false,
             result_shape: ResultShape::DataUrl,
             revive: false,
             balance: None,
@@ -317,6 +349,11 @@ mod tests {
             "3",
             "--rate-limit",
             "2",
+            "--submit-rate",
+            "16.7",
+            "--query-burst",
+            "1667",
+            "--no-metering",
         ]);
         let sim = cli.map(|c| c.sim).map_err(|e| e.to_string());
         let Ok(sim) = sim else {
@@ -328,6 +365,9 @@ mod tests {
         assert_eq!(sim.result_shape, ResultShape::VideoUrl);
         assert_eq!(sim.generation_secs("veo3.1-fast"), 3.0);
         assert_eq!(sim.rate_limit, Some(2.0));
+        assert_eq!((sim.submit_rate, sim.submit_burst), (16.7, 50));
+        assert_eq!((sim.query_rate, sim.query_burst), (50.0, 1667));
+        assert!(sim.no_metering);
     }
 
     #[test]
@@ -336,6 +376,8 @@ mod tests {
             ["sim", "--fail-rate", "1.5"],
             ["sim", "--time-scale", "-1"],
             ["sim", "--rate-limit", "0"],
+            ["sim", "--submit-burst", "0"],
+            ["sim", "--query-rate", "0"],
             ["sim", "--queue-time", "NaN"],
         ] {
             assert!(Cli::try_parse_from(args).is_err(), "{args:?}");

@@ -8,6 +8,7 @@ use axum::response::{IntoResponse, Response};
 use serde_json::json;
 
 use super::config::SimConfig;
+use super::state::Limited;
 
 /// One fault knob of [`SimConfig`]; its name keys `SimStats::injected`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -72,16 +73,95 @@ pub(crate) fn html_page(status: StatusCode, title: &str) -> Response {
     (status, [(header::CONTENT_TYPE, "text/html")], body).into_response()
 }
 
-/// 429 with `Retry-After` in whole seconds.
-pub(crate) fn too_many_requests(retry_after: u64) -> Response {
-    let mut resp = error_response(
+/// An injected 429 with `Retry-After` in whole seconds, naming the bucket the call is metered by.
+pub(crate) fn too_many_requests(retry_after: u64, category: &str) -> Response {
+    let mut resp = rate_limit_answer();
+    let headers = resp.headers_mut();
+    headers.insert(header::RETRY_AFTER, header::HeaderValue::from(retry_after));
+    if let Ok(v) = header::HeaderValue::from_str(category) {
+        headers.insert("x-ratelimit-category", v);
+    }
+    resp
+}
+
+/// A wait for `Retry-After` / `X-RateLimit-Reset`: whole seconds on the real
+/// clock, milliseconds on a scaled one; at least one unit when there is any wait.
+pub(crate) fn wait_header(wait: f64, time_scale: f64) -> String {
+    if wait <= 0.0 {
+        "0".into()
+    } else if time_scale >= 1.0 {
+        format!("{}", wait.ceil().max(1.0))
+    } else {
+        format!("{:.3}", (wait * 1000.0).ceil().max(1.0) / 1000.0)
+    }
+}
+
+/// `X-RateLimit-Reset`: seconds to the next token, to the millisecond (the
+/// header has no standard form; `Retry-After` must be whole seconds).
+pub(crate) fn reset_header(wait: f64) -> String {
+    if wait <= 0.0 {
+        "0".into()
+    } else {
+        format!("{:.3}", (wait * 1000.0).ceil().max(1.0) / 1000.0)
+    }
+}
+
+/// The budget headers of an answer the bucket admitted: its size, what is
+/// left, and the wait until the next token (0 while one is left).
+pub(crate) fn with_budget_headers(
+    mut resp: Response,
+    category: &str,
+    limit: u32,
+    remaining: u32,
+    wait: f64,
+) -> Response {
+    let headers = resp.headers_mut();
+    if headers.contains_key("x-ratelimit-limit") {
+        return resp;
+    }
+    for (name, value) in [
+        ("x-ratelimit-category", category.to_string()),
+        ("x-ratelimit-limit", limit.to_string()),
+        ("x-ratelimit-remaining", remaining.to_string()),
+        ("x-ratelimit-reset", reset_header(wait)),
+    ] {
+        if let Ok(v) = header::HeaderValue::from_str(&value) {
+            headers.insert(name, v);
+        }
+    }
+    resp
+}
+
+fn rate_limit_answer() -> Response {
+    error_response(
         StatusCode::TOO_MANY_REQUESTS,
         "rate_limit_error",
         "rate_limit_exceeded",
-        "too many requests, please retry later",
-    );
-    resp.headers_mut()
-        .insert(header::RETRY_AFTER, header::HeaderValue::from(retry_after));
+        "Async task request rate exceeded",
+    )
+}
+
+/// A metered 429, with the headers the provider documents: `Retry-After` is
+/// the seconds until the bucket has a token (whole seconds on the real clock;
+/// on a scaled clock, milliseconds, so a fast simulation stays a scaled copy),
+/// `X-RateLimit-Reset` the same to the millisecond, `X-RateLimit-Limit` the bucket's size.
+pub(crate) fn metered(limited: &Limited, time_scale: f64) -> Response {
+    let wait = wait_header(limited.wait, time_scale);
+    let reset = reset_header(limited.wait);
+    let mut resp = rate_limit_answer();
+    let headers = resp.headers_mut();
+    let mut set = |name: &'static str, value: String| {
+        if let Ok(v) = header::HeaderValue::from_str(&value) {
+            headers.insert(name, v);
+        }
+    };
+    set("retry-after", wait.clone());
+    set("x-ratelimit-reset", reset);
+    set("x-ratelimit-limit", limited.limit.to_string());
+    set("x-ratelimit-remaining", limited.remaining.to_string());
+    if let Some(category) = limited.category {
+        set("x-ratelimit-category", category.to_string());
+    }
     resp
 }
 

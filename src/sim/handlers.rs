@@ -14,8 +14,8 @@ use serde_json::json;
 use tokio::time::Instant;
 
 use super::config::SimConfig;
-use super::faults::{Fault, dropped, error_response, too_many_requests};
-use super::state::{Inner, Phase, SimState, Upload};
+use super::faults::{Fault, dropped, error_response, metered, too_many_requests};
+use super::state::{Category, Inner, Phase, SimState, Upload, push_capped};
 use super::validate::validate;
 use super::video::{Pace, RangeRequest, body_stream, parse_range};
 
@@ -37,6 +37,8 @@ pub(crate) fn router(state: Shared) -> Router {
         )
         .route("/uploads/{name}", get(uploaded_image))
         .route("/files/{name}", get(download))
+        .route("/v1/balance", get(balance))
+        .route("/balance", get(balance))
         .route("/_sim/stats", get(stats))
         .fallback(not_found)
         .with_state(state)
@@ -70,9 +72,30 @@ fn bearer(headers: &HeaderMap) -> Option<&str> {
     (scheme.eq_ignore_ascii_case("bearer") && !token.is_empty()).then_some(token)
 }
 
-/// What every `/v1` call goes through: recorded, authenticated, rate
-/// limited. `Some` is the answer that refuses the request.
+/// What every `/v1` call goes through: recorded, authenticated, metered by
+/// the bucket of its `category`. `Some` is the answer that refuses the request.
 fn refusal(
+    state: &SimState,
+    inner: &mut Inner,
+    headers: &HeaderMap,
+    now: Instant,
+    category: Category,
+) -> Option<Response> {
+    if let Some(refused) = unauthorized(state, inner, headers, now) {
+        return Some(refused);
+    }
+    match state.rate_limit(inner, now, category) {
+        Ok(()) => None,
+        Err(limited) => {
+            let ms = state.ms_since_start(now);
+            push_capped(&mut inner.stats.rate_limited_ms, ms);
+            Some(metered(&limited, state.config.time_scale))
+        }
+    }
+}
+
+/// Recorded and authenticated (and the outage): `Some` refuses the request.
+fn unauthorized(
     state: &SimState,
     inner: &mut Inner,
     headers: &HeaderMap,
@@ -101,7 +124,63 @@ fn refusal(
             "invalid api key",
         ));
     }
-    state.rate_limit(inner, now).err().map(too_many_requests)
+    None
+}
+
+/// An injected 429, counted with the metered ones' times.
+fn injected_429(state: &SimState, inner: &mut Inner, now: Instant, category: Category) -> Response {
+    let ms = state.ms_since_start(now);
+    push_capped(&mut inner.stats.rate_limited_ms, ms);
+    too_many_requests(state.config.retry_after, category.header())
+}
+
+/// `GET /v1/balance`: this key's balance, as the provider answers it (USD; 1 USD = 200 credits).
+/// Not metered: it is not an async task call.
+async fn balance(State(state): State<Shared>, headers: HeaderMap) -> Response {
+    let now = Instant::now();
+    let mut inner = state.lock();
+    if let Some(resp) = unauthorized(&state, &mut inner, &headers, now) {
+        return resp;
+    }
+    if state.config.no_balance_call {
+        return not_found_response(&mut inner, "no such endpoint");
+    }
+    inner.stats.balance_calls += 1;
+    let used = inner.used;
+    let (remain, unlimited) = match inner.balance {
+        Some(b) => (b.max(0.0), false),
+        None => (-1.0, true),
+    };
+    let credits = if unlimited { 0.0 } else { remain * 200.0 };
+    Json(json!({
+        "success": true,
+        "remain_balance": remain,
+        "used_balance": used,
+        "remain_credits": credits,
+        "used_credits": used * 200.0,
+        "credits_per_usd": 200,
+        "unlimited_quota": unlimited,
+    }))
+    .into_response()
+}
+
+/// Every answer the submit or query bucket admitted carries its budget
+/// headers, as the provider documents: size, what is left, the reset.
+fn budget_headers(state: &SimState, category: Category, resp: Response) -> Response {
+    if matches!(
+        resp.status(),
+        StatusCode::UNAUTHORIZED | StatusCode::SERVICE_UNAVAILABLE
+    ) {
+        return resp;
+    }
+    let now = Instant::now();
+    let budget = state.budget(&mut state.lock(), now, category);
+    match budget {
+        Some((limit, remaining, wait)) => {
+            super::faults::with_budget_headers(resp, category.header(), limit, remaining, wait)
+        }
+        None => resp,
+    }
 }
 
 async fn submit(
@@ -109,10 +188,19 @@ async fn submit(
     headers: HeaderMap,
     body: Result<Bytes, BytesRejection>,
 ) -> Response {
+    let resp = submit_answer(&state, headers, body).await;
+    budget_headers(&state, Category::Submit, resp)
+}
+
+async fn submit_answer(
+    state: &Shared,
+    headers: HeaderMap,
+    body: Result<Bytes, BytesRejection>,
+) -> Response {
     let now = Instant::now();
     let config = &state.config;
     let mut inner = state.lock();
-    if let Some(resp) = refusal(&state, &mut inner, &headers, now) {
+    if let Some(resp) = refusal(state, &mut inner, &headers, now, Category::Submit) {
         return resp;
     }
     let body = match body {
@@ -128,7 +216,7 @@ async fn submit(
         Err(invalid) => return bad_request(&mut inner, invalid.code, &invalid.message),
     };
     if inner.roll(Fault::Submit429, config) {
-        return too_many_requests(config.retry_after);
+        return injected_429(state, &mut inner, now, Category::Submit);
     }
     if inner.roll(Fault::Submit503, config) {
         return error_response(
@@ -183,15 +271,20 @@ async fn poll(
     headers: HeaderMap,
     Path(task_id): Path<String>,
 ) -> Response {
+    let resp = poll_answer(&state, headers, task_id).await;
+    budget_headers(&state, Category::Query, resp)
+}
+
+async fn poll_answer(state: &Shared, headers: HeaderMap, task_id: String) -> Response {
     let now = Instant::now();
     let config = &state.config;
     let mut inner = state.lock();
-    if let Some(resp) = refusal(&state, &mut inner, &headers, now) {
+    if let Some(resp) = refusal(state, &mut inner, &headers, now, Category::Query) {
         return resp;
     }
     inner.stats.polls += 1;
     if inner.roll(Fault::Poll429, config) {
-        return too_many_requests(config.retry_after);
+        return injected_429(state, &mut inner, now, Category::Query);
     }
     if inner.roll(Fault::Poll500, config) {
         return error_response(
@@ -319,24 +412,33 @@ async fn upload(
     headers: HeaderMap,
     multipart: Result<Multipart, MultipartRejection>,
 ) -> Response {
+    let resp = upload_answer(&state, headers, multipart).await;
+    budget_headers(&state, Category::Submit, resp)
+}
+
+async fn upload_answer(
+    state: &Shared,
+    headers: HeaderMap,
+    multipart: Result<Multipart, MultipartRejection>,
+) -> Response {
     let now = Instant::now();
     {
         let mut inner = state.lock();
-        if let Some(resp) = refusal(&state, &mut inner, &headers, now) {
+        if let Some(resp) = refusal(state, &mut inner, &headers, now, Category::Submit) {
             return resp;
         }
     }
     let multipart = match multipart {
         Ok(m) => m,
-        Err(e) => return upload_error(&state, "invalid_multipart", &e.body_text()),
+        Err(e) => return upload_error(state, "invalid_multipart", &e.body_text()),
     };
     let (name, content_type, data) = match read_file_field(multipart).await {
         Ok(file) => file,
-        Err((code, message)) => return upload_error(&state, code, &message),
+        Err((code, message)) => return upload_error(state, code, &message),
     };
     let Some((ext, mime_type)) = image_kind(name.as_deref(), content_type.as_deref()) else {
         return upload_error(
-            &state,
+            state,
             "unsupported_file_type",
             "only .jpeg, .jpg, .png and .webp images are accepted",
         );

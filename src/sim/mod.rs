@@ -12,7 +12,7 @@
 //!
 //! Layout:
 //! - `config`: [`SimConfig`], the knobs, as clap flags
-//! - `state`: tasks, uploads, the RNG, the rate limiter, [`SimStats`]
+//! - `state`: tasks, uploads, the RNG, the submit and query token buckets, [`SimStats`]
 //! - `validate`: what a submit body may contain, per model
 //! - `handlers`: the axum routes
 //! - `faults`: the injectable faults and the broken answers that carry them

@@ -36,8 +36,18 @@ pub struct SimStats {
     pub rejected_400: u32,
     /// Requests answered 401.
     pub unauthorized_401: u32,
-    /// Requests answered 429 by the `rate_limit` limiter (injected 429s are in `injected`).
+    /// Requests answered 429 by the submit and query buckets or the `rate_limit`
+    /// limiter (injected 429s are in `injected`).
     pub rate_limited_429: u32,
+    /// The same 429s by `X-RateLimit-Category` (`async_submit`, `async_query`;
+    /// `rate_limit` for the `--rate-limit` bucket, which names none).
+    pub rate_limited_by_category: BTreeMap<String, u32>,
+    /// `GET /v1/balance` calls answered.
+    pub balance_calls: u32,
+    /// Milliseconds since the start of every 429 answered (metered or injected), capped like `request_times_ms`.
+    pub rate_limited_ms: Vec<u64>,
+    /// Milliseconds since the start of every submit that created a task, capped like `request_times_ms`.
+    pub submit_times_ms: Vec<u64>,
     /// Polls and downloads of unknown tasks or files, answered 404.
     pub not_found_404: u32,
     /// Downloads of expired URLs, answered 410.
@@ -105,8 +115,8 @@ pub(crate) struct Upload {
     pub bytes: bytes::Bytes,
 }
 
-/// Admits `rate` requests per second with bursts up to `max(rate, 1)`: a
-/// client pacing itself at `rate` never hits it, one going faster soon does.
+/// A token bucket: `rate` tokens a second, at most `capacity`, full at the start.
+/// A call takes a token; a refused call takes none (the provider's rule).
 #[derive(Debug)]
 struct TokenBucket {
     rate: f64,
@@ -116,8 +126,7 @@ struct TokenBucket {
 }
 
 impl TokenBucket {
-    fn new(rate: f64, now: Instant) -> Self {
-        let capacity = rate.max(1.0);
+    fn new(rate: f64, capacity: f64, now: Instant) -> Self {
         TokenBucket {
             rate,
             capacity,
@@ -126,18 +135,57 @@ impl TokenBucket {
         }
     }
 
-    /// `Ok` if admitted, else the whole seconds until a token is free.
-    fn admit(&mut self, now: Instant) -> Result<(), u64> {
+    /// `Ok` if a token is there at `now`; else the seconds until one is.
+    fn check(&mut self, now: Instant) -> Result<(), f64> {
         let elapsed = now.saturating_duration_since(self.last).as_secs_f64();
         self.tokens = (self.tokens + elapsed * self.rate).min(self.capacity);
-        self.last = now;
+        self.last = self.last.max(now);
         if self.tokens >= 1.0 {
-            self.tokens -= 1.0;
             Ok(())
         } else {
-            Err((((1.0 - self.tokens) / self.rate).ceil() as u64).max(1))
+            Err((1.0 - self.tokens) / self.rate)
         }
     }
+
+    fn take(&mut self) {
+        self.tokens -= 1.0;
+    }
+
+    /// Whole tokens left.
+    fn remaining(&self) -> u32 {
+        self.tokens.max(0.0).floor() as u32
+    }
+}
+
+/// Which of the provider's buckets a call is metered by.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Category {
+    /// Submits and uploads.
+    Submit,
+    /// Status polls.
+    Query,
+}
+
+impl Category {
+    pub fn header(self) -> &'static str {
+        match self {
+            Category::Submit => "async_submit",
+            Category::Query => "async_query",
+        }
+    }
+}
+
+/// Why a call was refused 429: what the answer's headers say.
+#[derive(Debug, Clone, PartialEq)]
+pub(crate) struct Limited {
+    /// `X-RateLimit-Category` (none for the `--rate-limit` bucket).
+    pub category: Option<&'static str>,
+    /// Real seconds until the bucket has a token (`Retry-After`, `X-RateLimit-Reset`).
+    pub wait: f64,
+    /// `X-RateLimit-Limit`: the bucket's size.
+    pub limit: u32,
+    /// `X-RateLimit-Remaining`.
+    pub remaining: u32,
 }
 
 /// Everything behind the one lock; never held across an `.await`.
@@ -150,8 +198,13 @@ pub(crate) struct Inner {
     pub uploads: HashMap<String, Upload>,
     pub stats: SimStats,
     limiter: Option<TokenBucket>,
+    /// The provider's buckets, on the scaled clock (None: not metered).
+    submit_bucket: Option<TokenBucket>,
+    query_bucket: Option<TokenBucket>,
     /// What is left of `--balance`, in USD (None: unlimited).
     pub balance: Option<f64>,
+    /// What the tasks created cost, in USD, for the balance call's `used_balance`.
+    pub used: f64,
     /// Every API route answers 503 HTML pages while this is on.
     pub outage: bool,
     /// Polls per task, for `--swap-ids`; polls after completion, for `--late-url`;
@@ -218,6 +271,20 @@ fn id_unix_ms(body: &str) -> Option<u64> {
     u64::try_from(value >> 80).ok()
 }
 
+/// Appends to one of the stats' time lists until it is full.
+pub(crate) fn push_capped(times: &mut Vec<u64>, ms: u64) {
+    if times.len() < MAX_REQUEST_TIMES {
+        times.push(ms);
+    }
+}
+
+/// A provider bucket of `rate` calls per simulated second, unless metering is off.
+fn bucket(config: &SimConfig, rate: f64, burst: u32, now: Instant) -> Option<TokenBucket> {
+    let scale = config.time_scale;
+    let metered = !config.no_metering && rate.is_finite() && rate > 0.0 && scale > 0.0;
+    metered.then(|| TokenBucket::new(rate / scale, f64::from(burst.max(1)), now))
+}
+
 /// State shared by all handlers.
 #[derive(Debug)]
 pub(crate) struct SimState {
@@ -240,8 +307,13 @@ impl SimState {
             by_client_id: HashMap::new(),
             uploads: HashMap::new(),
             stats: SimStats::default(),
-            limiter: config.rate_limit.map(|r| TokenBucket::new(r, now)),
+            limiter: config
+                .rate_limit
+                .map(|r| TokenBucket::new(r, r.max(1.0), now)),
+            submit_bucket: bucket(&config, config.submit_rate, config.submit_burst, now),
+            query_bucket: bucket(&config, config.query_rate, config.query_burst, now),
             balance: config.balance,
+            used: 0.0,
             outage: false,
             polls_of: HashMap::new(),
             completed_polls_of: HashMap::new(),
@@ -291,26 +363,90 @@ impl SimState {
         u64::try_from(self.unix(at).as_millis()).unwrap_or(u64::MAX)
     }
 
-    /// Records a `/v1` request's arrival in `request_times_ms`.
-    pub fn arrive(&self, inner: &mut Inner, now: Instant) {
-        if inner.stats.request_times_ms.len() < MAX_REQUEST_TIMES {
-            let ms = now.saturating_duration_since(self.start).as_millis();
-            inner
-                .stats
-                .request_times_ms
-                .push(u64::try_from(ms).unwrap_or(u64::MAX));
-        }
+    /// Milliseconds since the simulator started.
+    pub fn ms_since_start(&self, now: Instant) -> u64 {
+        u64::try_from(now.saturating_duration_since(self.start).as_millis()).unwrap_or(u64::MAX)
     }
 
-    /// Applies `rate_limit`; `Err` carries the Retry-After seconds of the 429.
-    pub fn rate_limit(&self, inner: &mut Inner, now: Instant) -> Result<(), u64> {
-        match inner.limiter.as_mut().map(|l| l.admit(now)) {
-            Some(Err(retry_after)) => {
-                inner.stats.rate_limited_429 += 1;
-                Err(retry_after)
-            }
-            _ => Ok(()),
+    /// Records a `/v1` request's arrival in `request_times_ms`.
+    pub fn arrive(&self, inner: &mut Inner, now: Instant) {
+        let ms = self.ms_since_start(now);
+        push_capped(&mut inner.stats.request_times_ms, ms);
+    }
+
+    /// Meters a call of `category` by its bucket and by `rate_limit`. A
+    /// refused call takes no token from either.
+    pub fn rate_limit(
+        &self,
+        inner: &mut Inner,
+        now: Instant,
+        category: Category,
+    ) -> Result<(), Limited> {
+        let Inner {
+            submit_bucket,
+            query_bucket,
+            limiter,
+            stats,
+            ..
+        } = inner;
+        let own = match category {
+            Category::Submit => submit_bucket.as_mut(),
+            Category::Query => query_bucket.as_mut(),
+        };
+        let refused = match own.map(|b| (b.check(now), b)) {
+            Some((Err(wait), b)) => Some(Limited {
+                category: Some(category.header()),
+                wait,
+                limit: b.capacity as u32,
+                remaining: b.remaining(),
+            }),
+            _ => None,
+        };
+        let refused = refused.or_else(|| match limiter.as_mut().map(|l| (l.check(now), l)) {
+            Some((Err(wait), l)) => Some(Limited {
+                category: None,
+                wait,
+                limit: l.capacity as u32,
+                remaining: l.remaining(),
+            }),
+            _ => None,
+        });
+        if let Some(limited) = refused {
+            stats.rate_limited_429 += 1;
+            let key = limited.category.unwrap_or("rate_limit");
+            *stats
+                .rate_limited_by_category
+                .entry(key.into())
+                .or_default() += 1;
+            return Err(limited);
         }
+        let own = match category {
+            Category::Submit => submit_bucket.as_mut(),
+            Category::Query => query_bucket.as_mut(),
+        };
+        if let Some(b) = own {
+            b.take();
+        }
+        if let Some(l) = limiter.as_mut() {
+            l.take();
+        }
+        Ok(())
+    }
+
+    /// What the bucket of `category` holds now: (size, whole tokens left,
+    /// seconds until the next token); `None` when it is not metered.
+    pub fn budget(
+        &self,
+        inner: &mut Inner,
+        now: Instant,
+        category: Category,
+    ) -> Option<(u32, u32, f64)> {
+        let bucket = match category {
+            Category::Submit => inner.submit_bucket.as_mut(),
+            Category::Query => inner.query_bucket.as_mut(),
+        }?;
+        let wait = bucket.check(now).err().unwrap_or(0.0);
+        Some((bucket.capacity as u32, bucket.remaining(), wait))
     }
 
     /// Creates a task for `sub`: timings, jitter and failure are decided now.
@@ -344,6 +480,9 @@ impl SimState {
         };
         inner.tasks.insert(id, task.clone());
         inner.stats.tasks_created += 1;
+        inner.used += config.price;
+        let ms = self.ms_since_start(now);
+        push_capped(&mut inner.stats.submit_times_ms, ms);
         *inner.stats.submits_by_prompt.entry(sub.prompt).or_default() += 1;
         task
     }
@@ -437,17 +576,69 @@ mod tests {
     #[test]
     fn token_bucket_admits_its_rate() {
         let t0 = Instant::now();
-        let mut b = TokenBucket::new(2.0, t0);
-        assert_eq!(b.admit(t0), Ok(()));
-        assert_eq!(b.admit(t0), Ok(()));
-        assert_eq!(b.admit(t0), Err(1));
-        assert_eq!(b.admit(t0 + Duration::from_millis(500)), Ok(()));
-        assert!(b.admit(t0 + Duration::from_millis(500)).is_err());
+        let mut b = TokenBucket::new(2.0, 2.0, t0);
+        let admit = |b: &mut TokenBucket, at: Instant| {
+            let r = b.check(at);
+            if r.is_ok() {
+                b.take();
+            }
+            r
+        };
+        assert_eq!(admit(&mut b, t0), Ok(()));
+        assert_eq!(admit(&mut b, t0), Ok(()));
+        assert_eq!(admit(&mut b, t0), Err(0.5));
+        assert_eq!(admit(&mut b, t0 + Duration::from_millis(500)), Ok(()));
+        assert!(admit(&mut b, t0 + Duration::from_millis(500)).is_err());
         // A fractional rate: one request every four seconds.
-        let mut slow = TokenBucket::new(0.25, t0);
-        assert_eq!(slow.admit(t0), Ok(()));
-        assert_eq!(slow.admit(t0 + Duration::from_secs(1)), Err(3));
-        assert_eq!(slow.admit(t0 + Duration::from_secs(4)), Ok(()));
+        let mut slow = TokenBucket::new(0.25, 1.0, t0);
+        assert_eq!(admit(&mut slow, t0), Ok(()));
+        assert_eq!(admit(&mut slow, t0 + Duration::from_secs(1)), Err(3.0));
+        assert_eq!(admit(&mut slow, t0 + Duration::from_secs(4)), Ok(()));
+    }
+
+    #[test]
+    fn buckets_meter_by_category_on_the_scaled_clock_and_refusals_are_free() {
+        let config = SimConfig {
+            time_scale: 0.1,
+            submit_rate: 5.0,
+            submit_burst: 3,
+            ..SimConfig::default()
+        };
+        let state = SimState::new(config, String::new());
+        let mut inner = state.lock();
+        let t0 = Instant::now();
+        for _ in 0..3 {
+            assert_eq!(state.rate_limit(&mut inner, t0, Category::Submit), Ok(()));
+        }
+        let Err(refused) = state.rate_limit(&mut inner, t0, Category::Submit) else {
+            panic!("a fourth submit at once is refused");
+        };
+        assert_eq!(refused.category, Some("async_submit"));
+        assert_eq!((refused.limit, refused.remaining), (3, 0));
+        // 5 per simulated second at a tenth of the time: one token every 20 ms.
+        assert!((refused.wait - 0.02).abs() < 1e-9, "{}", refused.wait);
+        // Refused again, still free: at 20 ms there is exactly one token.
+        assert!(state.rate_limit(&mut inner, t0, Category::Submit).is_err());
+        let t1 = t0 + Duration::from_millis(21);
+        assert_eq!(state.rate_limit(&mut inner, t1, Category::Submit), Ok(()));
+        assert!(state.rate_limit(&mut inner, t1, Category::Submit).is_err());
+        // Polls have their own bucket.
+        assert_eq!(state.rate_limit(&mut inner, t1, Category::Query), Ok(()));
+        assert_eq!(inner.stats.rate_limited_429, 3);
+        assert_eq!(inner.stats.rate_limited_by_category["async_submit"], 3);
+        drop(inner);
+        let off = SimState::new(
+            SimConfig {
+                no_metering: true,
+                submit_burst: 1,
+                ..SimConfig::default()
+            },
+            String::new(),
+        );
+        let mut inner = off.lock();
+        for _ in 0..100 {
+            assert_eq!(off.rate_limit(&mut inner, t0, Category::Submit), Ok(()));
+        }
     }
 
     #[test]

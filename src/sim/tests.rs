@@ -892,3 +892,129 @@ async fn generation_jitter_spreads_completion() {
     );
     assert!(spans.iter().any(|d| *d != spans[0]), "{spans:?}");
 }
+
+async fn balance(sim: &SimHandle) -> Value {
+    let resp = client()
+        .get(format!("{}/v1/balance", sim.base_url()))
+        .bearer_auth("test-key")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resp.status(), StatusCode::OK);
+    resp.json().await.unwrap()
+}
+
+#[tokio::test]
+async fn the_balance_call_follows_balance_price_and_top_up() {
+    let sim = SimHandle::start(SimConfig {
+        balance: Some(1.0),
+        price: 0.25,
+        ..instant()
+    })
+    .await
+    .unwrap();
+    let b = balance(&sim).await;
+    assert_eq!(b["success"], true);
+    assert_eq!(b["remain_balance"], 1.0);
+    assert_eq!(b["used_balance"], 0.0);
+    assert_eq!(b["unlimited_quota"], false);
+    submit_ok(&sim, &veo("one")).await;
+    let b = balance(&sim).await;
+    assert_eq!(
+        (b["remain_balance"].as_f64(), b["used_balance"].as_f64()),
+        (Some(0.75), Some(0.25))
+    );
+    assert_eq!(b["remain_credits"], 150.0);
+    sim.top_up(2.0);
+    assert_eq!(balance(&sim).await["remain_balance"], 2.75);
+    assert_eq!(sim.stats().balance_calls, 3);
+    // The balance call is not an async task call: it is never metered.
+    let unlimited = SimHandle::start(SimConfig {
+        submit_burst: 1,
+        query_burst: 1,
+        ..instant()
+    })
+    .await
+    .unwrap();
+    for _ in 0..5 {
+        let b = balance(&unlimited).await;
+        assert_eq!(
+            (b["remain_balance"].as_f64(), b["unlimited_quota"].as_bool()),
+            (Some(-1.0), Some(true))
+        );
+    }
+    let none = SimHandle::start(SimConfig {
+        no_balance_call: true,
+        ..instant()
+    })
+    .await
+    .unwrap();
+    let resp = client()
+        .get(format!("{}/v1/balance", none.base_url()))
+        .bearer_auth("k")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resp.status(), StatusCode::NOT_FOUND);
+}
+
+#[tokio::test]
+async fn a_metered_429_carries_the_documented_headers_and_costs_nothing() {
+    let sim = SimHandle::start(SimConfig {
+        time_scale: 1.0,
+        submit_rate: 0.5,
+        submit_burst: 1,
+        ..instant()
+    })
+    .await
+    .unwrap();
+    // An admitted call says what is left too: nothing, and when the next token comes.
+    let first = submit(&sim, &veo("first")).await.unwrap();
+    assert_eq!(first.status(), StatusCode::OK);
+    let said = |name: &str| {
+        first
+            .headers()
+            .get(name)
+            .and_then(|v| v.to_str().ok())
+            .map(String::from)
+    };
+    assert_eq!(said("x-ratelimit-remaining").as_deref(), Some("0"));
+    assert_eq!(said("x-ratelimit-limit").as_deref(), Some("1"));
+    assert_eq!(said("x-ratelimit-reset").as_deref(), Some("2.000"));
+    assert_eq!(
+        said("x-ratelimit-category").as_deref(),
+        Some("async_submit")
+    );
+    let resp = submit(&sim, &veo("second")).await.unwrap();
+    assert_eq!(resp.status(), StatusCode::TOO_MANY_REQUESTS);
+    let h = resp.headers();
+    let header = |name: &str| h.get(name).and_then(|v| v.to_str().ok()).map(String::from);
+    assert_eq!(
+        header("x-ratelimit-category").as_deref(),
+        Some("async_submit")
+    );
+    assert_eq!(header("x-ratelimit-limit").as_deref(), Some("1"));
+    assert_eq!(header("x-ratelimit-remaining").as_deref(), Some("0"));
+    // 2 s to the next token: whole seconds in Retry-After, milliseconds in the reset.
+    assert_eq!(header("retry-after").as_deref(), Some("2"));
+    let reset: f64 = header("x-ratelimit-reset")
+        .and_then(|r| r.parse().ok())
+        .unwrap_or(0.0);
+    assert!(reset > 1.5 && reset <= 2.0, "{reset}");
+    let body: Value = resp.json().await.unwrap();
+    assert_eq!(body["error"]["code"], "rate_limit_exceeded");
+    // Refused calls take no token: the bucket is still empty, not in debt.
+    let again = submit(&sim, &veo("third")).await.unwrap();
+    assert_eq!(again.status(), StatusCode::TOO_MANY_REQUESTS);
+    let stats = sim.stats();
+    assert_eq!(stats.tasks_created, 1, "refused submits create nothing");
+    assert_eq!(stats.rate_limited_by_category.get("async_submit"), Some(&2));
+    assert_eq!(stats.rate_limited_ms.len(), 2);
+    // The query bucket is another: polls still go.
+    let resp = poll(&sim, "video_unknown").await.unwrap();
+    assert_eq!(
+        resp.status(),
+        StatusCode::NOT_FOUND,
+        "a poll is not held by the submit bucket"
+    );
+}

@@ -24,6 +24,8 @@ pub fn fast_sim() -> SimConfig {
 pub const FAST_LIMITS: &str = r#"
 [limits]
 requests_per_second = 1000
+submit_per_second = 10000
+query_per_second = 10000
 burst = 20
 max_in_flight = 20
 poll_queued = "5ms"
