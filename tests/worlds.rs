@@ -320,3 +320,110 @@ async fn a_run_started_inside_an_outage_window_waits_for_it_and_loses_nothing() 
     assert!(stats.outage_503 > 0, "the outage was seen: {stats:?}");
     assert_eq!(stats.tasks_created, 12, "nothing sent twice: {stats:?}");
 }
+
+/// `gemini_campaign`, with seedance-2 (a model that takes `client_business_id`).
+fn seedance_campaign(name: &str, n: usize, prompt: &str) -> String {
+    gemini_campaign(name, &limits("60s"), n, prompt).replace(
+        "model = \"gemini_omni_flash\"",
+        "model = \"seedance-2\"\nduration = 5",
+    )
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_lost_submit_of_a_model_with_client_business_id_is_looked_up_and_adopted() {
+    // 524 after the task was created: for seedance-2 the task is found by the
+    // id the submit carried, adopted, and the job succeeds, paid once, no flag.
+    let sim = SimHandle::start(SimConfig {
+        submit_gateway: 0.4,
+        gateway_status: 524,
+        ..fast_sim()
+    })
+    .await
+    .unwrap();
+    let dir = Dir::new();
+    dir.write("s.toml", &seedance_campaign("s", 10, "a red canyon"));
+    let out = run(run_against(&dir, &sim, "s.toml", &[])).await;
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out));
+    let rows = dir.report("out/report.csv");
+    assert_eq!(status_counts(&rows).get("succeeded"), Some(&10), "{rows:?}");
+    check_succeeded_videos(&dir, &rows, fast_sim().video_size);
+    let stats = sim.stats();
+    let lost = stats.injected.get("submit_gateway").copied().unwrap_or(0);
+    assert!(lost > 0, "the knob fired: {stats:?}");
+    assert_eq!(stats.tasks_created, 10, "one task per job: {stats:?}");
+    assert!(
+        stats.submits_by_prompt.values().all(|n| *n == 1),
+        "{stats:?}"
+    );
+    let state = dir.path().join("out/state.jsonl");
+    assert_eq!(journal_events(&state, "submit_unknown"), lost as usize);
+    let journal = std::fs::read_to_string(&state).unwrap();
+    assert!(
+        journal.contains("\"client_business_id\":\"runner-"),
+        "recorded before sending"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_lost_submit_that_created_nothing_is_sent_again_as_the_same_attempt() {
+    // The proxy answers 502 without forwarding: the lookup finds nothing, so the
+    // attempt is sent again (same client_business_id) and every job succeeds once.
+    let sim = SimHandle::start(SimConfig {
+        submit_gateway: 0.4,
+        gateway_status: 502,
+        gateway_first: true,
+        ..fast_sim()
+    })
+    .await
+    .unwrap();
+    let dir = Dir::new();
+    dir.write("n.toml", &seedance_campaign("n", 10, "a white dune"));
+    let out = run(run_against(&dir, &sim, "n.toml", &[])).await;
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out));
+    let rows = dir.report("out/report.csv");
+    assert_eq!(status_counts(&rows).get("succeeded"), Some(&10), "{rows:?}");
+    let stats = sim.stats();
+    assert!(stats.injected.get("submit_gateway").copied().unwrap_or(0) > 0);
+    assert_eq!(stats.tasks_created, 10, "{stats:?}");
+    let state = dir.path().join("out/state.jsonl");
+    assert!(journal_events(&state, "submit_not_found") > 0);
+    for row in &rows {
+        assert_eq!(
+            row["attempts"], "1",
+            "the same attempt, sent again: {row:?}"
+        );
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_unknown_left_by_an_earlier_run_is_settled_by_a_plain_rerun() {
+    // A run stopped with a lookup still pending (the service gone): the next plain
+    // run looks the task up first and adopts it.
+    let sim = SimHandle::start(SimConfig {
+        submit_gateway: 1.0,
+        gateway_status: 524,
+        ..fast_sim()
+    })
+    .await
+    .unwrap();
+    let dir = Dir::new();
+    let manifest = seedance_campaign("u", 3, "a green valley")
+        .replace("poll_queued = \"5ms\"", "poll_queued = \"30s\"");
+    dir.write("u.toml", &manifest);
+    let mut child = Spawned::start(run_against(&dir, &sim, "u.toml", &[]), &dir, "unknown");
+    let state = dir.path().join("out/state.jsonl");
+    wait_for_events(&state, "submit_unknown", 3).await;
+    child.signal("INT");
+    let out = child.wait(Duration::from_secs(30)).await;
+    assert_ne!(out.status.code(), Some(0), "{}", text(&out));
+    assert_eq!(sim.stats().tasks_created, 3);
+
+    // Every submit still answers 524, but the rerun sends none: it only looks up.
+    let manifest = manifest.replace("poll_queued = \"30s\"", "poll_queued = \"5ms\"");
+    dir.write("u.toml", &manifest);
+    let out = run(run_against(&dir, &sim, "u.toml", &[])).await;
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out));
+    let rows = dir.report("out/report.csv");
+    assert_eq!(status_counts(&rows).get("succeeded"), Some(&3), "{rows:?}");
+    assert_eq!(sim.stats().tasks_created, 3, "nothing paid twice");
+}

@@ -144,6 +144,10 @@ pub struct SimConfig {
     /// The status of `--submit-gateway` answers: 502, 504, 520, 522 or 524.
     #[arg(long, default_value_t = 524)]
     pub gateway_status: u16,
+    /// `--submit-gateway` answers come before the task is created (a proxy that never
+    /// forwarded the request): nothing exists, and a lookup finds nothing.
+    #[arg(long)]
+    pub gateway_first: bool,
     /// Statuses in upper case (`COMPLETED`) and `progress` as a string (`"65%"`).
     #[arg(long)]
     pub shout: bool,
@@ -236,6 +240,7 @@ impl Default for SimConfig {
             price: 0.10,
             submit_gateway: 0.0,
             gateway_status: 524,
+            gateway_first: false,
             shout: false,
             swap_ids: 0,
             late_url: 0,

@@ -226,6 +226,9 @@ async fn submit_answer(
             "service temporarily unavailable (simulated)",
         );
     }
+    if config.gateway_first && inner.roll(Fault::SubmitGateway, config) {
+        return gateway_page(config);
+    }
     if let Some(balance) = inner.balance {
         if balance + 1e-9 < config.price {
             inner.stats.payment_402 += 1;
@@ -245,18 +248,19 @@ async fn submit_answer(
     if inner.roll(Fault::SubmitDrop, config) {
         return dropped();
     }
-    if inner.roll(Fault::SubmitGateway, config) {
+    if !config.gateway_first && inner.roll(Fault::SubmitGateway, config) {
         // The task exists and is paid for; the answer is lost in a proxy.
-        let status =
-            StatusCode::from_u16(config.gateway_status).unwrap_or(StatusCode::GATEWAY_TIMEOUT);
-        return super::faults::html_page(
-            status,
-            &format!("{} A timeout occurred", status.as_u16()),
-        );
+        return gateway_page(config);
     }
     inner.stats.submits += 1;
     // A fresh task is always reported queued, even with a zero queue time.
     Json(state.task_json(&task, Phase::Queued)).into_response()
+}
+
+/// A proxy's HTML page with the `--gateway-status`.
+fn gateway_page(config: &SimConfig) -> Response {
+    let status = StatusCode::from_u16(config.gateway_status).unwrap_or(StatusCode::GATEWAY_TIMEOUT);
+    super::faults::html_page(status, &format!("{} A timeout occurred", status.as_u16()))
 }
 
 /// The submit's `client_business_id`, if it carries one (documented for some
