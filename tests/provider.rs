@@ -364,3 +364,124 @@ async fn a_trickling_download_is_cut_and_resumed() {
     let stats = provider.stats().await;
     assert!(count(&stats, "trickle_downloads") > 0, "{stats}");
 }
+
+// ---------------------------------------------------------------------------
+// Issue 14: the provider as it is today. provider.py checks the veo3.1 and
+// gemini-omni-flash rules on its own reading of the pages (`model_rules`).
+
+/// Limits with no rate keys: the provider's default-tier budgets apply.
+const NO_RATE_KEYS: &str = "\n[limits]\nmax_in_flight = 200\npoll_queued = \"50ms\"\npoll_in_progress = \"50ms\"\ntask_timeout = \"60s\"\n";
+
+const IMAGES3: &str =
+    "[\"https://example.com/a.png\", \"https://example.com/b.png\", \"https://example.com/c.png\"]";
+
+fn todays_campaign(jobs: &str) -> String {
+    format!("name = \"today\"\n{NO_RATE_KEYS}\n[output]\ndir = \"out\"\n\n{jobs}")
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn requests_valid_by_todays_pages_run_to_success() {
+    let Some(provider) = Provider::start(&["--time-scale", "0.02"]) else {
+        return;
+    };
+    let dir = Dir::new();
+    let jobs = format!(
+        "[[job]]\nid = \"gemini-4s-1080p\"\nmodel = \"gemini-omni-flash\"\nprompt = \"a fox\"\nduration = 4\n\
+         resolution = \"1080p\"\naspect_ratio = \"16:9\"\nimage_urls = {IMAGES3}\n\n\
+         [[job]]\nid = \"old-alias\"\nmodel = \"gemini_omni_flash\"\nprompt = \"a hare\"\n\n\
+         [[job]]\nid = \"lite-4k\"\nmodel = \"veo3.1-lite\"\nprompt = \"a lynx\"\nmetadata = {{ resolution = \"4k\" }}\n\n\
+         [[job]]\nid = \"fast-reference\"\nmodel = \"veo3.1-fast\"\nprompt = \"an owl\"\n\
+         image_urls = {IMAGES3}\nmetadata = {{ generation_type = \"reference\" }}\n"
+    );
+    dir.write("t.toml", &todays_campaign(&jobs));
+    let mut validate = runner_cmd(&dir);
+    validate.args(["validate", "t.toml"]);
+    let out = run(validate).await;
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out));
+    let out = run(provider.run(&dir, "t.toml", &[])).await;
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out));
+    let rows = dir.report("out/report.csv");
+    assert_eq!(status_counts(&rows).get("succeeded"), Some(&4), "{rows:?}");
+    provider.check_videos(&dir, &rows).await;
+    let stats = provider.stats().await;
+    assert_eq!(count(&stats, "status_400"), 0, "{stats}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn requests_the_pages_forbid_exit_2_with_nothing_sent() {
+    let Some(provider) = Provider::start(&["--time-scale", "0.02"]) else {
+        return;
+    };
+    let forbidden = [
+        "model = \"gemini-omni-flash\"\nresolution = \"1080p\"\naspect_ratio = \"9:16\"",
+        "model = \"gemini-omni-flash\"\nduration = 8",
+        "model = \"veo3.1-quality\"\nmetadata = { generation_type = \"reference\" }\nimage_urls = [\"https://example.com/a.png\", \"https://example.com/b.png\", \"https://example.com/c.png\"]",
+        "model = \"veo3.1-fast\"\nmetadata = { resolution = \"1080p\", enable_gif = true }",
+        "model = \"gemini-omni-flash\"\nimage_urls = [\"https://example.com/a.png\", \"https://example.com/b.png\", \"https://example.com/c.png\", \"https://example.com/d.png\"]",
+    ];
+    for job in forbidden {
+        let dir = Dir::new();
+        dir.write(
+            "f.toml",
+            &todays_campaign(&format!("[[job]]\nid = \"x\"\nprompt = \"a bee\"\n{job}\n")),
+        );
+        let out = run(provider.run(&dir, "f.toml", &[])).await;
+        assert_eq!(out.status.code(), Some(2), "{job}: {}", text(&out));
+        assert_no_panic(&out);
+    }
+    let stats = provider.stats().await;
+    assert_eq!(count(&stats, "submits_received"), 0, "{stats}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_lost_submit_answer_of_a_client_business_id_model_ends_succeeded_paid_once() {
+    let Some(provider) = Provider::start(&["--time-scale", "0.02", "--gateway-524", "1"]) else {
+        return;
+    };
+    let dir = Dir::new();
+    let jobs = "[defaults]\nmodel = \"seedance-2\"\nduration = 5\n\n\
+                [[job]]\nid = \"a\"\nprompt = \"a crane\"\n\n[[job]]\nid = \"b\"\nprompt = \"a heron\"\n";
+    dir.write(
+        "c.toml",
+        &todays_campaign(jobs).replace("poll_queued = \"50ms\"", "poll_queued = \"200ms\""),
+    );
+    let out = run(provider.run(&dir, "c.toml", &[])).await;
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out));
+    let rows = dir.report("out/report.csv");
+    assert_eq!(status_counts(&rows).get("succeeded"), Some(&2), "{rows:?}");
+    provider.check_videos(&dir, &rows).await;
+    let stats = provider.stats().await;
+    assert_eq!(
+        count(&stats, "gateway_answers"),
+        2,
+        "every answer was lost: {stats}"
+    );
+    assert_eq!(count(&stats, "tasks_created"), 2, "{stats}");
+    assert_nothing_paid_twice(&stats);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn no_rate_keys_against_the_default_tier_meets_almost_no_429s() {
+    // 70 jobs: the burst of 50 submits, then 5/s (about 4 s of real time).
+    let Some(provider) = Provider::start(&["--time-scale", "0.02"]) else {
+        return;
+    };
+    let dir = Dir::new();
+    let mut jobs = String::from("[defaults]\nmodel = \"gemini-omni-flash\"\n");
+    for i in 0..70 {
+        jobs.push_str(&format!(
+            "\n[[job]]\nid = \"j{i:02}\"\nprompt = \"a tide pool {i}\"\n"
+        ));
+    }
+    dir.write("r.toml", &todays_campaign(&jobs));
+    let out = run(provider.run(&dir, "r.toml", &[])).await;
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out));
+    let stats = provider.stats().await;
+    let requests = count(&stats, "submits_received") + count(&stats, "polls");
+    let refused = count(&stats, "status_429");
+    assert!(
+        refused * 50 <= requests,
+        "{refused} 429s in {requests} requests: {stats}"
+    );
+    assert_eq!(count(&stats, "tasks_created"), 70, "{stats}");
+}

@@ -444,6 +444,11 @@ class Handler(BaseHTTPRequestHandler):
                 w.count("status_400")
                 return self.reply(400, err(f"Invalid request: field '{field}' is required",
                                            "invalid_request_error", "invalid_request"), headers=headers)
+        problem = model_rules(body)
+        if problem:
+            w.count("status_400")
+            return self.reply(400, err(problem, "invalid_request_error", "invalid_parameter"),
+                              headers=headers)
         with w.lock:
             if not w.unlimited and w.remain < w.price:
                 w.stats["status_402"] += 1
@@ -627,6 +632,53 @@ class Handler(BaseHTTPRequestHandler):
 
 
 ALLOWED = {"image/jpeg": "jpg", "image/png": "png", "image/webp": "webp", "image/gif": "gif"}
+
+
+def model_rules(body):
+    """Today's rules for the veo3.1 family and gemini-omni-flash (SPEC §1, the
+    current videos--veo3 and videos--gemini-omni-flash pages), read here on their
+    own and not from the runner's catalogue. Other models are not checked.
+    Returns what is wrong, or None."""
+    model = body.get("model")
+    images = body.get("image_urls") or []
+    if not isinstance(images, list):
+        return "image_urls must be an array"
+    aspect = body.get("aspect_ratio", "16:9")
+    if model in ("veo3.1-fast", "veo3.1-quality", "veo3.1-lite"):
+        meta = body.get("metadata") or {}
+        if body.get("duration", 8) != 8:
+            return "veo3.1 videos are 8 seconds"
+        if aspect not in ("16:9", "9:16"):
+            return f"aspect_ratio {aspect} is not supported"
+        resolution = meta.get("resolution", "720p")
+        if resolution not in ("720p", "1080p", "4k"):
+            return f"metadata.resolution {resolution} is not supported"
+        kind = meta.get("generation_type")
+        if kind is None:
+            kind = "reference" if len(images) == 3 else "frame"
+        if kind == "reference" and model == "veo3.1-quality":
+            return "veo3.1-quality does not support reference mode"
+        if kind not in ("frame", "reference"):
+            return f"metadata.generation_type {kind} is not supported"
+        if len(images) > (3 if kind == "reference" else 2):
+            return f"too many images for {kind} mode"
+        if meta.get("enable_gif") and resolution in ("1080p", "4k"):
+            return "enable_gif is not supported at 1080p or 4k"
+        return None
+    if model in ("gemini-omni-flash", "gemini_omni_flash"):
+        if body.get("duration", 6) not in (4, 6, 10):
+            return "duration must be 4, 6 or 10"
+        if aspect not in ("16:9", "9:16"):
+            return f"aspect_ratio {aspect} is not supported"
+        resolution = str(body.get("resolution", "720p")).lower()
+        if resolution not in ("720p", "1080p"):
+            return f"resolution {resolution} is not supported"
+        if resolution == "1080p" and aspect != "16:9":
+            return "1080p is only available in landscape (16:9)"
+        if len(images) > 3:
+            return "at most 3 reference images"
+        return None
+    return None
 
 
 def sniff(data):
