@@ -410,7 +410,7 @@ async fn an_unknown_left_by_an_earlier_run_is_settled_by_a_plain_rerun() {
     let manifest = seedance_campaign("u", 3, "a green valley")
         .replace("poll_queued = \"5ms\"", "poll_queued = \"30s\"");
     dir.write("u.toml", &manifest);
-    let mut child = Spawned::start(run_against(&dir, &sim, "u.toml", &[]), &dir, "unknown");
+    let child = Spawned::start(run_against(&dir, &sim, "u.toml", &[]), &dir, "unknown");
     let state = dir.path().join("out/state.jsonl");
     wait_for_events(&state, "submit_unknown", 3).await;
     child.signal("INT");
