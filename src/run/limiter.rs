@@ -17,6 +17,15 @@
 //! provider says nothing remains, or a doubling backoff when it says neither;
 //! and its rate is halved (down to a tenth), with no burst. Each quiet spell of
 //! [`RECOVERY`] after that raises it by half again, up to the configured rate.
+//!
+//! Why not governor (which the first limiter used): the schedule must run on
+//! the time the engine passes in (virtual time in tests, the simulator's scale),
+//! be asked without spending ("does the bucket *and* the cap allow this call?",
+//! so that a refusal takes nothing from either), be held until a provider's
+//! `X-RateLimit-Reset`, and change rate mid-run without forgetting what was
+//! spent. governor reads its own clock, spends on every conforming `check`,
+//! and has neither a hold nor a retune; its fake clock covers only the first.
+//! The GCRA itself is a dozen lines ([`Gcra`]), unit-tested below.
 
 use std::time::Duration;
 
