@@ -697,8 +697,13 @@ fn finish(
         metadata: &metadata,
         extra: &extra,
     });
+    let duration_missing = fields.duration.is_none() && entry.default_duration().is_none();
     for violation in entry.check(&request) {
         let path = violation.field.as_str();
+        if duration_missing && path == "duration" {
+            // Already said: "has no default duration: set `duration`".
+            continue;
+        }
         let loc = match path {
             "duration" => fields.duration.as_ref().map(|d| &d.loc),
             "aspect_ratio" => fields.aspect_ratio.as_ref().map(|a| &a.loc),
