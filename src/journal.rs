@@ -483,7 +483,13 @@ impl Journal {
     /// when the journal is dropped. Nothing may rely on it before that.
     pub fn append(&mut self, record: &Record) -> Result<String, JournalError> {
         let t = now_rfc3339();
-        let entry = EntryRef { t: &t, record };
+        self.append_at(&t, record)?;
+        Ok(t)
+    }
+
+    /// Appends `record` stamped `t` (the engine's time: see [`stamp`]).
+    pub fn append_at(&mut self, t: &str, record: &Record) -> Result<(), JournalError> {
+        let entry = EntryRef { t, record };
         let mark = self.pending.len();
         if let Err(e) = serde_json::to_writer(&mut self.pending, &entry) {
             self.pending.truncate(mark);
@@ -493,7 +499,7 @@ impl Journal {
             });
         }
         self.pending.push(b'\n');
-        Ok(t)
+        Ok(())
     }
 
     /// Writes the appended records and flushes them to disk: one write and
@@ -593,7 +599,12 @@ pub fn lock_path(path: &Path) -> PathBuf {
 }
 
 fn now_rfc3339() -> String {
-    humantime::format_rfc3339_seconds(std::time::SystemTime::now()).to_string()
+    stamp(std::time::SystemTime::now())
+}
+
+/// The `t` of a record made at `at`.
+pub fn stamp(at: std::time::SystemTime) -> String {
+    humantime::format_rfc3339_seconds(at).to_string()
 }
 
 #[cfg(test)]

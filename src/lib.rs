@@ -6,7 +6,7 @@
 //!   (a generic rule engine over the data file `src/models/catalogue.toml`).
 //! - [`plan`]: jobs, seconds and cost by model, aspect ratio and duration (`[pricing]`).
 //! - [`api`]: the HTTP client and wire types of the video API.
-//! - [`run`]: the engine — dispatcher, rate limiter, polling, downloads, shutdown.
+//! - [`run`]: the engine — a pure decision core and its driver, rate limiter, polling, downloads, shutdown.
 //! - [`journal`]: the append-only state file; [`state`]: what it says about each job.
 //! - [`report`]: the CSV report; [`html`]: the HTML report page.
 //! - [`sim`]: the built-in API simulator (axum).

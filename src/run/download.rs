@@ -1,7 +1,7 @@
 //! Streams one video to `<file>.part`: resumes with a Range request, checks the
 //! length, hashes while streaming, fsyncs. Never holds a large video in memory.
 //!
-//! Renaming `.part` to the final name is the dispatcher's job, after the
+//! Renaming `.part` to the final name is the driver's job, after the
 //! journal records the download, so a crash can never leave a partial file
 //! under the final name.
 
@@ -37,6 +37,9 @@ pub enum DownloadError {
     /// The `.part` could not be written or read here (disk full, permissions).
     #[error("{0}")]
     Local(String),
+    /// A file the state does not record is at the output path: not overwritten.
+    #[error("{0}")]
+    InTheWay(String),
 }
 
 /// What bounds one download.

@@ -1,7 +1,7 @@
 //! The provider's rate budgets as the run keeps them: a submit bucket (submits
 //! and uploads), a query bucket (polls), and an optional cap on every call.
 //!
-//! The dispatcher asks [`Limiter::try_acquire`] before it starts a call, so
+//! The engine asks [`Limiter::try_acquire`] before it starts a call, so
 //! pacing is decided in one place and in priority order, never by tasks
 //! racing for tokens. Each bucket is a GCRA schedule (a token bucket written
 //! as "the theoretical arrival time") kept here on the time the caller passes

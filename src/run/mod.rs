@@ -1,7 +1,8 @@
 //! The engine: runs a campaign to the end, resuming from and recording to the journal.
 //!
 //! Layout:
-//! - `dispatcher`: owns job state and the journal; schedules every API call.
+//! - `engine`: every job's state and every decision, pure: `handle(event, now)` → commands.
+//! - `driver`: carries the engine's commands out (tokio, reqwest, the journal) and feeds results back.
 //! - `breaker`: tells an outage from a job's failure; pauses the run while the world is down.
 //! - `preflight`: the local checks before the first paid call.
 //! - `limiter`: the submit and query budgets (and the optional cap on every call); what a 429 does to them.
@@ -11,7 +12,8 @@
 //! - `shutdown`: Ctrl-C / SIGTERM as stop-then-abort signals.
 
 pub mod breaker;
-mod dispatcher;
+mod driver;
+mod engine;
 pub mod download;
 pub mod limiter;
 mod poller;
@@ -32,7 +34,8 @@ use crate::journal::{Journal, JournalError, Record};
 use crate::manifest::Campaign;
 use crate::report;
 use crate::state::{CampaignState, Phase, Status};
-use dispatcher::{Dispatcher, Ending};
+use driver::Driver;
+use engine::{Engine, Ending};
 pub use shutdown::Signal;
 
 /// How to run, beyond what the manifest says.
@@ -240,10 +243,16 @@ pub async fn run(
         );
         state.job_or_new(&job.id).last_error = Some(error);
     }
-    let mut dispatcher = Dispatcher::new(campaign.clone(), client, opts, journal, state);
-    dispatcher.plan(&skipped)?;
-    let ending = dispatcher.run(signals).await;
-    let state = dispatcher.into_state();
+    let progress = progress::Progress::new(&opts, campaign.jobs.len());
+    let clocks = engine::Now {
+        at: tokio::time::Instant::now(),
+        wall: std::time::SystemTime::now(),
+    };
+    let mut engine = Engine::new(campaign.clone(), opts, state, clocks);
+    engine.plan(&skipped, driver::upload_is_fresh)?;
+    let mut driver = Driver::new(engine, client, journal, progress);
+    let ending = driver.run(signals).await;
+    let state = driver.into_engine().into_state();
 
     let started = std::time::Instant::now();
     let report_path = campaign.output.report_path();
@@ -412,7 +421,7 @@ fn recover_download(
     let part_len = std::fs::metadata(&part).map(|m| m.len()).ok();
     if part_len == Some(bytes) {
         // The run stopped between recording the download and renaming the file.
-        dispatcher::finish_file(path)?;
+        driver::finish_file(path)?;
         return Ok(());
     }
     if let Some((url, expires_at)) = js.video_url.clone() {

@@ -90,7 +90,7 @@ impl Progress {
         }
     }
 
-    /// How often the dispatcher should call [`Progress::tick`].
+    /// How often the driver should call [`Progress::tick`].
     pub fn tick_every(&self) -> Duration {
         if self.bar.is_some() {
             BAR_TICK

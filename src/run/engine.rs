@@ -1,33 +1,33 @@
-//! The dispatcher: the one task that owns job state and the journal.
+//! The engine: every job's state and every decision, with no I/O and no clock.
 //!
-//! It loops over worker events, timers and signals; each event is handled by
-//! a synchronous method that appends to the journal and updates state. API
-//! calls start only from [`Dispatcher::pump`], which asks the [`Limiter`] for
+//! The driver (`driver.rs`) feeds it what happened ([`Event`]) and the time
+//! ([`Now`]); the engine answers with what to do ([`Command`]): records to
+//! append to the journal (already applied to its own state, so the journal and
+//! memory cannot disagree), a sync, API calls, downloads, renames. It never
+//! spawns, sleeps or reads a clock, so a scheduling rule can be tried on any
+//! timeline. API calls start only from [`Engine::pump`], which asks the [`Limiter`] for
 //! each one in priority order (uploads, submits, due polls): uploads and
 //! submits draw on the submit budget, polls on the query budget, so a
 //! submit bucket that is empty never holds polls back (nor the other way
-//! round). Write-ahead records are fsynced before a submit is spawned.
+//! round). A submit's write-ahead record comes before a [`Command::Sync`], and
+//! the submit after it.
 
 use std::cmp::Reverse;
 use std::collections::{BinaryHeap, HashMap, VecDeque};
 use std::path::PathBuf;
 use std::sync::Arc;
-use std::time::Duration;
+use std::time::{Duration, SystemTime};
 
-use tokio::sync::mpsc;
-use tokio::task::JoinSet;
 use tokio::time::Instant;
 
 use super::breaker::{Breaker, Gate};
 use super::download::{self, DownloadError, DownloadLimits, Fetched};
 use super::limiter::{Bucket, Limiter};
 use super::poller::{Look, Poller};
-use super::progress::Progress;
 use super::retry::{self, Backoff, Call, Failure};
-use super::shutdown::Signal;
 use super::{RunError, RunOptions};
-use crate::api::{ApiError, Client, Task, TaskStatus};
-use crate::journal::{Journal, Record};
+use crate::api::{ApiError, Task, TaskStatus};
+use crate::journal::Record;
 use crate::manifest::{Campaign, ImageRef, Job};
 use crate::state::{CampaignState, JobState, Phase, Status};
 
@@ -40,6 +40,60 @@ const MISSING_URL_LOOKS: u32 = 5;
 /// Tries of a lookup by `client_business_id` before the job is left `unknown`
 /// for the next run to look up again.
 const LOOKUP_TRIES: u32 = 6;
+
+/// The time of a step: the driver reads the clocks once and passes them in.
+#[derive(Debug, Clone, Copy)]
+pub struct Now {
+    /// For every schedule (monotonic).
+    pub at: Instant,
+    /// For record stamps and URL expiry (`expires_at` is the server's wall clock).
+    pub wall: SystemTime,
+}
+
+impl Now {
+    fn unix(&self) -> i64 {
+        self.wall
+            .duration_since(std::time::UNIX_EPOCH)
+            .map(|d| d.as_secs() as i64)
+            .unwrap_or(0)
+    }
+}
+
+/// What the engine asks the driver to do, in order.
+#[derive(Debug)]
+pub(super) enum Command {
+    /// Append to the journal, stamped `t` (the engine has applied it already).
+    Record(String, Record),
+    /// Make every record so far durable: the submits that follow may cost money.
+    Sync,
+    Submit {
+        job: usize,
+        attempt: u32,
+        body: serde_json::Value,
+    },
+    Poll {
+        job: usize,
+        task_id: String,
+    },
+    /// Look a lost submit up by its `client_business_id` (a poll by that id).
+    Lookup {
+        job: usize,
+        client_business_id: String,
+    },
+    Upload {
+        path: String,
+    },
+    /// Fetch `url` into `path`'s `.part`; a file at `path` itself is not overwritten.
+    Download {
+        job: usize,
+        url: String,
+        path: PathBuf,
+        limits: DownloadLimits,
+        start: download::Start,
+    },
+    /// `.part` → `path` once the records so far are durable.
+    Rename(PathBuf),
+}
 
 /// What a worker reports back.
 #[derive(Debug)]
@@ -97,7 +151,7 @@ enum Wake {
     RetryUpload(usize),
 }
 
-/// An API call the dispatcher may start next.
+/// An API call the engine may start next.
 #[derive(Debug)]
 enum Action {
     Upload(String),
@@ -125,7 +179,7 @@ impl Call {
     }
 }
 
-/// What the dispatcher keeps about every job during this run only: kept
+/// What the engine keeps about every job during this run only: kept
 /// small, since a 100k-job campaign holds one per job.
 #[derive(Debug, Default, Clone, Copy)]
 struct Live {
@@ -141,7 +195,7 @@ struct Live {
     submitted_here: bool,
 }
 
-/// What the dispatcher keeps about a task while it polls it: only for the
+/// What the engine keeps about a task while it polls it: only for the
 /// tasks in flight, from the start of tracking until the task ends.
 #[derive(Debug, Default)]
 struct Tracking {
@@ -176,12 +230,14 @@ enum UploadState {
     Failed(String),
 }
 
-pub(super) struct Dispatcher {
+pub(super) struct Engine {
     campaign: Arc<Campaign>,
-    client: Client,
     opts: RunOptions,
-    journal: Journal,
     state: CampaignState,
+    /// What to do, in order; taken by the driver after each step.
+    out: Vec<Command>,
+    /// The time of the step being taken.
+    now: Now,
     live: Vec<Live>,
     /// By job index: the tasks being polled.
     tracking: foldhash::HashMap<usize, Tracking>,
@@ -209,8 +265,6 @@ pub(super) struct Dispatcher {
     preparing: usize,
     active_calls: usize,
     active_downloads: usize,
-    /// Videos recorded as downloaded whose `.part` is renamed at the next [`Dispatcher::commit`].
-    renames: Vec<PathBuf>,
     /// No API call has succeeded yet: one at a time, so a bad key or URL costs one request.
     verified: bool,
     /// Estimated cost of every task created or possibly created, this run and before.
@@ -225,19 +279,23 @@ pub(super) struct Dispatcher {
     wrong_id_logged: bool,
     stopping: Option<Instant>,
     fatal: Option<RunError>,
-    tx: mpsc::UnboundedSender<Event>,
-    rx: mpsc::UnboundedReceiver<Event>,
-    workers: JoinSet<()>,
-    progress: Progress,
 }
 
-impl std::fmt::Debug for Dispatcher {
+impl std::fmt::Debug for Engine {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("Dispatcher")
+        f.debug_struct("Engine")
             .field("campaign", &self.campaign.name)
             .field("in_flight", &self.in_flight)
             .finish_non_exhaustive()
     }
+}
+
+/// See [`Engine::held`].
+#[derive(Debug, Clone, Copy)]
+pub(super) struct Held {
+    pub paused: Option<Duration>,
+    pub slowed: Option<(&'static str, f64)>,
+    pub outage: Option<Duration>,
 }
 
 /// How a run ended.
@@ -248,32 +306,29 @@ pub(super) enum Ending {
     Fatal(RunError),
 }
 
-impl Dispatcher {
+impl Engine {
     pub(super) fn new(
         campaign: Arc<Campaign>,
-        client: Client,
         opts: RunOptions,
-        journal: Journal,
         state: CampaignState,
-    ) -> Dispatcher {
-        let (tx, rx) = mpsc::unbounded_channel();
+        now: Now,
+    ) -> Engine {
         let limits = &campaign.limits;
         let limiter = Limiter::new(limits, opts.time_scale);
-        let progress = Progress::new(&opts, campaign.jobs.len());
         let breaker = Breaker::new(limits.outage_timeout, opts.time_scale);
         let poller = Poller::new(
             limits.poll_queued.mul_f64(opts.time_scale),
             limits.poll_in_progress.mul_f64(opts.time_scale),
             opts.time_scale,
         );
-        Dispatcher {
+        Engine {
             live: vec![Live::default(); campaign.jobs.len()],
             tracking: Default::default(),
             campaign,
-            client,
             opts,
-            journal,
             state,
+            out: Vec::new(),
+            now,
             limiter,
             poller,
             submit_queue: VecDeque::new(),
@@ -291,7 +346,6 @@ impl Dispatcher {
             preparing: 0,
             active_calls: 0,
             active_downloads: 0,
-            renames: Vec::new(),
             verified: false,
             spent: 0.0,
             budget_reached: false,
@@ -300,11 +354,28 @@ impl Dispatcher {
             wrong_id_logged: false,
             stopping: None,
             fatal: None,
-            tx,
-            rx,
-            workers: JoinSet::new(),
-            progress,
         }
+    }
+
+    /// A command the driver did not carry out (the journal failed before it):
+    /// the call it stood for is not awaited.
+    pub(super) fn not_sent(&mut self, command: &Command) {
+        match command {
+            Command::Submit { .. } => {
+                self.active_submits -= 1;
+                self.active_calls -= 1;
+            }
+            Command::Poll { .. } | Command::Lookup { .. } | Command::Upload { .. } => {
+                self.active_calls -= 1;
+            }
+            Command::Download { .. } => self.active_downloads -= 1,
+            Command::Record(..) | Command::Sync | Command::Rename(_) => {}
+        }
+    }
+
+    /// The commands of the step just taken, in order.
+    pub(super) fn take_commands(&mut self) -> Vec<Command> {
+        std::mem::take(&mut self.out)
     }
 
     /// The journal's view of every job, for the report.
@@ -331,26 +402,6 @@ impl Dispatcher {
         d.mul_f64(self.opts.time_scale)
     }
 
-    /// Group commit, after each batch of events: one journal fsync for every record
-    /// of the batch, then the renames of the videos it recorded, then one fsync per
-    /// folder so the renames survive a power loss too.
-    fn commit(&mut self) -> Result<(), RunError> {
-        self.journal.sync()?;
-        let mut folders: Vec<PathBuf> = Vec::new();
-        for path in std::mem::take(&mut self.renames) {
-            rename_part(&path)?;
-            if let Some(dir) = path.parent().map(PathBuf::from)
-                && !folders.contains(&dir)
-            {
-                folders.push(dir);
-            }
-        }
-        for dir in folders {
-            crate::util::sync_dir(&dir);
-        }
-        Ok(())
-    }
-
     /// A final outcome other than success: recorded with its reason.
     fn finish(&mut self, job: String, status: Status, error: String) -> Result<(), RunError> {
         self.record(Record::Finished {
@@ -360,15 +411,23 @@ impl Dispatcher {
         })
     }
 
-    /// Records an event: journal first, then the in-memory state.
+    /// Records an event: applied to the state now, appended to the journal by the driver.
     fn record(&mut self, record: Record) -> Result<(), RunError> {
-        Ok(self.state.record(&mut self.journal, record)?)
+        let t = crate::journal::stamp(self.now.wall);
+        self.state.apply(&t, record.clone());
+        self.out.push(Command::Record(t, record));
+        Ok(())
     }
 
     /// Puts every job where its journal state says it belongs; `skipped` (by
     /// index, from `--skip-existing`) are left where they are.
-    pub(super) fn plan(&mut self, skipped: &[usize]) -> Result<(), RunError> {
-        let now = Instant::now();
+    /// `fresh` says whether an image uploaded before is still the file on disk.
+    pub(super) fn plan(
+        &mut self,
+        skipped: &[usize],
+        fresh: impl Fn(&str, &crate::state::Uploaded) -> bool,
+    ) -> Result<(), RunError> {
+        let now = self.now.at;
         self.spent = self
             .campaign
             .jobs
@@ -433,12 +492,7 @@ impl Dispatcher {
             }
         }
         for key in needed {
-            let fresh = match self.state.uploads.get(&key) {
-                Some(up) => std::fs::read(&key)
-                    .map(|bytes| crate::util::sha256_hex(&bytes) == up.sha256)
-                    .unwrap_or(false),
-                None => false,
-            };
+            let fresh = self.state.uploads.get(&key).is_some_and(|up| fresh(&key, up));
             if !fresh {
                 self.uploads.insert(key.clone(), UploadState::Queued);
                 self.upload_queue.push_back(key);
@@ -447,76 +501,27 @@ impl Dispatcher {
         Ok(())
     }
 
-    /// The main loop.
-    pub(super) async fn run(&mut self, mut signals: mpsc::UnboundedReceiver<Signal>) -> Ending {
-        let mut ticker = tokio::time::interval(self.progress.tick_every());
-        ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
-        loop {
-            let wake = match self.pump(Instant::now()) {
-                Ok(wake) => wake,
-                Err(e) => self.fail_fatal(e),
-            };
-            if let Some(ending) = self.ending() {
-                self.finish_workers().await;
-                self.progress.finish(&self.counts());
-                return ending;
-            }
-            let sleep_until = wake.unwrap_or_else(|| Instant::now() + Duration::from_secs(3600));
-            tokio::select! {
-                Some(event) = self.rx.recv() => {
-                    let mut next = Some(event);
-                    while let Some(event) = next {
-                        if let Err(e) = self.handle(event) {
-                            self.fail_fatal(e);
-                        }
-                        next = self.rx.try_recv().ok();
-                    }
-                    if let Err(e) = self.commit() {
-                        self.fail_fatal(e);
-                    }
-                    self.reap_workers();
-                }
-                _ = tokio::time::sleep_until(sleep_until) => {}
-                signal = signals.recv() => match signal {
-                    Some(Signal::Stop) => self.begin_stop(),
-                    Some(Signal::Abort) => {
-                        let _ = self.commit();
-                        self.workers.abort_all();
-                        self.progress.finish(&self.counts());
-                        return Ending::Interrupted;
-                    }
-                    None => {}
-                },
-                _ = ticker.tick() => {
-                    let now = Instant::now();
-                    let paused = self.limiter.paused_until(now).map(|u| u - now);
-                    // Shown on the provider's clock, as configured (not the simulator's).
-                    let slowed = self.limiter.slowed().map(|(bucket, rate)| (bucket.name(), rate * self.opts.time_scale));
-                    let outage = self.breaker.open_since().map(|since| now - since);
-                    self.progress.tick(&self.counts(), paused, outage, slowed);
-                }
-            }
-        }
-    }
-
-    fn fail_fatal(&mut self, e: RunError) -> Option<Instant> {
+    pub(super) fn fail_fatal(&mut self, e: RunError) -> Option<Instant> {
         if self.fatal.is_none() {
             self.fatal = Some(e);
         }
         None
     }
 
-    fn begin_stop(&mut self) {
+    /// A first Ctrl-C: no new submits; the answers of those sent are still awaited a while.
+    pub(super) fn begin_stop(&mut self, now: Now) {
+        self.now = now;
         if self.stopping.is_none() {
             tracing::warn!(
                 "interrupted: no new submits; waiting up to {}s for submits already sent, then saving state (Ctrl-C again to quit now)",
                 STOP_GRACE.as_secs()
             );
-            self.stopping = Some(Instant::now() + STOP_GRACE);
+            self.stopping = Some(now.at + STOP_GRACE);
         }
     }
 
-    fn ending(&self) -> Option<Ending> {
+    /// How the run ends, once it does.
+    pub(super) fn ending(&self, now: Now) -> Option<Ending> {
         if let Some(fatal) = &self.fatal {
             // Submits already sent still get their answers recorded.
             if self.active_submits == 0 {
@@ -525,7 +530,7 @@ impl Dispatcher {
             return None;
         }
         if let Some(deadline) = self.stopping {
-            if self.active_submits == 0 || Instant::now() >= deadline {
+            if self.active_submits == 0 || now.at >= deadline {
                 return Some(Ending::Interrupted);
             }
             return None;
@@ -551,35 +556,17 @@ impl Dispatcher {
         })
     }
 
-    /// Frees the tasks of workers that have finished: a `JoinSet` keeps each one
-    /// until it is joined, which at 100k jobs is hundreds of megabytes. A worker
-    /// that panicked (a bug) would never send its event, so it ends the run.
-    fn reap_workers(&mut self) {
-        while let Some(done) = self.workers.try_join_next() {
-            if let Err(e) = done
-                && e.is_panic()
-            {
-                self.fail_fatal(RunError::Io {
-                    what: "internal error: a worker task panicked (please report this bug)".into(),
-                    source: Arc::new(std::io::Error::other(e.to_string())),
-                });
-            }
+    /// Starts whatever may start now; returns when to look again. The calls
+    /// to make are in [`Engine::take_commands`].
+    pub(super) fn pump(&mut self, now: Now) -> Option<Instant> {
+        self.now = now;
+        match self.pump_at(now.at) {
+            Ok(wake) => wake,
+            Err(e) => self.fail_fatal(e),
         }
     }
 
-    async fn finish_workers(&mut self) {
-        let _ = self.journal.sync();
-        self.workers.abort_all();
-        while self.workers.join_next().await.is_some() {}
-        // Answers that arrived before the abort are still worth recording.
-        while let Ok(event) = self.rx.try_recv() {
-            let _ = self.handle(event);
-        }
-        let _ = self.commit();
-    }
-
-    /// Starts whatever may start now; returns when to look again.
-    fn pump(&mut self, now: Instant) -> Result<Option<Instant>, RunError> {
+    fn pump_at(&mut self, now: Instant) -> Result<Option<Instant>, RunError> {
         let mut wake: Option<Instant> = None;
         let soonest = |t: Instant, wake: &mut Option<Instant>| {
             *wake = Some(wake.map_or(t, |w| w.min(t)));
@@ -684,7 +671,7 @@ impl Dispatcher {
         if !submits.is_empty() {
             // The write-ahead records must be on disk before any of these requests leave.
             self.preparing = 0;
-            self.journal.sync()?;
+            self.out.push(Command::Sync);
             for (idx, attempt, body) in submits {
                 self.spawn_submit(idx, attempt, body);
             }
@@ -838,16 +825,11 @@ impl Dispatcher {
     fn spawn_submit(&mut self, idx: usize, attempt: u32, body: serde_json::Value) {
         self.active_submits += 1;
         self.active_calls += 1;
-        let client = self.client.clone();
-        let tx = self.tx.clone();
         tracing::debug!(job = %self.job(idx).id, attempt, "submitting");
-        self.workers.spawn(async move {
-            let result = client.submit(&body).await;
-            let _ = tx.send(Event::Submitted {
-                job: idx,
-                attempt,
-                result,
-            });
+        self.out.push(Command::Submit {
+            job: idx,
+            attempt,
+            body,
         });
     }
 
@@ -856,15 +838,11 @@ impl Dispatcher {
             return;
         };
         self.active_calls += 1;
+        let sent = self.now.at;
         let tracking = self.tracked(idx);
         tracking.polling = true;
-        tracking.poll_sent = Some(Instant::now());
-        let client = self.client.clone();
-        let tx = self.tx.clone();
-        self.workers.spawn(async move {
-            let result = client.poll(&task_id).await;
-            let _ = tx.send(Event::Polled { job: idx, result });
-        });
+        tracking.poll_sent = Some(sent);
+        self.out.push(Command::Poll { job: idx, task_id });
     }
 
     /// Asks for the task a lost submit may have created, by its `client_business_id`.
@@ -873,34 +851,17 @@ impl Dispatcher {
             return;
         };
         self.active_calls += 1;
-        let client = self.client.clone();
-        let tx = self.tx.clone();
         tracing::debug!(job = %self.job(idx).id, client_business_id = %id, "looking up a lost submit");
-        self.workers.spawn(async move {
-            let result = client.poll(&id).await;
-            let _ = tx.send(Event::LookedUp { job: idx, result });
+        self.out.push(Command::Lookup {
+            job: idx,
+            client_business_id: id,
         });
     }
 
     fn spawn_upload(&mut self, path: String) {
         self.active_calls += 1;
         self.uploads.insert(path.clone(), UploadState::Running);
-        let client = self.client.clone();
-        let tx = self.tx.clone();
-        self.workers.spawn(async move {
-            let result = match tokio::fs::read(&path).await {
-                Ok(bytes) => {
-                    let sha = crate::util::sha256_hex(&bytes);
-                    client
-                        .upload(std::path::Path::new(&path), bytes)
-                        .await
-                        .map(|url| (sha, url))
-                        .map_err(UploadError::Api)
-                }
-                Err(e) => Err(UploadError::Read(format!("cannot read {path}: {e}"))),
-            };
-            let _ = tx.send(Event::Uploaded { path, result });
-        });
+        self.out.push(Command::Upload { path });
     }
 
     fn start_downloads(&mut self) -> Result<(), RunError> {
@@ -932,8 +893,9 @@ impl Dispatcher {
             _ => return Ok(()),
         };
         let id = self.job(idx).id.clone();
+        let unix_now = self.now.unix();
         if let Some(expires_at) = expires_at
-            && unix_now() >= expires_at
+            && unix_now >= expires_at
         {
             return self.finish(
                 id,
@@ -945,20 +907,8 @@ impl Dispatcher {
             );
         }
         let path = self.output_path(idx);
-        if path.exists() {
-            // The checks before the first paid call refuse this; a file that
-            // appeared since is not overwritten. The task is paid for, so its
-            // URL is kept and a plain rerun downloads it once the file is moved.
-            let error = format!(
-                "{} already exists and is not recorded in the state file; move it away and run again to download the video",
-                path.display()
-            );
-            tracing::error!(job = %id, "{error}");
-            return self.record(Record::DownloadFailed { job: id, error });
-        }
         self.active_downloads += 1;
-        let client = self.client.clone();
-        let tx = self.tx.clone();
+        let now = self.now.at;
         let limits = &self.campaign.limits;
         let job = self.job(idx);
         let download_limits = DownloadLimits {
@@ -967,7 +917,7 @@ impl Dispatcher {
             stall: self.scaled(limits.download_stall),
             // `expires_at` is the server's wall clock: only its distance from now is known here.
             deadline: expires_at.map(|at| {
-                Instant::now() + Duration::from_secs(u64::try_from(at - unix_now()).unwrap_or(0))
+                now + Duration::from_secs(u64::try_from(at - unix_now).unwrap_or(0))
             }),
             allow_gif: job
                 .metadata
@@ -981,15 +931,25 @@ impl Dispatcher {
         } else {
             download::Start::Resume
         };
-        self.workers.spawn(async move {
-            let part = download::part_path(&path);
-            let result = download::fetch(&client, &url, &part, &download_limits, start).await;
-            let _ = tx.send(Event::Downloaded { job: idx, result });
+        self.out.push(Command::Download {
+            job: idx,
+            url,
+            path,
+            limits: download_limits,
+            start,
         });
         Ok(())
     }
 
-    fn handle(&mut self, event: Event) -> Result<(), RunError> {
+    /// One thing that happened; its commands are in [`Engine::take_commands`].
+    pub(super) fn handle(&mut self, event: Event, now: Now) {
+        self.now = now;
+        if let Err(e) = self.on_event(event) {
+            self.fail_fatal(e);
+        }
+    }
+
+    fn on_event(&mut self, event: Event) -> Result<(), RunError> {
         match event {
             Event::Uploaded { path, result } => self.on_uploaded(path, result),
             Event::Submitted {
@@ -1008,7 +968,7 @@ impl Dispatcher {
     /// closes the breaker; a failure of the world counts toward an outage.
     /// Returns how the policy classes the error, if it is one.
     fn on_api_result<T>(&mut self, result: &Result<T, ApiError>, call: Call) -> Option<Failure> {
-        let now = Instant::now();
+        let now = self.now.at;
         match result {
             Ok(_) => {
                 self.verified = true;
@@ -1127,7 +1087,7 @@ impl Dispatcher {
             Ok((sha256, url)) => {
                 self.verified = true;
                 self.limiter.on_success(Bucket::Submit);
-                self.service_answered(Instant::now());
+                self.service_answered(self.now.at);
                 self.record(Record::Upload {
                     path: path.clone(),
                     sha256,
@@ -1154,7 +1114,7 @@ impl Dispatcher {
     /// too many tries fail it (and with it the jobs that need the image; they
     /// cost nothing, so a plain rerun tries them again).
     fn on_upload_failed(&mut self, path: String, error: UploadError) {
-        let now = Instant::now();
+        let now = self.now.at;
         let failure = match &error {
             UploadError::Api(e) => {
                 let failure = retry::classify(e, Call::Upload);
@@ -1232,7 +1192,7 @@ impl Dispatcher {
         self.active_calls -= 1;
         let failure = self.on_api_result(&result, Call::Submit);
         let id = self.job(idx).id.clone();
-        let now = Instant::now();
+        let now = self.now.at;
         if let Ok(task) = &result {
             self.budget_said_empty(Bucket::Submit, task, now);
         }
@@ -1418,7 +1378,7 @@ impl Dispatcher {
             tracking.polling = false;
         }
         let failure = self.on_api_result(&result, Call::Poll);
-        let now = Instant::now();
+        let now = self.now.at;
         if let Ok(task) = &result {
             self.budget_said_empty(Bucket::Query, task, now);
         }
@@ -1606,7 +1566,7 @@ impl Dispatcher {
     fn on_looked_up(&mut self, idx: usize, result: Result<Task, ApiError>) -> Result<(), RunError> {
         self.active_calls -= 1;
         let failure = self.on_api_result(&result, Call::Poll);
-        let now = Instant::now();
+        let now = self.now.at;
         let id = self.job(idx).id.clone();
         let Phase::Unknown { attempt } = self.job_state(idx).phase else {
             self.in_flight -= 1;
@@ -1719,7 +1679,7 @@ impl Dispatcher {
                 })?;
                 // Renamed at the next commit, after the record is durable; a crash in
                 // between is finished by the next run (run::recover_download).
-                self.renames.push(path.clone());
+                self.out.push(Command::Rename(path.clone()));
                 tracing::debug!(job = %id, "downloaded {} ({} bytes)", path.display(), fetched.bytes);
             }
             Err(DownloadError::Expired(error)) => {
@@ -1734,7 +1694,7 @@ impl Dispatcher {
                 let delay = self.scaled(Backoff::DEFAULT.delay(n));
                 tracing::warn!(job = %id, "download interrupted ({error}); resuming in {:.1}s", delay.as_secs_f64());
                 self.timers
-                    .push(Reverse((Instant::now() + delay, Wake::RetryDownload(idx))));
+                    .push(Reverse((self.now.at + delay, Wake::RetryDownload(idx))));
             }
             Err(DownloadError::Retry(error)) => {
                 let error = format!(
@@ -1746,6 +1706,13 @@ impl Dispatcher {
             Err(DownloadError::Fatal(error)) => {
                 tracing::error!(job = %id, "{error}");
                 self.finish(id, Status::Failed, error)?;
+            }
+            Err(DownloadError::InTheWay(error)) => {
+                // The checks before the first paid call refuse this; a file that
+                // appeared since is not overwritten. The task is paid for, so its
+                // URL is kept and a plain rerun downloads it once the file is moved.
+                tracing::error!(job = %id, "{error}");
+                self.record(Record::DownloadFailed { job: id, error })?;
             }
             Err(DownloadError::Local(error)) => {
                 // The clip is paid for and its URL still works: keep it for the
@@ -1764,6 +1731,19 @@ impl Dispatcher {
         Ok(())
     }
 
+    /// What holds the run back, for progress lines: a 429's pause, a slowed
+    /// budget (on the provider's clock, as configured), an outage.
+    pub(super) fn held(&self, now: Instant) -> Held {
+        Held {
+            paused: self.limiter.paused_until(now).map(|u| u - now),
+            slowed: self
+                .limiter
+                .slowed()
+                .map(|(bucket, rate)| (bucket.name(), rate * self.opts.time_scale)),
+            outage: self.breaker.open_since().map(|since| now - since),
+        }
+    }
+
     /// Counts by report status plus what is in motion, for progress lines.
     pub(super) fn counts(&self) -> super::progress::Counts {
         let mut counts = super::progress::Counts::default();
@@ -1780,31 +1760,6 @@ impl Dispatcher {
         }
         counts
     }
-}
-
-/// `.part` → final name, then the folder is synced so the rename survives a crash.
-pub(super) fn finish_file(path: &std::path::Path) -> Result<(), RunError> {
-    rename_part(path)?;
-    if let Some(dir) = path.parent() {
-        crate::util::sync_dir(dir);
-    }
-    Ok(())
-}
-
-/// `.part` → final name.
-fn rename_part(path: &std::path::Path) -> Result<(), RunError> {
-    let part = download::part_path(path);
-    std::fs::rename(&part, path).map_err(|source| RunError::Io {
-        what: format!("cannot rename {} to {}", part.display(), path.display()),
-        source: Arc::new(source),
-    })
-}
-
-pub(super) fn unix_now() -> i64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map(|d| d.as_secs() as i64)
-        .unwrap_or(0)
 }
 
 fn fmt_unix(secs: i64) -> String {
