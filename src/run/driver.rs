@@ -16,11 +16,11 @@ use tokio::sync::mpsc;
 use tokio::task::JoinSet;
 use tokio::time::Instant;
 
+use super::RunError;
 use super::download::{self, DownloadError};
-use super::engine::{Command, Engine, Ending, Event, Now, UploadError};
+use super::engine::{Command, Ending, Engine, Event, Now, UploadError};
 use super::progress::Progress;
 use super::shutdown::Signal;
-use super::RunError;
 use crate::api::Client;
 use crate::journal::Journal;
 

@@ -492,7 +492,11 @@ impl Engine {
             }
         }
         for key in needed {
-            let fresh = self.state.uploads.get(&key).is_some_and(|up| fresh(&key, up));
+            let fresh = self
+                .state
+                .uploads
+                .get(&key)
+                .is_some_and(|up| fresh(&key, up));
             if !fresh {
                 self.uploads.insert(key.clone(), UploadState::Queued);
                 self.upload_queue.push_back(key);
@@ -916,9 +920,8 @@ impl Engine {
             min_rate: limits.download_min_rate,
             stall: self.scaled(limits.download_stall),
             // `expires_at` is the server's wall clock: only its distance from now is known here.
-            deadline: expires_at.map(|at| {
-                now + Duration::from_secs(u64::try_from(at - unix_now).unwrap_or(0))
-            }),
+            deadline: expires_at
+                .map(|at| now + Duration::from_secs(u64::try_from(at - unix_now).unwrap_or(0))),
             allow_gif: job
                 .metadata
                 .get("enable_gif")
@@ -1805,3 +1808,7 @@ mod tests {
         assert!(one.starts_with("runner-") && one.ends_with("-1"), "{one}");
     }
 }
+
+#[cfg(test)]
+#[path = "engine_tests.rs"]
+mod virtual_time;

@@ -12,9 +12,9 @@
 //! - `shutdown`: Ctrl-C / SIGTERM as stop-then-abort signals.
 
 pub mod breaker;
+pub mod download;
 mod driver;
 mod engine;
-pub mod download;
 pub mod limiter;
 mod poller;
 mod preflight;
@@ -35,7 +35,7 @@ use crate::manifest::Campaign;
 use crate::report;
 use crate::state::{CampaignState, Phase, Status};
 use driver::Driver;
-use engine::{Engine, Ending};
+use engine::{Ending, Engine};
 pub use shutdown::Signal;
 
 /// How to run, beyond what the manifest says.
