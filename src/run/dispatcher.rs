@@ -123,8 +123,8 @@ struct Tracking {
     misses: u32,
     /// When (after submit) the last of those polls was.
     unfinished_at: Duration,
-    /// When (after submit) a poll last found the task `queued`.
-    queued_seen: Duration,
+    /// When (after submit) a poll first showed progress of 1% or more, and how much.
+    first_progress: Option<(Duration, u32)>,
     /// When the last poll of the task left.
     poll_sent: Option<Instant>,
     /// The last status and progress seen, for progress lines.
@@ -154,6 +154,8 @@ pub(super) struct Dispatcher {
     tracking: foldhash::HashMap<usize, Tracking>,
     limiter: Limiter,
     poller: Poller,
+    /// The run's start: the poller's times are measured from it.
+    epoch: Instant,
     /// Jobs waiting to be submitted, in manifest order.
     submit_queue: VecDeque<usize>,
     /// Jobs waiting for their local images to be uploaded.
@@ -241,6 +243,7 @@ impl Dispatcher {
             state,
             limiter,
             poller,
+            epoch: Instant::now(),
             submit_queue: VecDeque::new(),
             blocked_on_upload: Vec::new(),
             uploads: HashMap::new(),
@@ -1103,7 +1106,7 @@ impl Dispatcher {
                 self.in_flight += 1;
                 self.live[idx].submit_errors = 0;
                 self.live[idx].submitted_here = true;
-                let (first, scout) = self.poller.first(self.job(idx).model);
+                let (first, scout) = self.poller.first(self.job(idx).model.as_str());
                 self.start_tracking(idx, now, first);
                 self.live[idx].scout = scout;
             }
@@ -1215,7 +1218,7 @@ impl Dispatcher {
     /// A task that was probing for its model's time is gone without an answer.
     fn lose_scout(&mut self, idx: usize) {
         if std::mem::take(&mut self.live[idx].scout) {
-            self.poller.scout_lost(self.job(idx).model);
+            self.poller.scout_lost(self.job(idx).model.as_str());
         }
     }
 
@@ -1250,7 +1253,7 @@ impl Dispatcher {
             }
             if let Some(wait) = self
                 .poller
-                .until_expected(model, now.duration_since(submitted))
+                .until_expected(model.as_str(), now.duration_since(submitted))
             {
                 self.schedule_poll(idx, now + wait);
             }
@@ -1334,8 +1337,8 @@ impl Dispatcher {
                 if ended
                     && let Some(elapsed) = elapsed
                     && self.poller.finished(
-                        model,
-                        looked,
+                        model.as_str(),
+                        looked.saturating_duration_since(self.epoch),
                         elapsed,
                         task_poll.misses,
                         task_poll.unfinished_at,
@@ -1389,19 +1392,21 @@ impl Dispatcher {
                         task_poll.misses += 1;
                         let elapsed = elapsed.unwrap_or_default();
                         let queued = status == TaskStatus::Queued;
-                        if queued {
-                            task_poll.queued_seen = elapsed;
-                        }
                         let wait = self.poller.next(
-                            model,
+                            model.as_str(),
                             Look {
                                 elapsed,
                                 queued,
                                 misses: task_poll.misses,
                                 progress: task.progress,
-                                running: elapsed.saturating_sub(task_poll.queued_seen),
+                                first_progress: task_poll.first_progress,
                             },
                         );
+                        if task_poll.first_progress.is_none()
+                            && let Some(p) = task.progress.filter(|p| *p >= 1)
+                        {
+                            task_poll.first_progress = Some((elapsed, p));
+                        }
                         tracing::trace!(job = %id, ?status, progress = ?task.progress,
                             elapsed_ms = elapsed.as_millis(), next_ms = wait.as_millis(), "unfinished");
                         task_poll.unfinished_at = elapsed;

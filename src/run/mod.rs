@@ -14,7 +14,7 @@ pub mod breaker;
 mod dispatcher;
 pub mod download;
 pub mod limiter;
-mod poller;
+pub mod poller;
 mod preflight;
 pub mod progress;
 pub mod retry;

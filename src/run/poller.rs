@@ -30,9 +30,10 @@
 use std::collections::HashMap;
 use std::time::Duration;
 
-use tokio::time::Instant;
-
-use crate::models::Model;
+/// A point in time: how long after the campaign's start. The poller never
+/// reads a clock; every time is passed in, so it runs the same on the wall
+/// clock and in virtual time (`tests/virtual_time.rs`).
+pub type Time = Duration;
 
 /// First look at a task of a model never seen finishing (before time scaling).
 const FIRST_PROBE: Duration = Duration::from_millis(100);
@@ -44,6 +45,8 @@ const GAP_FRACTION: f64 = 0.05;
 const STEP: f64 = 0.05;
 /// The share of first polls meant to come too early (the quantile tracked is 1 − this).
 const EARLY_SHARE: f64 = 0.05;
+/// The largest step of the search down from the scout's upper bound.
+const MAX_DESCENT: f64 = 0.2;
 
 #[derive(Debug, Clone, Copy, Default)]
 struct ModelEstimate {
@@ -57,6 +60,9 @@ struct ModelEstimate {
     /// then the estimate is only an upper bound (the scout's probes overshoot
     /// the finish), and every on-time poll steps it down on its own.
     calibrated: bool,
+    /// While not calibrated: the fraction the next clump of on-time polls
+    /// lowers the estimate by (doubling, see [`Poller::finished`]).
+    descent: f64,
 }
 
 /// Looks at finished tasks whose polls left within one window of each other;
@@ -66,7 +72,7 @@ struct ModelEstimate {
 #[derive(Debug, Clone, Copy)]
 struct Clump {
     /// When the first of these polls left.
-    opened: Instant,
+    opened: Time,
     /// The estimate before the first of them.
     base: Duration,
     looks: u32,
@@ -81,7 +87,7 @@ struct Clump {
 }
 
 impl Clump {
-    fn new(opened: Instant, base: Duration) -> Clump {
+    fn new(opened: Time, base: Duration) -> Clump {
         Clump {
             opened,
             base,
@@ -94,8 +100,8 @@ impl Clump {
     }
 
     /// Whether a poll that left at `polled` belongs to this clump.
-    fn holds(&self, polled: Instant) -> bool {
-        polled.saturating_duration_since(self.opened) <= self.base.mul_f64(GAP_FRACTION)
+    fn holds(&self, polled: Time) -> bool {
+        polled.saturating_sub(self.opened) <= self.base.mul_f64(GAP_FRACTION)
     }
 
     /// One more task, seen finished `elapsed` after submit, after `misses`
@@ -147,20 +153,26 @@ pub struct Look {
     pub misses: u32,
     /// The `progress` percentage the API gave, if any.
     pub progress: Option<u32>,
-    /// How long the task can have been running: since the last look that saw it queued.
-    pub running: Duration,
+    /// The first earlier look of this task that showed progress of 1% or
+    /// more: when (after submit) and how much. Progress is read from there,
+    /// never from submit: a provider may queue a task before its progress
+    /// starts, or count the queue in it.
+    pub first_progress: Option<(Duration, u32)>,
 }
 
 impl Look {
-    /// Time left by the task's own `progress`, read as linear in time and
-    /// rounded in the task's favour (p% shown is taken as p + 1), so the
-    /// guess errs early by at most one point rather than late. `None` when
-    /// progress says nothing (absent, 0, or the task is queued).
+    /// Time left by the task's own `progress`: the rate between the first look
+    /// that showed progress and this one, read as linear in time and rounded
+    /// in the task's favour (p% shown is taken as p + 1), so the guess errs
+    /// early rather than late. `None` when progress says nothing (absent,
+    /// stuck, or seen only once).
     fn remaining(&self) -> Option<Duration> {
-        let p = self
-            .progress
-            .filter(|p| (1..100).contains(p) && !self.queued)?;
-        Some(self.running.mul_f64(f64::from(99 - p) / f64::from(p + 1)))
+        let p = self.progress.filter(|p| (1..100).contains(p))?;
+        let (at, p0) = self.first_progress?;
+        let span = self.elapsed.checked_sub(at).filter(|d| !d.is_zero())?;
+        let gained = p.checked_sub(p0).filter(|g| *g > 0)?;
+        // `gained` may be a whole point too small (both readings truncated).
+        Some(span.mul_f64(f64::from(99 - p) / f64::from(gained + 1)))
     }
 }
 
@@ -169,10 +181,18 @@ fn doubled(base: Duration, misses: u32) -> Duration {
     base.saturating_mul(1 << misses.saturating_sub(1).min(16))
 }
 
-/// Poll timing for every model of a run. Durations here are already time-scaled.
+/// Poll timing for every model of a run, keyed by the model's name.
+/// Durations here are already time-scaled.
+///
+/// The cadence caps (`poll_queued`, `poll_in_progress`) bound every wait that
+/// is a guess: a scout's probes, the looks at a task past its model's
+/// estimate. A first poll sent to a learnt estimate is not capped: the
+/// estimate comes from finishes this run saw, and capping it at 10 s would
+/// cost a 60 s model six polls per job for nothing. If the model slows down,
+/// the first task past the estimate is looked at within the caps again.
 #[derive(Debug)]
 pub struct Poller {
-    models: HashMap<Model, ModelEstimate>,
+    models: HashMap<String, ModelEstimate>,
     /// Cadence caps from the manifest.
     queued: Duration,
     in_progress: Duration,
@@ -195,39 +215,44 @@ impl Poller {
         }
     }
 
+    fn model(&mut self, model: &str) -> &mut ModelEstimate {
+        self.models.entry(model.to_owned()).or_default()
+    }
+
     /// How long after submitting to look first, and whether this task is the
     /// model's scout. While a model's time is unknown one task probes; the
     /// others wait at the cadence and are moved to the expected finish
     /// ([`Poller::finished`] says when) once the scout has learnt it.
-    pub fn first(&mut self, model: Model) -> (Duration, bool) {
-        let m = self.models.entry(model).or_default();
+    pub fn first(&mut self, model: &str) -> (Duration, bool) {
+        let (queued, first_probe) = (self.queued, self.first_probe);
+        let m = self.model(model);
         match m.estimate {
             Some(estimate) => (estimate, false),
-            None if m.scouting => (self.queued, false),
+            None if m.scouting => (queued, false),
             None => {
                 m.scouting = true;
-                (self.first_probe, true)
+                (first_probe, true)
             }
         }
     }
 
     /// The scout of a model stopped without teaching anything (it failed to
     /// poll, or the run lost it): let the next task scout.
-    pub fn scout_lost(&mut self, model: Model) {
-        if let Some(m) = self.models.get_mut(&model) {
+    pub fn scout_lost(&mut self, model: &str) {
+        if let Some(m) = self.models.get_mut(model) {
             m.scouting = false;
         }
     }
 
     /// Where an unfinished task's next poll belongs now that the model has an
     /// estimate: `estimate - elapsed` from now (zero if past it).
-    pub fn until_expected(&self, model: Model, elapsed: Duration) -> Option<Duration> {
-        let estimate = self.models.get(&model)?.estimate?;
+    pub fn until_expected(&self, model: &str, elapsed: Duration) -> Option<Duration> {
+        let estimate = self.models.get(model)?.estimate?;
         Some(estimate.saturating_sub(elapsed))
     }
 
     /// A poll found the task unfinished: how long until the next look.
-    pub fn next(&self, model: Model, look: Look) -> Duration {
+    pub fn next(&self, model: &str, look: Look) -> Duration {
         let cap = if look.queued {
             self.queued
         } else {
@@ -237,8 +262,13 @@ impl Poller {
         // runs ahead of the clock cannot draw a stream of polls.
         let floor = doubled(self.min_gap, look.misses);
         let from_progress = look.remaining().map(|r| r.max(floor));
-        let wait = match self.models.get(&model).and_then(|m| m.estimate) {
-            Some(estimate) if look.elapsed + self.min_gap < estimate => estimate - look.elapsed,
+        let wait = match self.models.get(model).and_then(|m| m.estimate) {
+            Some(estimate) if look.elapsed + self.min_gap < estimate => {
+                // Early (a scout's clump-mate or a slow poll): the estimate
+                // stands unless the task's own progress says it is nearer.
+                let to_estimate = estimate - look.elapsed;
+                from_progress.map_or(to_estimate, |wait| wait.min(to_estimate))
+            }
             Some(estimate) => {
                 // Past the estimate: a short gap that doubles, or sooner if the
                 // task's progress says so. Never later: progress that is not
@@ -249,6 +279,8 @@ impl Poller {
                 );
                 from_progress.map_or(gap, |wait| wait.min(gap))
             }
+            // Unknown model: the task's progress rate once it has been seen
+            // twice, else probes that grow.
             None => from_progress
                 .unwrap_or_else(|| look.elapsed.mul_f64(PROBE_GROWTH - 1.0).max(self.min_gap)),
         };
@@ -261,18 +293,19 @@ impl Poller {
     /// first estimate.
     pub fn finished(
         &mut self,
-        model: Model,
-        polled: Instant,
+        model: &str,
+        polled: Time,
         elapsed: Duration,
         misses: u32,
         unfinished_at: Duration,
     ) -> bool {
-        let m = self.models.entry(model).or_default();
+        let m = self.model(model);
         m.scouting = false;
         let Some(estimate) = m.estimate else {
             // The scout: the finish lies between its last two looks. Start from the
             // later one: the tasks waiting on this estimate then need one poll each.
             m.estimate = Some(elapsed);
+            m.descent = STEP;
             return true;
         };
         if misses == 0 && elapsed > estimate + estimate.mul_f64(GAP_FRACTION) {
@@ -280,21 +313,36 @@ impl Poller {
             // that says nothing about whether the estimate is too high.
             return false;
         }
+        let was_calibrated = m.calibrated;
         m.calibrated |= misses > 0;
         let mut clump = match m.clump {
-            Some(clump) if m.calibrated && clump.holds(polled) => clump,
-            _ => Clump::new(polled, estimate),
+            Some(clump) if clump.holds(polled) => clump,
+            _ => {
+                if m.clump.is_some() && !was_calibrated {
+                    // Until the first early poll the estimate is only an upper
+                    // bound: each clump of on-time polls steps down twice as
+                    // far as the last one, a search for where the finishes are.
+                    m.descent = (m.descent * 2.0).min(MAX_DESCENT);
+                }
+                Clump::new(polled, estimate)
+            }
         };
         clump.add(elapsed, misses, unfinished_at);
-        m.estimate = Some(clump.estimate());
+        let next = if m.calibrated {
+            clump.estimate()
+        } else {
+            let down = clump.base.mul_f64(1.0 - m.descent);
+            clump.on_time_low.map_or(down, |low| down.min(low))
+        };
+        m.estimate = Some(next);
         m.clump = Some(clump);
         false
     }
 
     /// The current estimate for a model.
     #[cfg(test)]
-    pub fn estimate(&self, model: Model) -> Option<Duration> {
-        self.models.get(&model).and_then(|m| m.estimate)
+    pub fn estimate(&self, model: &str) -> Option<Duration> {
+        self.models.get(model).and_then(|m| m.estimate)
     }
 }
 
@@ -302,7 +350,8 @@ impl Poller {
 mod tests {
     use super::*;
 
-    const MODEL: Model = Model::GeminiOmniFlash;
+    const MODEL: &str = "gemini-omni-flash";
+    const OTHER: &str = "veo3.1-fast";
 
     fn ms(n: u64) -> Duration {
         Duration::from_millis(n)
@@ -313,14 +362,14 @@ mod tests {
         (t.as_secs_f64() / generation.as_secs_f64() * 99.0) as u32
     }
 
-    /// A look at a task running since submit.
+    /// A look at a running task, whose progress was first seen at 0.1 s at 5%.
     fn look(elapsed: Duration, misses: u32, progress: Option<u32>) -> Look {
         Look {
             elapsed,
             queued: false,
             misses,
             progress,
-            running: elapsed,
+            first_progress: progress.map(|_| (ms(100), 5)),
         }
     }
 
@@ -346,7 +395,7 @@ mod tests {
     ) -> (f64, Duration) {
         let mut polls = 0;
         let mut overrun = Duration::ZERO;
-        let mut clock = Instant::now();
+        let mut clock = Duration::ZERO;
         for _ in 0..waves {
             let submitted = clock;
             let firsts: Vec<Duration> = (0..tasks).map(|_| poller.first(MODEL).0).collect();
@@ -369,7 +418,7 @@ mod tests {
     /// polls it took and when it was seen finished.
     fn follow(
         poller: &mut Poller,
-        submitted: Instant,
+        submitted: Time,
         first: Duration,
         generation: Duration,
         progress: bool,
@@ -378,6 +427,7 @@ mod tests {
         let mut t = first;
         let mut misses = 0;
         let mut unfinished_at = Duration::ZERO;
+        let mut first_progress = None;
         loop {
             polls += 1;
             if t >= generation {
@@ -386,10 +436,18 @@ mod tests {
             }
             misses += 1;
             unfinished_at = t;
-            t += poller.next(
-                MODEL,
-                look(t, misses, progress.then(|| linear(t, generation))),
-            );
+            let shown = progress.then(|| linear(t, generation)).filter(|p| *p >= 1);
+            let look = Look {
+                elapsed: t,
+                queued: false,
+                misses,
+                progress: shown,
+                first_progress,
+            };
+            if first_progress.is_none() {
+                first_progress = shown.map(|p| (t, p));
+            }
+            t += poller.next(MODEL, look);
         }
     }
 
@@ -436,7 +494,7 @@ mod tests {
     #[test]
     fn past_the_estimate_progress_only_brings_the_next_look_closer() {
         let mut p = Poller::new(Duration::from_secs(5), Duration::from_secs(10), 1.0);
-        p.finished(MODEL, Instant::now(), ms(2000), 0, Duration::ZERO);
+        p.finished(MODEL, Duration::ZERO, ms(2000), 0, Duration::ZERO);
         let plain = p.next(MODEL, look(ms(2000), 1, None));
         assert_eq!(plain, ms(100), "5% of the estimate");
         // Coarse progress (50% near the end) must not push the look out to ~2 s.
@@ -468,8 +526,8 @@ mod tests {
     #[test]
     fn a_wave_of_early_polls_does_not_inflate_the_estimate() {
         let mut p = Poller::new(Duration::from_secs(5), Duration::from_secs(10), 1.0);
-        p.finished(MODEL, Instant::now(), ms(2000), 0, Duration::ZERO);
-        let polled = Instant::now();
+        p.finished(MODEL, Duration::ZERO, ms(2000), 0, Duration::ZERO);
+        let polled = Duration::ZERO;
         for _ in 0..20 {
             // Seen unfinished at 1.95 s, done at 2.02 s.
             p.finished(MODEL, polled, ms(2020), 1, ms(1950));
@@ -482,7 +540,7 @@ mod tests {
     #[test]
     fn a_clump_of_on_time_polls_lowers_the_estimate_once() {
         let mut p = Poller::new(Duration::from_secs(5), Duration::from_secs(10), 1.0);
-        let start = Instant::now();
+        let start = Duration::from_secs(100);
         p.finished(MODEL, start, ms(2000), 0, Duration::ZERO);
         // One early poll: from now on, clumps move the estimate once.
         p.finished(MODEL, start + ms(2000), ms(2010), 1, ms(1990));
@@ -504,7 +562,7 @@ mod tests {
     fn until_the_first_early_poll_each_on_time_poll_steps_down() {
         // The scout's estimate is an upper bound: a clump must not hold it there.
         let mut p = Poller::new(Duration::from_secs(5), Duration::from_secs(10), 1.0);
-        let start = Instant::now();
+        let start = Duration::from_secs(100);
         p.finished(MODEL, start, ms(2500), 0, Duration::ZERO);
         for i in 0..20 {
             p.finished(MODEL, start + ms(2500 + i), ms(2500), 0, Duration::ZERO);
@@ -533,9 +591,9 @@ mod tests {
     #[test]
     fn late_polls_do_not_lower_the_estimate() {
         let mut p = Poller::new(Duration::from_secs(5), Duration::from_secs(10), 1.0);
-        p.finished(MODEL, Instant::now(), ms(2000), 0, Duration::ZERO);
+        p.finished(MODEL, Duration::ZERO, ms(2000), 0, Duration::ZERO);
         for _ in 0..50 {
-            p.finished(MODEL, Instant::now(), ms(2500), 0, Duration::ZERO);
+            p.finished(MODEL, Duration::ZERO, ms(2500), 0, Duration::ZERO);
         }
         assert_eq!(p.estimate(MODEL), Some(ms(2000)));
     }
@@ -543,9 +601,9 @@ mod tests {
     #[test]
     fn a_wave_finishing_together_barely_moves_the_estimate() {
         let mut p = Poller::new(Duration::from_secs(5), Duration::from_secs(10), 1.0);
-        p.finished(MODEL, Instant::now(), ms(2000), 0, Duration::ZERO);
+        p.finished(MODEL, Duration::ZERO, ms(2000), 0, Duration::ZERO);
         for _ in 0..20 {
-            p.finished(MODEL, Instant::now(), ms(2300), 0, Duration::ZERO);
+            p.finished(MODEL, Duration::ZERO, ms(2300), 0, Duration::ZERO);
         }
         let e = p.estimate(MODEL).unwrap();
         assert!(e >= ms(1500), "{e:?}");
@@ -555,7 +613,7 @@ mod tests {
     fn a_slower_spell_raises_the_estimate_at_once() {
         let mut p = Poller::new(Duration::from_secs(5), Duration::from_secs(10), 1.0);
         simulate(&mut p, ms(2000), 50, false);
-        p.finished(MODEL, Instant::now(), ms(3100), 2, ms(3000));
+        p.finished(MODEL, Duration::ZERO, ms(3100), 2, ms(3000));
         assert!(p.estimate(MODEL).unwrap() >= ms(3000));
     }
 
@@ -564,13 +622,13 @@ mod tests {
         let mut p = Poller::new(Duration::from_secs(5), Duration::from_secs(10), 1.0);
         assert_eq!(p.first(MODEL), (ms(100), true));
         assert_eq!(p.first(MODEL), (Duration::from_secs(5), false));
-        assert_eq!(p.first(Model::Veo31Fast), (ms(100), true));
+        assert_eq!(p.first(OTHER), (ms(100), true));
         assert_eq!(p.until_expected(MODEL, ms(500)), None);
-        assert!(p.finished(MODEL, Instant::now(), ms(2250), 2, ms(1500)));
+        assert!(p.finished(MODEL, Duration::ZERO, ms(2250), 2, ms(1500)));
         assert_eq!(p.until_expected(MODEL, ms(500)), Some(ms(1750)));
         assert_eq!(p.first(MODEL), (ms(2250), false));
-        p.scout_lost(Model::Veo31Fast);
-        assert!(p.first(Model::Veo31Fast).1, "a lost scout is replaced");
+        p.scout_lost(OTHER);
+        assert!(p.first(OTHER).1, "a lost scout is replaced");
     }
 
     #[test]
