@@ -474,7 +474,9 @@ mod tests {
         let mut p = Poller::new(Duration::from_secs(5), Duration::from_secs(10), 1.0);
         let g = Duration::from_secs(2);
         let (polls, overrun) = simulate(&mut p, g, 1, true);
-        assert!(polls <= 3.0, "{polls} polls");
+        // Two probes to read the rate, then looks at the predicted finish that
+        // err early (the +1 rounding) and close in: once per model.
+        assert!(polls <= 5.0, "{polls} polls");
         assert!(overrun <= ms(100), "{overrun:?}");
         let e = p.estimate(MODEL).unwrap();
         assert!(e >= g && e <= g + ms(100), "{e:?}");
