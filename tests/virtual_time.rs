@@ -16,3 +16,25 @@ fn print_regimes() {
         );
     }
 }
+
+#[test]
+fn debug_one() {
+    let Ok(which) = std::env::var("VT_DEBUG") else {
+        return;
+    };
+    let (name, cfg) = regimes()
+        .into_iter()
+        .find(|(n, _)| n.contains(which.as_str()))
+        .unwrap();
+    let d = draws(&cfg);
+    let o = drive(&cfg, &d, &mut Oracle { draws: &d });
+    let r = drive(&cfg, &d, &mut PollerEngine::new(&cfg, &d));
+    println!("{name}: oracle {} ours {} polls {}", o.makespan, r.makespan, r.polls);
+    for j in 0..d.len() {
+        let fin = r.submitted[j] + d[j].total();
+        println!(
+            "job {j:4} sub {:7.3} (oracle {:7.3}) total {:6.3} ended {:7.3} hold {:6.3}",
+            r.submitted[j], o.submitted[j], d[j].total(), r.ended[j], r.ended[j] - fin
+        );
+    }
+}

@@ -259,8 +259,12 @@ impl Poller {
             self.in_progress
         };
         // Never faster than a doubling floor, so a provider whose `progress`
-        // runs ahead of the clock cannot draw a stream of polls.
-        let floor = doubled(self.min_gap, look.misses);
+        // runs ahead of the clock cannot draw a stream of polls; but never a
+        // floor past a twentieth of the task's age, which a scout's many
+        // probes would otherwise reach.
+        let floor = doubled(self.min_gap, look.misses)
+            .min(look.elapsed.mul_f64(GAP_FRACTION))
+            .max(self.min_gap);
         let from_progress = look.remaining().map(|r| r.max(floor));
         let wait = match self.models.get(model).and_then(|m| m.estimate) {
             Some(estimate) if look.elapsed + self.min_gap < estimate => {
