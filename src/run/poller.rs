@@ -306,19 +306,29 @@ impl Poller {
         let m = self.model(model);
         m.scouting = false;
         let Some(estimate) = m.estimate else {
-            // The scout: the finish lies between its last two looks. Start from the
-            // later one: the tasks waiting on this estimate then need one poll each.
-            m.estimate = Some(elapsed);
+            // The scout: the finish lies between its last two looks; start from
+            // the middle (the search below moves it either way). With progress
+            // the looks are close; without, ×1.5 probes leave a third of the
+            // finish's time between them, and the later look would hold the
+            // whole first wave up to a third past its finish.
+            let low = if misses > 0 { unfinished_at } else { elapsed };
+            m.estimate = Some((low + elapsed) / 2);
             m.descent = STEP;
             return true;
         };
-        if misses == 0 && elapsed > estimate + estimate.mul_f64(GAP_FRACTION) {
+        // Only a look at (or just before) the estimate that found the task
+        // unfinished says the estimate is too low: a scout's probes, or a
+        // look at the cadence while the scout was out, came before it.
+        let early =
+            misses > 0 && unfinished_at + estimate.mul_f64(GAP_FRACTION) >= estimate;
+        let misses = if early { misses } else { 0 };
+        if !early && elapsed > estimate + estimate.mul_f64(GAP_FRACTION) {
             // Found finished by a poll that went late (the budget was busy):
             // that says nothing about whether the estimate is too high.
             return false;
         }
         let was_calibrated = m.calibrated;
-        m.calibrated |= misses > 0;
+        m.calibrated |= early;
         let mut clump = match m.clump {
             Some(clump) if clump.holds(polled) => clump,
             _ => {
@@ -631,8 +641,9 @@ mod tests {
         assert_eq!(p.first(OTHER), (ms(100), true));
         assert_eq!(p.until_expected(MODEL, ms(500)), None);
         assert!(p.finished(MODEL, Duration::ZERO, ms(2250), 2, ms(1500)));
-        assert_eq!(p.until_expected(MODEL, ms(500)), Some(ms(1750)));
-        assert_eq!(p.first(MODEL), (ms(2250), false));
+        // The middle of the scout's last two looks.
+        assert_eq!(p.until_expected(MODEL, ms(500)), Some(ms(1375)));
+        assert_eq!(p.first(MODEL), (ms(1875), false));
         p.scout_lost(OTHER);
         assert!(p.first(OTHER).1, "a lost scout is replaced");
     }
