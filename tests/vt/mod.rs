@@ -147,6 +147,8 @@ pub enum Status {
 
 /// The provider's answer about a task `t` seconds after its submit.
 pub fn look(draw: &Draw, mode: Progress, t: f64) -> (Status, Option<u32>) {
+    // A poll sent at the finish, give or take rounding, sees it finished.
+    let t = t + 1e-9;
     let status = if t < draw.queue {
         Status::Queued
     } else if t < draw.total() {
@@ -312,11 +314,16 @@ pub fn drive(cfg: &Config, draws: &[Draw], engine: &mut dyn Engine) -> Outcome {
             }
             timers.pop();
             if generation[t.job] == t.generation {
-                due.push_back(t.job);
+                due.push_back((t.job, t.generation));
             }
         }
         loop {
-            if let Some(&job) = due.front() {
+            if let Some(&(job, g)) = due.front() {
+                if generation[job] != g {
+                    // Moved by a later command while it waited for a token.
+                    due.pop_front();
+                    continue;
+                }
                 if buckets[q].take(now) {
                     due.pop_front();
                     out.polls += 1;
