@@ -14,7 +14,9 @@ fn main() {
         .and_then(|s| s.parse().ok())
         .unwrap_or(10);
     let started = std::time::Instant::now();
-    println!("| regime | oracle makespan | makespan / oracle (worst) | (mean) | polls/job (worst) |");
+    println!(
+        "| regime | oracle makespan | makespan / oracle (worst) | (mean) | polls/job (worst) |"
+    );
     println!("|---|---|---|---|---|");
     for (name, cfg) in vt::regimes() {
         let m = vt::measure(name, &cfg, seeds);

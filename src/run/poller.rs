@@ -45,6 +45,12 @@ const GAP_FRACTION: f64 = 0.05;
 const STEP: f64 = 0.05;
 /// The share of first polls meant to come too early (the quantile tracked is 1 − this).
 const EARLY_SHARE: f64 = 0.05;
+/// Polls per job the early share may spend (see [`ModelEstimate::target`]).
+const POLL_BUDGET: f64 = 1.2;
+/// The most first polls meant to come early.
+const MAX_EARLY_SHARE: f64 = 0.3;
+/// The weight of one task in the running means of [`ModelEstimate::early_cost`].
+const MEAN_WEIGHT: f64 = 0.1;
 /// The largest step of the search down from the scout's upper bound.
 const MAX_DESCENT: f64 = 0.2;
 
@@ -63,6 +69,27 @@ struct ModelEstimate {
     /// While not calibrated: the fraction the next clump of on-time polls
     /// lowers the estimate by (doubling, see [`Poller::finished`]).
     descent: f64,
+    /// Running means over tasks whose first poll came early: polls after the
+    /// first, and how far past the estimate they finished (a fraction of it).
+    /// `None` until one has been seen.
+    early_cost: Option<(f64, f64)>,
+}
+
+impl ModelEstimate {
+    /// The share of first polls meant to come early. A first poll that comes
+    /// late holds a slot; one that comes early costs polls. When tasks finish
+    /// within a gap of the estimate (steady times), lateness costs little and
+    /// the share stays at [`EARLY_SHARE`]. When they spread, early looks are
+    /// worth their polls: as many as the poll budget pays for at what an
+    /// early task has cost so far.
+    fn target(&self) -> f64 {
+        match self.early_cost {
+            Some((polls, overrun)) if overrun > 2.0 * GAP_FRACTION => {
+                ((POLL_BUDGET - 1.0) / polls.max(1.0)).clamp(EARLY_SHARE, MAX_EARLY_SHARE)
+            }
+            _ => EARLY_SHARE,
+        }
+    }
 }
 
 /// Looks at finished tasks whose polls left within one window of each other;
@@ -75,6 +102,8 @@ struct Clump {
     opened: Time,
     /// The estimate before the first of them.
     base: Duration,
+    /// The share of first polls meant to come early (see [`ModelEstimate::target`]).
+    target: f64,
     looks: u32,
     /// How many were found unfinished by their first poll.
     early: u32,
@@ -87,10 +116,11 @@ struct Clump {
 }
 
 impl Clump {
-    fn new(opened: Time, base: Duration) -> Clump {
+    fn new(opened: Time, base: Duration, target: f64) -> Clump {
         Clump {
             opened,
             base,
+            target,
             looks: 0,
             early: 0,
             on_time_low: None,
@@ -120,23 +150,32 @@ impl Clump {
     /// The estimate after this clump: one step from `base`, weighted by the
     /// clump's share of early polls, and at least the latest time one of its
     /// tasks was seen unfinished.
+    ///
+    /// When the model's times spread (its early share is raised), one task
+    /// seen unfinished late says nothing about the others: only the step
+    /// applies.
     fn estimate(&self) -> Duration {
-        self.step().max(self.unfinished_high)
+        if self.target > EARLY_SHARE {
+            self.step()
+        } else {
+            self.step().max(self.unfinished_high)
+        }
     }
 
     fn step(&self) -> Duration {
         let estimate = self.base;
         let step = estimate.mul_f64(STEP);
         let early = f64::from(self.early) / f64::from(self.looks.max(1));
-        if early > EARLY_SHARE {
+        let target = self.target;
+        if early > target {
             // Up, but not past one step beyond these tasks' own finish: a wave of
             // early polls at once must not inflate the estimate.
-            let up = step.mul_f64(early - EARLY_SHARE);
+            let up = step.mul_f64(early - target);
             (estimate + up)
-                .min(self.early_high + step.mul_f64(1.0 - EARLY_SHARE))
+                .min(self.early_high + step.mul_f64(1.0 - target))
                 .max(estimate)
         } else {
-            let down = estimate.saturating_sub(step.mul_f64(EARLY_SHARE - early));
+            let down = estimate.saturating_sub(step.mul_f64(target - early));
             self.on_time_low.map_or(down, |low| down.min(low))
         }
     }
@@ -173,6 +212,19 @@ impl Look {
         let gained = p.checked_sub(p0).filter(|g| *g > 0)?;
         // `gained` may be a whole point too small (both readings truncated).
         Some(span.mul_f64(f64::from(99 - p) / f64::from(gained + 1)))
+    }
+}
+
+impl Look {
+    /// The longest the task can still take if its progress is linear in time:
+    /// read from submit, the earliest it can have started. `None` without
+    /// progress, or when an earlier look already gave a rate.
+    fn latest_finish(&self) -> Option<Duration> {
+        let p = self.progress.filter(|p| (1..100).contains(p))?;
+        if self.first_progress.is_some() {
+            return None;
+        }
+        Some(self.elapsed.mul_f64(f64::from(100 - p) / f64::from(p)))
     }
 }
 
@@ -277,16 +329,28 @@ impl Poller {
                 // Past the estimate: a short gap that doubles, or sooner if the
                 // task's progress says so. Never later: progress that is not
                 // linear in time (50% shown near the end) must not hold a slot.
+                // Progress seen once bounds the finish from above (it cannot
+                // have started before submit): no later than halfway there.
                 let gap = doubled(
                     estimate.mul_f64(GAP_FRACTION).max(self.min_gap),
                     look.misses,
                 );
-                from_progress.map_or(gap, |wait| wait.min(gap))
+                match (from_progress, look.latest_finish()) {
+                    (Some(wait), _) => wait.min(gap),
+                    (None, Some(latest)) => gap.min((latest / 2).max(floor)),
+                    (None, None) => gap,
+                }
             }
             // Unknown model: the task's progress rate once it has been seen
             // twice, else probes that grow.
-            None => from_progress
-                .unwrap_or_else(|| look.elapsed.mul_f64(PROBE_GROWTH - 1.0).max(self.min_gap)),
+            None => {
+                let probe = look.elapsed.mul_f64(PROBE_GROWTH - 1.0).max(self.min_gap);
+                match (from_progress, look.latest_finish()) {
+                    (Some(wait), _) => wait,
+                    (None, Some(latest)) => probe.min((latest / 2).max(floor)),
+                    (None, None) => probe,
+                }
+            }
         };
         wait.min(cap).max(self.min_gap.min(cap))
     }
@@ -319,8 +383,7 @@ impl Poller {
         // Only a look at (or just before) the estimate that found the task
         // unfinished says the estimate is too low: a scout's probes, or a
         // look at the cadence while the scout was out, came before it.
-        let early =
-            misses > 0 && unfinished_at + estimate.mul_f64(GAP_FRACTION) >= estimate;
+        let early = misses > 0 && unfinished_at + estimate.mul_f64(GAP_FRACTION) >= estimate;
         let misses = if early { misses } else { 0 };
         if !early && elapsed > estimate + estimate.mul_f64(GAP_FRACTION) {
             // Found finished by a poll that went late (the budget was busy):
@@ -329,6 +392,18 @@ impl Poller {
         }
         let was_calibrated = m.calibrated;
         m.calibrated |= early;
+        if early {
+            let polls = f64::from(misses);
+            let overrun =
+                elapsed.saturating_sub(estimate).as_secs_f64() / estimate.as_secs_f64().max(1e-9);
+            m.early_cost = Some(match m.early_cost {
+                None => (polls, overrun),
+                Some((p, o)) => (
+                    p + MEAN_WEIGHT * (polls - p),
+                    o + MEAN_WEIGHT * (overrun - o),
+                ),
+            });
+        }
         let mut clump = match m.clump {
             Some(clump) if clump.holds(polled) => clump,
             _ => {
@@ -338,7 +413,7 @@ impl Poller {
                     // far as the last one, a search for where the finishes are.
                     m.descent = (m.descent * 2.0).min(MAX_DESCENT);
                 }
-                Clump::new(polled, estimate)
+                Clump::new(polled, estimate, m.target())
             }
         };
         clump.add(elapsed, misses, unfinished_at);

@@ -154,7 +154,10 @@ pub fn look(draw: &Draw, mode: Progress, t: f64) -> (Status, Option<u32>) {
     } else if t < draw.total() {
         Status::Running
     } else {
-        return (Status::Completed, Some(100).filter(|_| mode != Progress::Absent));
+        return (
+            Status::Completed,
+            Some(100).filter(|_| mode != Progress::Absent),
+        );
     };
     let f = ((t - draw.queue) / draw.generation).clamp(0.0, 1.0);
     let pct = |x: f64| (x * 99.0).floor() as u32;
@@ -295,9 +298,9 @@ pub fn drive(cfg: &Config, draws: &[Draw], engine: &mut dyn Engine) -> Outcome {
     let mut commands = Vec::new();
     let (mut now, mut next_job, mut in_flight, mut done) = (0.0f64, 0usize, 0usize, 0usize);
     let apply = |commands: &mut Vec<Command>,
-                     timers: &mut BinaryHeap<Timer>,
-                     generation: &mut [u32],
-                     now: f64| {
+                 timers: &mut BinaryHeap<Timer>,
+                 generation: &mut [u32],
+                 now: f64| {
         for Command::PollAt { job, at } in commands.drain(..) {
             generation[job] = generation[job].wrapping_add(1);
             timers.push(Timer {
@@ -492,16 +495,16 @@ impl Engine for PollerEngine {
                         // As `Dispatcher::reschedule_waiting`: the tasks that
                         // waited for the scout go to their expected finish.
                         for (other, o) in self.tasks.iter().enumerate() {
-                            if o.live && o.misses == 0 && self.model_of[other] == model {
-                                if let Some(wait) = self
-                                    .poller
-                                    .until_expected(name, secs(now - o.submitted))
-                                {
-                                    out.push(Command::PollAt {
-                                        job: other,
-                                        at: now + wait.as_secs_f64(),
-                                    });
-                                }
+                            if o.live
+                                && o.misses == 0
+                                && self.model_of[other] == model
+                                && let Some(wait) =
+                                    self.poller.until_expected(name, secs(now - o.submitted))
+                            {
+                                out.push(Command::PollAt {
+                                    job: other,
+                                    at: now + wait.as_secs_f64(),
+                                });
                             }
                         }
                     }
@@ -642,11 +645,26 @@ pub fn regimes() -> Vec<(&'static str, Config)> {
                 ..issue4(0.5)
             },
         ),
-        ("queue 3× generation (3 + 1 s)", with(model(3.0, 1.0, 0.0, l))),
-        ("queue 5× generation, slot-bound", slot(model(3.33, 0.67, 0.0, l))),
-        ("progress absent", with(model(0.5, 1.5, 0.0, Progress::Absent))),
-        ("progress stuck at 0", with(model(0.5, 1.5, 0.0, Progress::Stuck))),
-        ("progress runs ahead", with(model(0.5, 1.5, 0.0, Progress::Ahead))),
+        (
+            "queue 3× generation (3 + 1 s)",
+            with(model(3.0, 1.0, 0.0, l)),
+        ),
+        (
+            "queue 5× generation, slot-bound",
+            slot(model(3.33, 0.67, 0.0, l)),
+        ),
+        (
+            "progress absent",
+            with(model(0.5, 1.5, 0.0, Progress::Absent)),
+        ),
+        (
+            "progress stuck at 0",
+            with(model(0.5, 1.5, 0.0, Progress::Stuck)),
+        ),
+        (
+            "progress runs ahead",
+            with(model(0.5, 1.5, 0.0, Progress::Ahead)),
+        ),
         (
             "progress counts the queue",
             with(model(0.5, 1.5, 0.0, Progress::CountsQueue)),
