@@ -189,12 +189,41 @@ fn debug_one() {
     for j in 0..d.len() {
         let fin = r.submitted[j] + d[j].total();
         println!(
-            "job {j:4} sub {:7.3} (oracle {:7.3}) total {:6.3} ended {:7.3} hold {:6.3}",
+            "job {j:4} sub {:7.3} (oracle {:7.3}) total {:6.3} ended {:7.3} hold {:6.3} polls {}",
             r.submitted[j],
             o.submitted[j],
             d[j].total(),
             r.ended[j],
-            r.ended[j] - fin
+            r.ended[j] - fin,
+            r.polls_of[j]
         );
     }
+}
+
+/// Logs what one job sees (`VT_TRACE=regime:job`).
+#[test]
+fn trace_one() {
+    let Ok(which) = std::env::var("VT_TRACE") else {
+        return;
+    };
+    let (regime, job) = which.split_once(':').unwrap();
+    let job: usize = job.parse().unwrap();
+    let (_, cfg) = regimes()
+        .into_iter()
+        .find(|(n, _)| n.contains(regime))
+        .unwrap();
+    let d = draws(&cfg);
+    struct Tap<'a>(PollerEngine, usize, &'a [Draw]);
+    impl Engine for Tap<'_> {
+        fn handle(&mut self, event: Event, now: f64, out: &mut Vec<Command>) {
+            self.0.handle(event, now, out);
+            let j = match event {
+                Event::Submitted { job } | Event::Polled { job, .. } => job,
+            };
+            if j == self.1 {
+                println!("{now:8.3} {event:?} -> {out:?} ({:?})", self.2[j]);
+            }
+        }
+    }
+    drive(&cfg, &d, &mut Tap(PollerEngine::new(&cfg, &d), job, &d));
 }

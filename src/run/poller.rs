@@ -326,17 +326,19 @@ impl Poller {
                 from_progress.map_or(to_estimate, |wait| wait.min(to_estimate))
             }
             Some(estimate) => {
-                // Past the estimate: a short gap that doubles, or sooner if the
-                // task's progress says so. Never later: progress that is not
-                // linear in time (50% shown near the end) must not hold a slot.
-                // Progress seen once bounds the finish from above (it cannot
-                // have started before submit): no later than halfway there.
+                // Past the estimate: the task's progress rate, once read over
+                // two looks (rounded to err early; a provider whose progress
+                // moves in coarse steps shows no gain and gives no rate). Else
+                // a short gap that doubles; one reading (which may be coarse:
+                // 50% near the end) only brings it closer, no later than
+                // halfway to the latest finish it allows (progress cannot have
+                // started before submit).
                 let gap = doubled(
                     estimate.mul_f64(GAP_FRACTION).max(self.min_gap),
                     look.misses,
                 );
                 match (from_progress, look.latest_finish()) {
-                    (Some(wait), _) => wait.min(gap),
+                    (Some(wait), _) => wait,
                     (None, Some(latest)) => gap.min((latest / 2).max(floor)),
                     (None, None) => gap,
                 }
@@ -583,15 +585,22 @@ mod tests {
     }
 
     #[test]
-    fn past_the_estimate_progress_only_brings_the_next_look_closer() {
+    fn past_the_estimate_one_reading_only_brings_the_next_look_closer() {
         let mut p = Poller::new(Duration::from_secs(5), Duration::from_secs(10), 1.0);
         p.finished(MODEL, Duration::ZERO, ms(2000), 0, Duration::ZERO);
         let plain = p.next(MODEL, look(ms(2000), 1, None));
         assert_eq!(plain, ms(100), "5% of the estimate");
-        // Coarse progress (50% near the end) must not push the look out to ~2 s.
-        assert_eq!(p.next(MODEL, look(ms(2000), 1, Some(50))), plain);
-        // Fine progress brings it closer.
-        assert!(p.next(MODEL, look(ms(2000), 1, Some(98))) < plain);
+        let once = |progress| Look {
+            first_progress: None,
+            ..look(ms(2000), 1, Some(progress))
+        };
+        // One coarse reading (50% near the end) must not push the look out to ~2 s.
+        assert_eq!(p.next(MODEL, once(50)), plain);
+        // A fine one brings it closer.
+        assert!(p.next(MODEL, once(98)) < plain);
+        // A rate read over two looks is believed past the gap (erring early).
+        let rate = p.next(MODEL, look(ms(2000), 2, Some(50)));
+        assert!(rate > ms(1500) && rate < ms(2100), "{rate:?}");
     }
 
     #[test]

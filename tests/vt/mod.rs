@@ -211,6 +211,8 @@ pub struct Outcome {
     /// Per job: submit time, finishing poll time.
     pub submitted: Vec<f64>,
     pub ended: Vec<f64>,
+    /// Polls per job.
+    pub polls_of: Vec<u32>,
     /// A poll sent for a job not yet submitted, or after its end (should be 0).
     pub stray_polls: usize,
 }
@@ -286,6 +288,7 @@ pub fn drive(cfg: &Config, draws: &[Draw], engine: &mut dyn Engine) -> Outcome {
         jobs: n,
         submitted: vec![f64::NAN; n],
         ended: vec![f64::NAN; n],
+        polls_of: vec![0; n],
         ..Outcome::default()
     };
     // One bucket for both when shared: `Q` then names the submit bucket.
@@ -331,6 +334,7 @@ pub fn drive(cfg: &Config, draws: &[Draw], engine: &mut dyn Engine) -> Outcome {
                     due.pop_front();
                     out.polls += 1;
                     out.polls_at.push(now);
+                    out.polls_of[job] += 1;
                     if out.submitted[job].is_nan() || !out.ended[job].is_nan() {
                         out.stray_polls += 1;
                         continue;
