@@ -170,6 +170,7 @@ fn table() {
     }
 }
 
+/// Prints every job of one regime (`VT_DEBUG=<part of its name>`).
 #[test]
 fn debug_one() {
     let Ok(which) = std::env::var("VT_DEBUG") else {
@@ -186,13 +187,13 @@ fn debug_one() {
         "{name}: oracle {} ours {} polls {}",
         o.makespan, r.makespan, r.polls
     );
-    for j in 0..d.len() {
-        let fin = r.submitted[j] + d[j].total();
+    for (j, draw) in d.iter().enumerate() {
+        let fin = r.submitted[j] + draw.total();
         println!(
             "job {j:4} sub {:7.3} (oracle {:7.3}) total {:6.3} ended {:7.3} hold {:6.3} polls {}",
             r.submitted[j],
             o.submitted[j],
-            d[j].total(),
+            draw.total(),
             r.ended[j],
             r.ended[j] - fin,
             r.polls_of[j]

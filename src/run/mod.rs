@@ -5,6 +5,8 @@
 //! - `breaker`: tells an outage from a job's failure; pauses the run while the world is down.
 //! - `preflight`: the local checks before the first paid call.
 //! - `limiter`: one rate for all calls; the pause a 429 causes.
+//! - `poller`: when to poll each task; pure (times passed in), so
+//!   `tests/virtual_time.rs` runs it through whole campaigns on a virtual clock.
 //! - `download`: streaming, resumable, verified downloads.
 //! - `retry`: backoff with full jitter.
 //! - `progress`: what the user sees while it runs.

@@ -1,31 +1,49 @@
-//! When to poll each task: learn each model's generation time and poll near
-//! the expected finish, instead of on a fixed beat.
+//! When to poll each task: learn each model's time from submit to
+//! "completed" and poll near the expected finish, instead of on a fixed beat.
+//!
+//! Pure: no clock, no runtime. Times are passed in ([`Time`], a `Duration`
+//! since the run's start; a task's age since its submit), models are keyed by
+//! name. The dispatcher feeds it on the wall clock; `tests/virtual_time.rs`
+//! drives it through whole campaigns on a virtual clock against an oracle.
+//!
+//! What it assumes, and nothing more:
+//! 1. Tasks of one model take about as long as each other, submit to
+//!    completed, give or take a drift over the run. It learns that time only
+//!    from finishes it saw, each bracketed by the last look that found the
+//!    task unfinished and the first that found it done.
+//! 2. `progress`, when a task shows it, grows roughly linearly in time once it
+//!    moves. It is never read from submit (a provider may queue a task before
+//!    progress starts, or count the queue in it): a task's rate is read
+//!    between the first look that showed progress and a later one; a single
+//!    reading only bounds the finish from above (progress cannot have started
+//!    before submit). Absent, stuck at 0, or moving in coarse steps, it gives
+//!    no rate and is ignored.
 //!
 //! Per model, an estimate `E` of the time from submit to "completed":
-//! - no estimate yet: one scout task probes (the others wait for what it
-//!   learns). Its first look is short; after that the task's own `progress`
-//!   says when it should finish, read as linear in time; without progress the
-//!   probes grow ×1.5. Every wait is capped by the configured cadence
-//!   (`poll_queued` while queued, `poll_in_progress` after);
-//! - with one: the first poll goes at `E`. A task found unfinished there is
-//!   looked at again after a short gap that doubles while it runs long, or
-//!   sooner if its progress says it will be done sooner.
+//! - no estimate yet: one scout task probes (the others wait at the cadence
+//!   for what it learns). Probes grow ×1.5 from a short first look, or follow
+//!   the scout's progress rate once read. The scout's finish lies between its
+//!   last two looks; `E` starts at the middle. Every wait is capped by the
+//!   configured cadence (`poll_queued` while queued, `poll_in_progress` after);
+//! - with one: the first poll goes at `E`, not capped by the cadence (see
+//!   [`Poller`]). A task found unfinished there is looked at again when its
+//!   progress rate says, else after a short gap that doubles while it runs long.
 //!
-//! `E` tracks a high quantile online: a task found finished by an on-time
-//! first poll lowers it by a small step, one found unfinished raises it by a
-//! larger one (at least to when it was seen unfinished, at once; at most one
-//! step past when it was seen done), so about one first poll in twenty comes
-//! early. A poll that went late because the request budget was busy teaches
-//! nothing and changes nothing. Each update is bounded by the task's own
-//! evidence, so a wave of tasks finishing together cannot swing it.
+//! `E` tracks a high quantile online. A first poll at `E` that finds the task
+//! done lowers it by a small step, one that finds it unfinished raises it by a
+//! larger one, so about one first poll in twenty comes early. Until the first
+//! such early poll `E` is only an upper bound, and it is searched downwards
+//! in steps that double. When a model's times spread (early tasks finish well
+//! past `E`), the share of early first polls rises, within a poll budget. A
+//! poll that went late because the request budget was busy teaches nothing,
+//! nor does a look well before `E` (a scout's probes, a cadence look).
 //!
 //! Tasks submitted together (the first fill of the slots, or a wave freed
 //! together) were polled with the same `E` and say the same thing about it.
 //! So the steps of polls that left within one window (5% of `E`) of each other
 //! are averaged and taken once: twenty on-time polls in a clump lower `E` by
-//! one small step, not twenty, which would send the whole next wave early. With
-//! steady generation times this costs about 1.05 polls per job and holds a
-//! slot a few percent past its finish.
+//! one small step, not twenty, which would send the whole next wave early.
+//! BENCHMARKS.md ("Polling in virtual time") has what this costs per regime.
 
 use std::collections::HashMap;
 use std::time::Duration;
