@@ -775,6 +775,11 @@ impl Dispatcher {
         let Some(task_id) = self.job_state(idx).task_id().map(String::from) else {
             return;
         };
+        if self.tracking.get(&idx).is_some_and(|t| t.polling) {
+            // Queued twice (a poll moved by `reschedule_waiting` while it waited
+            // for a token): one poll of a task at a time.
+            return;
+        }
         self.active_calls += 1;
         let tracking = self.tracked(idx);
         tracking.polling = true;
