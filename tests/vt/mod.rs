@@ -17,7 +17,10 @@
 //!
 //! Time is `f64` seconds since the campaign's start; requests are answered
 //! at once (no latency), so a slot frees at the instant its finishing poll is
-//! sent. Shared by `tests/virtual_time.rs` and `benches/virtual_time.rs`.
+//! sent. Shared by `tests/virtual_time.rs` and `benches/virtual_time.rs` (by
+//! `#[path]`): it lives in the test tree rather than in a `#[cfg(test)]`
+//! module because it needs only the poller's public API, and a bench cannot
+//! see `cfg(test)` code.
 
 #![allow(dead_code)]
 
