@@ -5,8 +5,8 @@
 //!   modes, queue times that drift up over the run, several models), the
 //!   submit and query token buckets and the cap on tasks in flight.
 //! - [`drive`]: the loop that stands in for the real driver. It submits in
-//!   job order under the cap and the submit budget, sends due polls under the
-//!   query budget (polls first), and asks an [`Engine`] what to do after each
+//!   job order under the cap and the submit budget, then sends due polls under the
+//!   query budget, and asks an [`Engine`] what to do after each
 //!   event. The engine only answers `handle(event, now) -> commands`, the
 //!   shape the pure engine of issue 15 will have, so it can replace
 //!   [`PollerEngine`] later without touching the world.
@@ -327,6 +327,19 @@ pub fn drive(cfg: &Config, draws: &[Draw], engine: &mut dyn Engine) -> Outcome {
             }
         }
         loop {
+            // Submits first, as the dispatcher does (`next_action`): with one
+            // bucket for both, polls first would starve the submits.
+            if next_job < n && in_flight < cfg.max_in_flight && buckets[S].take(now) {
+                let job = next_job;
+                next_job += 1;
+                in_flight += 1;
+                out.max_in_flight = out.max_in_flight.max(in_flight);
+                out.submits_at.push(now);
+                out.submitted[job] = now;
+                engine.handle(Event::Submitted { job }, now, &mut commands);
+                apply(&mut commands, &mut timers, &mut generation, now);
+                continue;
+            }
             if let Some(&(job, g)) = due.front() {
                 if generation[job] != g {
                     // Moved by a later command while it waited for a token.
@@ -369,17 +382,6 @@ pub fn drive(cfg: &Config, draws: &[Draw], engine: &mut dyn Engine) -> Outcome {
                     }
                     continue;
                 }
-            }
-            if next_job < n && in_flight < cfg.max_in_flight && buckets[S].take(now) {
-                let job = next_job;
-                next_job += 1;
-                in_flight += 1;
-                out.max_in_flight = out.max_in_flight.max(in_flight);
-                out.submits_at.push(now);
-                out.submitted[job] = now;
-                engine.handle(Event::Submitted { job }, now, &mut commands);
-                apply(&mut commands, &mut timers, &mut generation, now);
-                continue;
             }
             break;
         }
