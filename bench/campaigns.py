@@ -5,6 +5,7 @@
     python3 bench/campaigns.py --jobs 100000   # the flat-overhead scenario at 100k jobs
     python3 bench/campaigns.py --only rate,makespan,bounds
     python3 bench/campaigns.py --only budgets  # no rate keys against the provider's default tier
+    python3 bench/campaigns.py --only makespan,queue   # issue 15: part of the 2 s queued
 
 Each scenario starts `runner simulate` on a free local port, writes a manifest
 into a temp folder, runs `runner run` under /usr/bin/time (CPU and peak RSS of
@@ -126,16 +127,22 @@ def bounds(rows, _):
     timed_case(rows, "rate-bound", 200, 20, 50, 1)
 
 
-def timed_case(rows, name, jobs, rps, in_flight, generation):
-    """N jobs of G seconds at R requests/s and C in flight, against the floor max(2N/R, N·G/C)."""
-    sim = Sim("--queue-time", "0", "--generation-time", str(generation), "--video-size", "65536")
+def queue(rows, _):
+    """The acceptance case with part of its 2 s queued before progress starts (issue 15)."""
+    for q in (0.5, 1.0, 1.5):
+        timed_case(rows, f"queue {q} s", 120, 20, 20, 2 - q, queue=q)
+
+
+def timed_case(rows, name, jobs, rps, in_flight, generation, queue=0):
+    """N jobs of Q + G seconds at R requests/s and C in flight, against the floor max(2N/R, N·(Q+G)/C)."""
+    sim = Sim("--queue-time", str(queue), "--generation-time", str(generation), "--video-size", "65536")
     with tempfile.TemporaryDirectory() as d:
         m = manifest(d, name, jobs, rps, in_flight)
         wall, cpu, rss, code = run_runner(["run", m, "--base-url", sim.url, "--yes"], d)
         s = sim.stats()
     sim.stop()
-    floor = max(2 * jobs / rps, jobs * generation / in_flight)
-    rows.append((f"{name}: {jobs} × {generation} s @ {rps}/s, {in_flight} in flight",
+    floor = max(2 * jobs / rps, jobs * (queue + generation) / in_flight)
+    rows.append((f"{name}: {jobs} × {queue + generation:g} s @ {rps}/s, {in_flight} in flight",
                  f"{wall:.1f} s = {wall / floor:.2f} × floor ({floor:.0f} s); "
                  f"{s['polls'] / jobs:.2f} polls/job; max 1 s window {window_max(sorted(s['request_times_ms']))}; exit {code}"))
 
@@ -203,7 +210,7 @@ def budgets(rows, _):
                  f"{s['polls'] / jobs:.2f} polls/job; exit {code}"))
 
 
-SCENARIOS = {"rate": rate, "makespan": makespan, "bounds": bounds, "scale": scale, "download": download, "budgets": budgets}
+SCENARIOS = {"rate": rate, "makespan": makespan, "bounds": bounds, "scale": scale, "download": download, "budgets": budgets, "queue": queue}
 
 
 def main():

@@ -210,8 +210,8 @@ struct Tracking {
     misses: u32,
     /// When (after submit) the last of those polls was.
     unfinished_at: Duration,
-    /// When (after submit) a poll last found the task `queued`.
-    queued_seen: Duration,
+    /// When (after submit) a poll first showed progress of 1% or more, and how much.
+    first_progress: Option<(Duration, u32)>,
     /// When the last poll of the task left.
     poll_sent: Option<Instant>,
     /// The last status and progress seen, for progress lines.
@@ -243,6 +243,8 @@ pub(super) struct Engine {
     tracking: foldhash::HashMap<usize, Tracking>,
     limiter: Limiter,
     poller: Poller,
+    /// The run's start: the poller's times are measured from it.
+    epoch: Instant,
     /// Jobs waiting to be submitted, in manifest order.
     submit_queue: VecDeque<usize>,
     /// Jobs waiting for their local images to be uploaded.
@@ -331,6 +333,7 @@ impl Engine {
             now,
             limiter,
             poller,
+            epoch: now.at,
             submit_queue: VecDeque::new(),
             blocked_on_upload: Vec::new(),
             uploads: HashMap::new(),
@@ -841,6 +844,11 @@ impl Engine {
         let Some(task_id) = self.job_state(idx).task_id().map(String::from) else {
             return;
         };
+        if self.tracking.get(&idx).is_some_and(|t| t.polling) {
+            // Queued twice (a poll moved by `reschedule_waiting` while it waited
+            // for a token): one poll of a task at a time.
+            return;
+        }
         self.active_calls += 1;
         let sent = self.now.at;
         let tracking = self.tracked(idx);
@@ -1210,7 +1218,7 @@ impl Engine {
                 self.in_flight += 1;
                 self.live[idx].submit_errors = 0;
                 self.live[idx].submitted_here = true;
-                let (first, scout) = self.poller.first(self.job(idx).model);
+                let (first, scout) = self.poller.first(self.job(idx).model.as_str());
                 self.start_tracking(idx, now, first);
                 self.live[idx].scout = scout;
             }
@@ -1333,7 +1341,7 @@ impl Engine {
     /// A task that was probing for its model's time is gone without an answer.
     fn lose_scout(&mut self, idx: usize) {
         if std::mem::take(&mut self.live[idx].scout) {
-            self.poller.scout_lost(self.job(idx).model);
+            self.poller.scout_lost(self.job(idx).model.as_str());
         }
     }
 
@@ -1368,7 +1376,7 @@ impl Engine {
             }
             if let Some(wait) = self
                 .poller
-                .until_expected(model, now.duration_since(submitted))
+                .until_expected(model.as_str(), now.duration_since(submitted))
             {
                 self.schedule_poll(idx, now + wait);
             }
@@ -1455,8 +1463,8 @@ impl Engine {
                 if ended
                     && let Some(elapsed) = elapsed
                     && self.poller.finished(
-                        model,
-                        looked,
+                        model.as_str(),
+                        looked.saturating_duration_since(self.epoch),
                         elapsed,
                         task_poll.misses,
                         task_poll.unfinished_at,
@@ -1510,19 +1518,21 @@ impl Engine {
                         task_poll.misses += 1;
                         let elapsed = elapsed.unwrap_or_default();
                         let queued = status == TaskStatus::Queued;
-                        if queued {
-                            task_poll.queued_seen = elapsed;
-                        }
                         let wait = self.poller.next(
-                            model,
+                            model.as_str(),
                             Look {
                                 elapsed,
                                 queued,
                                 misses: task_poll.misses,
                                 progress: task.progress,
-                                running: elapsed.saturating_sub(task_poll.queued_seen),
+                                first_progress: task_poll.first_progress,
                             },
                         );
+                        if task_poll.first_progress.is_none()
+                            && let Some(p) = task.progress.filter(|p| *p >= 1)
+                        {
+                            task_poll.first_progress = Some((elapsed, p));
+                        }
                         tracing::trace!(job = %id, ?status, progress = ?task.progress,
                             elapsed_ms = elapsed.as_millis(), next_ms = wait.as_millis(), "unfinished");
                         task_poll.unfinished_at = elapsed;

@@ -6,6 +6,8 @@
 //! - `breaker`: tells an outage from a job's failure; pauses the run while the world is down.
 //! - `preflight`: the local checks before the first paid call.
 //! - `limiter`: the submit and query budgets (and the optional cap on every call); what a 429 does to them.
+//! - `poller`: when to poll each task; pure (times passed in), so
+//!   `tests/virtual_time.rs` runs it through whole campaigns on a virtual clock.
 //! - `download`: streaming, resumable, verified downloads.
 //! - `retry`: backoff with full jitter.
 //! - `progress`: what the user sees while it runs.
@@ -16,7 +18,7 @@ pub mod download;
 mod driver;
 mod engine;
 pub mod limiter;
-mod poller;
+pub mod poller;
 mod preflight;
 pub mod progress;
 pub mod retry;
