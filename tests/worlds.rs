@@ -38,16 +38,11 @@ async fn nothing_listening_exits_75_with_every_job_pending_then_a_plain_rerun_fi
     let url = format!("http://127.0.0.1:{}", dead_port());
     let mut cmd = runner_cmd(&dir);
     cmd.args(["run", "c.toml", "--base-url", &url]);
-    let started = std::time::Instant::now();
     let out = run(cmd).await;
-    let took = started.elapsed();
     assert_eq!(out.status.code(), Some(75), "{}", text(&out));
     assert_no_panic(&out);
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert!(stderr.contains("outage_timeout"), "{}", text(&out));
-    // Not a figure to assert on tightly (the machine is shared): a sanity bound
-    // that the run did stop on its own, well before the task timeout.
-    assert!(took < Duration::from_secs(30), "took {took:?}");
     let rows = dir.report("out/report.csv");
     assert_eq!(rows.len(), 6);
     for row in &rows {
