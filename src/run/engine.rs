@@ -61,7 +61,7 @@ impl Now {
 
 /// What the engine asks the driver to do, in order.
 #[derive(Debug)]
-pub(super) enum Command {
+pub enum Command {
     /// Append to the journal, stamped `t` (the engine has applied it already).
     Record(String, Record),
     /// Make every record so far durable: the submits that follow may cost money.
@@ -97,7 +97,7 @@ pub(super) enum Command {
 
 /// What a worker reports back.
 #[derive(Debug)]
-pub(super) enum Event {
+pub enum Event {
     Uploaded {
         path: String,
         result: Result<(String, String), UploadError>,
@@ -124,7 +124,7 @@ pub(super) enum Event {
 
 /// Why a local image did not get a URL. Kept typed, so a refused key is known by its status.
 #[derive(Debug)]
-pub(super) enum UploadError {
+pub enum UploadError {
     Read(String),
     Api(ApiError),
 }
@@ -230,7 +230,7 @@ enum UploadState {
     Failed(String),
 }
 
-pub(super) struct Engine {
+pub struct Engine {
     campaign: Arc<Campaign>,
     opts: RunOptions,
     state: CampaignState,
@@ -294,7 +294,7 @@ impl std::fmt::Debug for Engine {
 
 /// See [`Engine::held`].
 #[derive(Debug, Clone, Copy)]
-pub(super) struct Held {
+pub struct Held {
     pub paused: Option<Duration>,
     pub slowed: Option<(&'static str, f64)>,
     pub outage: Option<Duration>,
@@ -302,14 +302,14 @@ pub(super) struct Held {
 
 /// How a run ended.
 #[derive(Debug)]
-pub(super) enum Ending {
+pub enum Ending {
     Finished,
     Interrupted,
     Fatal(RunError),
 }
 
 impl Engine {
-    pub(super) fn new(
+    pub fn new(
         campaign: Arc<Campaign>,
         opts: RunOptions,
         state: CampaignState,
@@ -362,7 +362,7 @@ impl Engine {
 
     /// A command the driver did not carry out (the journal failed before it):
     /// the call it stood for is not awaited.
-    pub(super) fn not_sent(&mut self, command: &Command) {
+    pub fn not_sent(&mut self, command: &Command) {
         match command {
             Command::Submit { .. } => {
                 self.active_submits -= 1;
@@ -377,13 +377,18 @@ impl Engine {
     }
 
     /// The commands of the step just taken, in order.
-    pub(super) fn take_commands(&mut self) -> Vec<Command> {
+    pub fn take_commands(&mut self) -> Vec<Command> {
         std::mem::take(&mut self.out)
     }
 
     /// The journal's view of every job, for the report.
-    pub(super) fn into_state(self) -> CampaignState {
+    pub fn into_state(self) -> CampaignState {
         self.state
+    }
+
+    /// The journal's view of every job so far.
+    pub fn state(&self) -> &CampaignState {
+        &self.state
     }
 
     /// The tracking of job `idx`'s task (a fresh one if it had none).
@@ -425,7 +430,7 @@ impl Engine {
     /// Puts every job where its journal state says it belongs; `skipped` (by
     /// index, from `--skip-existing`) are left where they are.
     /// `fresh` says whether an image uploaded before is still the file on disk.
-    pub(super) fn plan(
+    pub fn plan(
         &mut self,
         skipped: &[usize],
         fresh: impl Fn(&str, &crate::state::Uploaded) -> bool,
@@ -508,7 +513,7 @@ impl Engine {
         Ok(())
     }
 
-    pub(super) fn fail_fatal(&mut self, e: RunError) -> Option<Instant> {
+    pub fn fail_fatal(&mut self, e: RunError) -> Option<Instant> {
         if self.fatal.is_none() {
             self.fatal = Some(e);
         }
@@ -516,7 +521,7 @@ impl Engine {
     }
 
     /// A first Ctrl-C: no new submits; the answers of those sent are still awaited a while.
-    pub(super) fn begin_stop(&mut self, now: Now) {
+    pub fn begin_stop(&mut self, now: Now) {
         self.now = now;
         if self.stopping.is_none() {
             tracing::warn!(
@@ -528,7 +533,7 @@ impl Engine {
     }
 
     /// How the run ends, once it does.
-    pub(super) fn ending(&self, now: Now) -> Option<Ending> {
+    pub fn ending(&self, now: Now) -> Option<Ending> {
         if let Some(fatal) = &self.fatal {
             // Submits already sent still get their answers recorded.
             if self.active_submits == 0 {
@@ -565,7 +570,7 @@ impl Engine {
 
     /// Starts whatever may start now; returns when to look again. The calls
     /// to make are in [`Engine::take_commands`].
-    pub(super) fn pump(&mut self, now: Now) -> Option<Instant> {
+    pub fn pump(&mut self, now: Now) -> Option<Instant> {
         self.now = now;
         match self.pump_at(now.at) {
             Ok(wake) => wake,
@@ -695,7 +700,7 @@ impl Engine {
         }
         let poll = |d: &mut Self| {
             if polls {
-                d.due_polls.pop_front().map(Action::Poll)
+                d.pop_due_poll().map(Action::Poll)
             } else {
                 None
             }
@@ -729,6 +734,19 @@ impl Engine {
             }
         }
         poll(self)
+    }
+
+    /// The next due poll still worth sending: a job can be queued twice (moved
+    /// while it waited for a token), and a task may have ended since.
+    fn pop_due_poll(&mut self) -> Option<usize> {
+        while let Some(idx) = self.due_polls.pop_front() {
+            let running = matches!(self.job_state(idx).phase, Phase::Running { .. });
+            let polling = self.tracking.get(&idx).is_some_and(|t| t.polling);
+            if running && !polling {
+                return Some(idx);
+            }
+        }
+        None
     }
 
     /// `limits.budget`: would this job's estimated cost take the run past it?
@@ -953,7 +971,7 @@ impl Engine {
     }
 
     /// One thing that happened; its commands are in [`Engine::take_commands`].
-    pub(super) fn handle(&mut self, event: Event, now: Now) {
+    pub fn handle(&mut self, event: Event, now: Now) {
         self.now = now;
         if let Err(e) = self.on_event(event) {
             self.fail_fatal(e);
@@ -1746,7 +1764,7 @@ impl Engine {
 
     /// What holds the run back, for progress lines: a 429's pause, a slowed
     /// budget (on the provider's clock, as configured), an outage.
-    pub(super) fn held(&self, now: Instant) -> Held {
+    pub fn held(&self, now: Instant) -> Held {
         Held {
             paused: self.limiter.paused_until(now).map(|u| u - now),
             slowed: self
@@ -1758,7 +1776,7 @@ impl Engine {
     }
 
     /// Counts by report status plus what is in motion, for progress lines.
-    pub(super) fn counts(&self) -> super::progress::Counts {
+    pub fn counts(&self) -> super::progress::Counts {
         let mut counts = super::progress::Counts::default();
         for job in &self.campaign.jobs {
             let state = self.state.job(&job.id);

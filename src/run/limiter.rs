@@ -88,10 +88,15 @@ struct Gcra {
 
 impl Gcra {
     fn new(rps: f64, burst: u32) -> Gcra {
+        // Rounded up to the nanosecond: never a hair faster than the budget
+        // (the provider's bucket refuses a call that comes 1 ns early).
         let period = if rps.is_finite() && rps > 0.0 {
-            Duration::try_from_secs_f64(1.0 / rps)
-                .unwrap_or(Duration::from_secs(3600))
-                .max(Duration::from_nanos(1))
+            let nanos = (1e9 / rps).ceil();
+            if nanos < 3.6e12 {
+                Duration::from_nanos((nanos as u64).max(1))
+            } else {
+                Duration::from_secs(3600)
+            }
         } else {
             Duration::from_nanos(1)
         };

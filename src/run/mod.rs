@@ -16,7 +16,7 @@
 pub mod breaker;
 pub mod download;
 mod driver;
-mod engine;
+pub mod engine;
 pub mod limiter;
 pub mod poller;
 mod preflight;

@@ -24,6 +24,8 @@
 
 #![allow(dead_code)]
 
+pub mod real;
+
 use std::cmp::Ordering;
 use std::collections::{BinaryHeap, VecDeque};
 use std::time::Duration;
@@ -218,6 +220,8 @@ pub struct Outcome {
     pub polls_of: Vec<u32>,
     /// A poll sent for a job not yet submitted, or after its end (should be 0).
     pub stray_polls: usize,
+    /// Calls the provider's buckets refused with a 429 (the real engine only).
+    pub refused: usize,
 }
 
 impl Outcome {
@@ -554,6 +558,10 @@ pub struct Measured {
     /// Worst polls per job over the seeds.
     pub worst_polls: f64,
     pub oracle_makespan: f64,
+    /// The same for the real engine (`runner::run::engine`) in the same world.
+    pub engine_worst_ratio: f64,
+    pub engine_mean_ratio: f64,
+    pub engine_worst_polls: f64,
 }
 
 /// Runs `cfg` under `seeds` seeds with the poller and the oracle.
@@ -564,6 +572,9 @@ pub fn measure(name: &'static str, cfg: &Config, seeds: u64) -> Measured {
         mean_ratio: 0.0,
         worst_polls: 0.0,
         oracle_makespan: 0.0,
+        engine_worst_ratio: 0.0,
+        engine_mean_ratio: 0.0,
+        engine_worst_polls: 0.0,
     };
     for seed in 0..seeds {
         let cfg = Config {
@@ -578,6 +589,11 @@ pub fn measure(name: &'static str, cfg: &Config, seeds: u64) -> Measured {
         m.mean_ratio += ratio / seeds as f64;
         m.worst_polls = m.worst_polls.max(ours.polls_per_job());
         m.oracle_makespan += oracle.makespan / seeds as f64;
+        let real = real::drive_engine(&cfg, &d);
+        let ratio = real.makespan / oracle.makespan;
+        m.engine_worst_ratio = m.engine_worst_ratio.max(ratio);
+        m.engine_mean_ratio += ratio / seeds as f64;
+        m.engine_worst_polls = m.engine_worst_polls.max(real.polls_per_job());
     }
     m
 }
