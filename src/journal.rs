@@ -85,6 +85,12 @@ pub enum Record {
     ResubmitUnknown { job: String },
     /// The user asked for a new attempt of a job that ended failed, timed out or expired.
     Retry { job: String },
+    /// A task this runner stopped polling at `limits.task_timeout` is polled
+    /// again (a run started since): it may have finished.
+    LookAgain { job: String },
+    /// A video the journal calls downloaded is not on disk: it is fetched
+    /// again from its recorded URL.
+    FileMissing { job: String },
     /// The task finished with a video at `url`.
     Completed {
         job: String,
@@ -127,6 +133,8 @@ impl Record {
             | Record::SubmitNotFound { job, .. }
             | Record::ResubmitUnknown { job }
             | Record::Retry { job }
+            | Record::LookAgain { job }
+            | Record::FileMissing { job }
             | Record::Completed { job, .. }
             | Record::TaskFailed { job, .. }
             | Record::Downloaded { job, .. }
@@ -337,6 +345,8 @@ impl Line<'_> {
             },
             "resubmit_unknown" => Record::ResubmitUnknown { job: job()? },
             "retry" => Record::Retry { job: job()? },
+            "look_again" => Record::LookAgain { job: job()? },
+            "file_missing" => Record::FileMissing { job: job()? },
             "completed" => Record::Completed {
                 job: job()?,
                 task_id: need(self.task_id, "task_id", event)?,
@@ -748,6 +758,8 @@ mod tests {
             },
             Record::ResubmitUnknown { job: job() },
             Record::Retry { job: job() },
+            Record::LookAgain { job: job() },
+            Record::FileMissing { job: job() },
             Record::Completed {
                 job: job(),
                 task_id: "t".into(),

@@ -208,7 +208,7 @@ impl JobState {
     }
 
     /// Folds one record in, moving its strings rather than copying them.
-    fn apply(&mut self, t: &str, record: Record) {
+    pub(crate) fn apply(&mut self, t: &str, record: Record) {
         match record {
             Record::Submitting {
                 attempt,
@@ -248,6 +248,32 @@ impl JobState {
                 );
             }
             Record::ResubmitUnknown { .. } | Record::Retry { .. } => self.phase = Phase::Pending,
+            Record::LookAgain { .. } => {
+                if let (
+                    Phase::Finished {
+                        status: Status::TimedOut,
+                    },
+                    Some(task_id),
+                ) = (&self.phase, self.task_ids.last())
+                {
+                    self.phase = Phase::Running {
+                        task_id: task_id.clone(),
+                        attempt: self.attempts,
+                    };
+                }
+            }
+            Record::FileMissing { .. } => {
+                if let (Phase::Succeeded { task_id, .. }, Some((url, expires_at))) =
+                    (&self.phase, &self.video_url)
+                {
+                    self.phase = Phase::Completed {
+                        task_id: task_id.clone(),
+                        url: url.clone(),
+                        expires_at: *expires_at,
+                    };
+                    self.downloaded_at = None;
+                }
+            }
             Record::Completed {
                 task_id,
                 url,
@@ -398,6 +424,12 @@ impl CampaignState {
             }
         };
         &mut self.states[at]
+    }
+
+    /// Takes job `id`'s state out, leaving a new one in its place (see
+    /// `run::engine`, which keeps the manifest's jobs in its own table).
+    pub fn take(&mut self, id: &str) -> Option<JobState> {
+        self.job_mut(id).map(std::mem::take)
     }
 
     pub fn contains(&self, id: &str) -> bool {

@@ -233,7 +233,20 @@ enum UploadState {
 pub struct Engine {
     campaign: Arc<Campaign>,
     opts: RunOptions,
-    state: CampaignState,
+    /// Every manifest job's journal state, by job number (the manifest's
+    /// order): events name jobs by number, so none looks an id up. A slot
+    /// changes only in [`Engine::record`], by applying the record the
+    /// journal is given, so the journal and memory cannot disagree.
+    slots: Vec<JobState>,
+    /// The rest of the journal's state: uploads, and jobs the manifest no
+    /// longer has (kept for the report).
+    others: CampaignState,
+    /// Jobs by where they are, kept as slots change (never recounted).
+    counts: super::progress::Counts,
+    /// Why this run left a job unsent, when that is no journal fact (the
+    /// budget, the balance): the next run may well send it. Shown in the
+    /// report's `error` column, never written to the journal.
+    notes: foldhash::HashMap<usize, String>,
     /// What to do, in order; taken by the driver after each step.
     out: Vec<Command>,
     /// The time of the step being taken.
@@ -323,12 +336,25 @@ impl Engine {
             limits.poll_in_progress.mul_f64(opts.time_scale),
             opts.time_scale,
         );
+        let mut others = state;
+        let slots: Vec<JobState> = campaign
+            .jobs
+            .iter()
+            .map(|job| others.take(&job.id).unwrap_or_default())
+            .collect();
+        let mut counts = super::progress::Counts::default();
+        for slot in &slots {
+            *count_of(&mut counts, &slot.phase) += 1;
+        }
         Engine {
             live: vec![Live::default(); campaign.jobs.len()],
             tracking: Default::default(),
             campaign,
             opts,
-            state,
+            slots,
+            others,
+            counts,
+            notes: Default::default(),
             out: Vec::new(),
             now,
             limiter,
@@ -381,14 +407,22 @@ impl Engine {
         std::mem::take(&mut self.out)
     }
 
-    /// The journal's view of every job, for the report.
+    /// The journal's view of every job, for the report, with this run's
+    /// reasons for the jobs it left unsent (see `notes`).
     pub fn into_state(self) -> CampaignState {
-        self.state
+        let mut state = self.others;
+        for (idx, slot) in self.slots.into_iter().enumerate() {
+            *state.job_or_new(&self.campaign.jobs[idx].id) = slot;
+        }
+        for (idx, note) in self.notes {
+            state.job_or_new(&self.campaign.jobs[idx].id).last_error = Some(note);
+        }
+        state
     }
 
-    /// The journal's view of every job so far.
-    pub fn state(&self) -> &CampaignState {
-        &self.state
+    /// What the journal says of job number `idx` so far.
+    pub fn job_state(&self, idx: usize) -> &JobState {
+        &self.slots[idx]
     }
 
     /// The tracking of job `idx`'s task (a fresh one if it had none).
@@ -400,31 +434,48 @@ impl Engine {
         &self.campaign.jobs[idx]
     }
 
-    /// What the journal says of a job; borrowed, because this runs for every event.
-    fn job_state(&self, idx: usize) -> &JobState {
-        static NEW: JobState = JobState::NEW;
-        self.state.job(&self.job(idx).id).unwrap_or(&NEW)
-    }
-
     fn scaled(&self, d: Duration) -> Duration {
         d.mul_f64(self.opts.time_scale)
     }
 
     /// A final outcome other than success: recorded with its reason.
-    fn finish(&mut self, job: String, status: Status, error: String) -> Result<(), RunError> {
-        self.record(Record::Finished {
-            job,
-            status: status.as_str().into(),
-            error,
-        })
+    fn finish(&mut self, idx: usize, status: Status, error: String) -> Result<(), RunError> {
+        let job = self.job(idx).id.clone();
+        self.record(
+            idx,
+            Record::Finished {
+                job,
+                status: status.as_str().into(),
+                error,
+            },
+        )
     }
 
-    /// Records an event: applied to the state now, appended to the journal by the driver.
-    fn record(&mut self, record: Record) -> Result<(), RunError> {
+    /// Records an event of job `idx`: applied to its slot now (the counts
+    /// follow), appended to the journal by the driver.
+    fn record(&mut self, idx: usize, record: Record) -> Result<(), RunError> {
+        debug_assert_eq!(record.job(), Some(self.campaign.jobs[idx].id.as_str()));
         let t = crate::journal::stamp(self.now.wall);
-        self.state.apply(&t, record.clone());
+        let slot = &mut self.slots[idx];
+        *count_of(&mut self.counts, &slot.phase) -= 1;
+        slot.apply(&t, record.clone());
+        *count_of(&mut self.counts, &slot.phase) += 1;
+        self.notes.remove(&idx);
         self.out.push(Command::Record(t, record));
         Ok(())
+    }
+
+    /// Records an upload (no job's).
+    fn record_upload(&mut self, record: Record) -> Result<(), RunError> {
+        let t = crate::journal::stamp(self.now.wall);
+        self.others.apply(&t, record.clone());
+        self.out.push(Command::Record(t, record));
+        Ok(())
+    }
+
+    /// Says why this run leaves job `idx` unsent (see `notes`).
+    fn note(&mut self, idx: usize, why: String) {
+        self.notes.insert(idx, why);
     }
 
     /// Puts every job where its journal state says it belongs; `skipped` (by
@@ -440,13 +491,14 @@ impl Engine {
             .campaign
             .jobs
             .iter()
-            .map(|job| {
-                let attempts = self.state.job(&job.id).map_or(0, |js| js.attempts);
+            .zip(&self.slots)
+            .map(|(job, slot)| {
+                let attempts = slot.attempts;
                 f64::from(attempts)
                     * crate::plan::job_cost(&self.campaign.pricing, job).unwrap_or(0.0)
             })
             .sum();
-        for (path, uploaded) in &self.state.uploads {
+        for (path, uploaded) in &self.others.uploads {
             self.uploads
                 .insert(path.clone(), UploadState::Done(uploaded.url.clone()));
         }
@@ -457,6 +509,12 @@ impl Engine {
                 continue;
             }
             if skipped.binary_search(&idx).is_ok() {
+                let path = self.campaign.video_path(&self.campaign.jobs[idx]);
+                let why = format!(
+                    "not submitted: {} already exists (--skip-existing)",
+                    path.display()
+                );
+                self.note(idx, why);
                 continue;
             }
             let job_state = self.job_state(idx);
@@ -501,7 +559,7 @@ impl Engine {
         }
         for key in needed {
             let fresh = self
-                .state
+                .others
                 .uploads
                 .get(&key)
                 .is_some_and(|up| fresh(&key, up));
@@ -605,8 +663,8 @@ impl Engine {
                     self.submit_queue.push_front(idx)
                 }
                 Wake::RetrySubmit(idx) => {
-                    let id = self.job(idx).id.clone();
-                    self.state.job_or_new(&id).last_error = Some(
+                    self.note(
+                        idx,
                         "not submitted: the account's balance ran out; top up and run again".into(),
                     );
                 }
@@ -726,8 +784,7 @@ impl Engine {
                 Ok(true) => return Some(Action::Submit(idx)),
                 Ok(false) => self.blocked_on_upload.push(idx),
                 Err(error) => {
-                    let id = self.job(idx).id.clone();
-                    if let Err(e) = self.finish(id, Status::Failed, error) {
+                    if let Err(e) = self.finish(idx, Status::Failed, error) {
                         self.fail_fatal(e);
                     }
                 }
@@ -768,8 +825,7 @@ impl Engine {
                 crate::plan::money(budget, currency)
             );
         }
-        let id = self.job(idx).id.clone();
-        self.state.job_or_new(&id).last_error = Some("not submitted: limits.budget reached".into());
+        self.note(idx, "not submitted: limits.budget reached".into());
         false
     }
 
@@ -838,12 +894,15 @@ impl Engine {
             fields.insert("client_business_id".into(), id.clone().into());
         }
         self.spent += crate::plan::job_cost(&self.campaign.pricing, &job).unwrap_or(0.0);
-        self.record(Record::Submitting {
-            job: job.id.clone(),
-            attempt,
-            fingerprint: job.fingerprint(),
-            client_business_id,
-        })?;
+        self.record(
+            idx,
+            Record::Submitting {
+                job: job.id.clone(),
+                attempt,
+                fingerprint: job.fingerprint(),
+                client_business_id,
+            },
+        )?;
         Ok(Some((idx, attempt, body)))
     }
 
@@ -922,13 +981,12 @@ impl Engine {
             } => (url.clone(), *expires_at),
             _ => return Ok(()),
         };
-        let id = self.job(idx).id.clone();
         let unix_now = self.now.unix();
         if let Some(expires_at) = expires_at
             && unix_now >= expires_at
         {
             return self.finish(
-                id,
+                idx,
                 Status::Expired,
                 format!(
                     "video URL expired at {} before it was downloaded",
@@ -1091,9 +1149,10 @@ impl Engine {
             .collect();
         self.upload_queue.clear();
         for idx in waiting {
-            let id = self.job(idx).id.clone();
-            self.state.job_or_new(&id).last_error =
-                Some("not submitted: the account's balance ran out; top up and run again".into());
+            self.note(
+                idx,
+                "not submitted: the account's balance ran out; top up and run again".into(),
+            );
         }
     }
 
@@ -1117,7 +1176,7 @@ impl Engine {
                 self.verified = true;
                 self.limiter.on_success(Bucket::Submit);
                 self.service_answered(self.now.at);
-                self.record(Record::Upload {
+                self.record_upload(Record::Upload {
                     path: path.clone(),
                     sha256,
                     url: url.clone(),
@@ -1227,11 +1286,14 @@ impl Engine {
         }
         match result {
             Ok(task) => {
-                self.record(Record::Submitted {
-                    job: id.clone(),
-                    attempt,
-                    task_id: task.id.clone(),
-                })?;
+                self.record(
+                    idx,
+                    Record::Submitted {
+                        job: id.clone(),
+                        attempt,
+                        task_id: task.id.clone(),
+                    },
+                )?;
                 tracing::debug!(job = %id, task = %task.id, attempt, "submitted");
                 self.in_flight += 1;
                 self.live[idx].submit_errors = 0;
@@ -1245,11 +1307,14 @@ impl Engine {
                 if failure == Failure::Ambiguous {
                     // The request may have created a task: never resent silently.
                     tracing::warn!(job = %id, "submit outcome unknown: {e}");
-                    self.record(Record::SubmitUnknown {
-                        job: id,
-                        attempt,
-                        error: format!("submit outcome unknown: {e}"),
-                    })?;
+                    self.record(
+                        idx,
+                        Record::SubmitUnknown {
+                            job: id,
+                            attempt,
+                            error: format!("submit outcome unknown: {e}"),
+                        },
+                    )?;
                     if self.job_state(idx).client_business_id.is_some() {
                         // Looked up by its client_business_id once the service had time
                         // to store it; until then it may be a task, so it keeps its slot.
@@ -1262,11 +1327,14 @@ impl Engine {
                 // No task was created: its estimated cost is not spent.
                 self.spent -=
                     crate::plan::job_cost(&self.campaign.pricing, self.job(idx)).unwrap_or(0.0);
-                self.record(Record::SubmitRejected {
-                    job: id.clone(),
-                    attempt,
-                    error: e.to_string(),
-                })?;
+                self.record(
+                    idx,
+                    Record::SubmitRejected {
+                        job: id.clone(),
+                        attempt,
+                        error: e.to_string(),
+                    },
+                )?;
                 self.after_submit_failure(idx, failure, &e, now)?;
             }
         }
@@ -1289,9 +1357,10 @@ impl Engine {
             Failure::Key => self.auth_failure(e),
             Failure::Money => {
                 self.stop_for_money(e);
-                self.state.job_or_new(&id).last_error = Some(format!(
-                    "not submitted: the balance is too low ({e}); top up and run again"
-                ));
+                self.note(
+                    idx,
+                    format!("not submitted: the balance is too low ({e}); top up and run again"),
+                );
             }
             Failure::RateLimited {
                 retry_after,
@@ -1325,7 +1394,7 @@ impl Engine {
                          no task was created, so a plain rerun tries it again"
                     );
                     tracing::error!(job = %id, "{error}");
-                    return self.finish(id, Status::Failed, error);
+                    return self.finish(idx, Status::Failed, error);
                 }
                 let delay = self.scaled(Backoff::DEFAULT.delay(tries));
                 tracing::debug!(job = %id, "submit failed ({e}); trying again in {:.1}s", delay.as_secs_f64());
@@ -1335,7 +1404,7 @@ impl Engine {
             Failure::Job => {
                 let error = format!("rejected by the API: {e}");
                 tracing::error!(job = %id, "{error}");
-                self.finish(id, Status::Failed, error)?;
+                self.finish(idx, Status::Failed, error)?;
             }
         }
         Ok(())
@@ -1384,12 +1453,7 @@ impl Engine {
             .collect();
         waiting.sort_unstable();
         for (idx, submitted) in waiting {
-            if !matches!(
-                self.state
-                    .job(&self.campaign.jobs[idx].id)
-                    .map(|s| &s.phase),
-                Some(Phase::Running { .. })
-            ) {
+            if !matches!(self.slots[idx].phase, Phase::Running { .. }) {
                 continue;
             }
             if let Some(wait) = self
@@ -1444,7 +1508,7 @@ impl Engine {
                     self.lose_scout(idx);
                     self.tracking.remove(&idx);
                     return self.finish(
-                        id,
+                        idx,
                         Status::Failed,
                         format!(
                             "task {task_id} answered `completed` {looks} times with no video URL \
@@ -1497,16 +1561,19 @@ impl Engine {
                         self.in_flight -= 1;
                         match task.video_url {
                             Some(url) => {
-                                self.record(Record::Completed {
-                                    job: id,
-                                    task_id,
-                                    url,
-                                    expires_at: task.expires_at,
-                                })?;
+                                self.record(
+                                    idx,
+                                    Record::Completed {
+                                        job: id,
+                                        task_id,
+                                        url,
+                                        expires_at: task.expires_at,
+                                    },
+                                )?;
                                 self.queue_download(idx);
                             }
                             None => self.finish(
-                                id,
+                                idx,
                                 Status::Failed,
                                 format!("task {task_id} completed but its answer has no video URL"),
                             )?,
@@ -1518,11 +1585,14 @@ impl Engine {
                             .error
                             .unwrap_or_else(|| "generation failed (no reason given)".into());
                         tracing::warn!(job = %id, task = %task_id, "generation failed: {error}");
-                        self.record(Record::TaskFailed {
-                            job: id,
-                            task_id,
-                            error,
-                        })?;
+                        self.record(
+                            idx,
+                            Record::TaskFailed {
+                                job: id,
+                                task_id,
+                                error,
+                            },
+                        )?;
                         if self.job_state(idx).attempts < limits.max_attempts {
                             self.submit_queue.push_back(idx);
                         }
@@ -1607,11 +1677,14 @@ impl Engine {
             Ok(task) => {
                 tracing::info!(job = %id, task = %task.id, "the lost submit created task {}; adopted, nothing is sent again", task.id);
                 self.live[idx].lookup_errors = 0;
-                self.record(Record::Submitted {
-                    job: id,
-                    attempt,
-                    task_id: task.id,
-                })?;
+                self.record(
+                    idx,
+                    Record::Submitted {
+                        job: id,
+                        attempt,
+                        task_id: task.id,
+                    },
+                )?;
                 self.start_tracking(idx, now, Duration::ZERO);
                 // Its submit time is not known: it teaches the poller nothing.
                 self.tracked(idx).submitted = None;
@@ -1619,7 +1692,7 @@ impl Engine {
             Err(e) if e.status() == Some(404) => {
                 tracing::info!(job = %id, "the lost submit created no task; sending it again");
                 self.in_flight -= 1;
-                self.record(Record::SubmitNotFound { job: id, attempt })?;
+                self.record(idx, Record::SubmitNotFound { job: id, attempt })?;
                 self.submit_queue.push_front(idx);
             }
             Err(e) => match failure.unwrap_or(Failure::World) {
@@ -1667,7 +1740,6 @@ impl Engine {
         if now >= deadline && !self.breaker.is_open() {
             self.in_flight -= 1;
             self.lose_scout(idx);
-            let id = self.job(idx).id.clone();
             let task = self.job_state(idx).task_id().unwrap_or("?").to_string();
             let last = self
                 .tracking
@@ -1677,7 +1749,7 @@ impl Engine {
                 .as_ref()
                 .map(|e| format!(" (last poll: {e})"))
                 .unwrap_or_default();
-            return self.finish(id, Status::TimedOut, format!(
+            return self.finish(idx, Status::TimedOut, format!(
                     "task {task} unfinished after {} (limits.task_timeout){last}; run again to keep polling it",
                     humantime::format_duration(self.campaign.limits.task_timeout)
                 ));
@@ -1701,13 +1773,16 @@ impl Engine {
         let path = self.output_path(idx);
         match result {
             Ok(fetched) => {
-                self.record(Record::Downloaded {
-                    job: id.clone(),
-                    task_id,
-                    path: path.display().to_string(),
-                    bytes: fetched.bytes,
-                    sha256: fetched.sha256,
-                })?;
+                self.record(
+                    idx,
+                    Record::Downloaded {
+                        job: id.clone(),
+                        task_id,
+                        path: path.display().to_string(),
+                        bytes: fetched.bytes,
+                        sha256: fetched.sha256,
+                    },
+                )?;
                 // Renamed at the next commit, after the record is durable; a crash in
                 // between is finished by the next run (run::recover_download).
                 self.out.push(Command::Rename(path.clone()));
@@ -1715,7 +1790,7 @@ impl Engine {
             }
             Err(DownloadError::Expired(error)) => {
                 tracing::error!(job = %id, "{error}");
-                self.finish(id, Status::Expired, error)?;
+                self.finish(idx, Status::Expired, error)?;
             }
             Err(DownloadError::Retry(error))
                 if self.live[idx].download_errors + 1 < MAX_DOWNLOAD_TRIES =>
@@ -1732,27 +1807,30 @@ impl Engine {
                     "download failed {MAX_DOWNLOAD_TRIES} times, last: {error}; run again to retry"
                 );
                 tracing::error!(job = %id, "{error}");
-                self.record(Record::DownloadFailed { job: id, error })?;
+                self.record(idx, Record::DownloadFailed { job: id, error })?;
             }
             Err(DownloadError::Fatal(error)) => {
                 tracing::error!(job = %id, "{error}");
-                self.finish(id, Status::Failed, error)?;
+                self.finish(idx, Status::Failed, error)?;
             }
             Err(DownloadError::InTheWay(error)) => {
                 // The checks before the first paid call refuse this; a file that
                 // appeared since is not overwritten. The task is paid for, so its
                 // URL is kept and a plain rerun downloads it once the file is moved.
                 tracing::error!(job = %id, "{error}");
-                self.record(Record::DownloadFailed { job: id, error })?;
+                self.record(idx, Record::DownloadFailed { job: id, error })?;
             }
             Err(DownloadError::Local(error)) => {
                 // The clip is paid for and its URL still works: keep it for the
                 // next run, and stop this one (the disk is full, or not ours).
                 tracing::error!(job = %id, "{error}");
-                self.record(Record::DownloadFailed {
-                    job: id.clone(),
-                    error: format!("{error}; run again to download it"),
-                })?;
+                self.record(
+                    idx,
+                    Record::DownloadFailed {
+                        job: id.clone(),
+                        error: format!("{error}; run again to download it"),
+                    },
+                )?;
                 self.fail_fatal(RunError::Io {
                     what: format!("cannot save the video of job {id}"),
                     source: Arc::new(std::io::Error::other(error)),
@@ -1777,19 +1855,19 @@ impl Engine {
 
     /// Counts by report status plus what is in motion, for progress lines.
     pub fn counts(&self) -> super::progress::Counts {
-        let mut counts = super::progress::Counts::default();
-        for job in &self.campaign.jobs {
-            let state = self.state.job(&job.id);
-            match state.map(|s| &s.phase) {
-                None | Some(Phase::Pending) => counts.queued += 1,
-                Some(Phase::Submitting { .. } | Phase::Running { .. }) => counts.generating += 1,
-                Some(Phase::Completed { .. }) => counts.downloading += 1,
-                Some(Phase::Succeeded { .. }) => counts.done += 1,
-                Some(Phase::Unknown { .. }) => counts.unknown += 1,
-                _ => counts.failed += 1,
-            }
-        }
-        counts
+        self.counts
+    }
+}
+
+/// The count a job in `phase` adds to.
+fn count_of<'a>(counts: &'a mut super::progress::Counts, phase: &Phase) -> &'a mut usize {
+    match phase {
+        Phase::Pending => &mut counts.queued,
+        Phase::Submitting { .. } | Phase::Running { .. } => &mut counts.generating,
+        Phase::Completed { .. } => &mut counts.downloading,
+        Phase::Succeeded { .. } => &mut counts.done,
+        Phase::Unknown { .. } => &mut counts.unknown,
+        Phase::TaskFailed { .. } | Phase::Finished { .. } => &mut counts.failed,
     }
 }
 

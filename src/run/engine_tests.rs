@@ -20,7 +20,7 @@ use crate::api::{ApiError, Task, TaskStatus};
 use crate::journal::Record;
 use crate::manifest::Campaign;
 use crate::run::download::Fetched;
-use crate::state::CampaignState;
+use crate::state::{CampaignState, Phase};
 
 /// What the world does, drawn per campaign.
 #[derive(Debug, Clone)]
@@ -107,6 +107,11 @@ fn run_world(world: &World) -> Outcome {
         steps += 1;
         assert!(steps < 200_000, "the run does not end: {world:?}");
         let wake = engine.pump(at(now));
+        assert_eq!(
+            engine.counts(),
+            recount(&engine),
+            "counts kept by the engine drifted"
+        );
         let mut commands = engine.take_commands();
         let mut handled = false;
         loop {
@@ -265,9 +270,9 @@ fn run_world(world: &World) -> Outcome {
             let phases = campaign
                 .jobs
                 .iter()
-                .map(|job| {
-                    let state = engine.state.job(&job.id);
-                    let phase = state.map_or("pending", |s| s.status().as_str());
+                .enumerate()
+                .map(|(idx, job)| {
+                    let phase = engine.job_state(idx).status().as_str();
                     (job.id.clone(), phase.to_string())
                 })
                 .collect();
@@ -300,6 +305,22 @@ fn task(id: &str, status: TaskStatus) -> Task {
         error: None,
         budget_empty_for: None,
     }
+}
+
+/// The counts the engine keeps as slots change, counted afresh.
+fn recount(engine: &Engine) -> crate::run::progress::Counts {
+    let mut counts = crate::run::progress::Counts::default();
+    for idx in 0..engine.campaign.jobs.len() {
+        match engine.job_state(idx).phase {
+            Phase::Pending => counts.queued += 1,
+            Phase::Submitting { .. } | Phase::Running { .. } => counts.generating += 1,
+            Phase::Completed { .. } => counts.downloading += 1,
+            Phase::Succeeded { .. } => counts.done += 1,
+            Phase::Unknown { .. } => counts.unknown += 1,
+            Phase::TaskFailed { .. } | Phase::Finished { .. } => counts.failed += 1,
+        }
+    }
+    counts
 }
 
 fn plain(jobs: usize, max_in_flight: usize, secs: f64) -> World {

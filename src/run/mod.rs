@@ -237,14 +237,6 @@ pub async fn run(
         started.elapsed()
     );
 
-    for &idx in &skipped {
-        let job = &campaign.jobs[idx];
-        let error = format!(
-            "not submitted: {} already exists (--skip-existing)",
-            campaign.video_path(job).display()
-        );
-        state.job_or_new(&job.id).last_error = Some(error);
-    }
     let progress = progress::Progress::new(&opts, campaign.jobs.len());
     let clocks = engine::Now {
         at: tokio::time::Instant::now(),
@@ -305,7 +297,7 @@ fn reconcile(
     let mut changed = Vec::new();
     let skipped: std::collections::HashSet<usize> = skipped.iter().copied().collect();
     for (i, job) in campaign.jobs.iter().enumerate() {
-        let Some(js) = state.job_mut(&job.id) else {
+        let Some(js) = state.job(&job.id) else {
             continue;
         };
         if js.request_changed(job) {
@@ -339,16 +331,20 @@ fn reconcile(
             // A task that ran past the timeout last time may have finished since: look again.
             Phase::Finished {
                 status: Status::TimedOut,
-            } => {
-                if let Some(task_id) = js.task_id().map(String::from) {
-                    js.phase = Phase::Running {
-                        task_id,
-                        attempt: js.attempts,
-                    };
-                }
+            } if js.task_id().is_some() => {
+                let record = Record::LookAgain {
+                    job: job.id.clone(),
+                };
+                state.record(journal, record)?;
             }
             Phase::Succeeded { bytes, .. } if missing => {
-                recover_download(&campaign.video_path(job), bytes, &job.id, js)?;
+                let path = campaign.video_path(job);
+                if recover_download(&path, bytes, &job.id, js)? {
+                    let record = Record::FileMissing {
+                        job: job.id.clone(),
+                    };
+                    state.record(journal, record)?;
+                }
             }
             _ => {}
         }
@@ -412,39 +408,34 @@ fn drop_stale_part(path: &std::path::Path) -> Result<(), RunError> {
     }
 }
 
-/// The journal says a video was downloaded but its file is not there.
+/// The journal says a video was downloaded but its file is not there: true
+/// if it is to be downloaded again from its recorded URL.
 fn recover_download(
     path: &std::path::Path,
     bytes: u64,
     id: &str,
-    js: &mut crate::state::JobState,
-) -> Result<(), RunError> {
+    js: &crate::state::JobState,
+) -> Result<bool, RunError> {
     let part = download::part_path(path);
     let part_len = std::fs::metadata(&part).map(|m| m.len()).ok();
     if part_len == Some(bytes) {
         // The run stopped between recording the download and renaming the file.
         driver::finish_file(path)?;
-        return Ok(());
+        return Ok(false);
     }
-    if let Some((url, expires_at)) = js.video_url.clone() {
+    if js.video_url.is_some() {
         tracing::warn!(
             "job {id}: {} is missing; downloading it again",
             path.display()
         );
-        if let Some(task_id) = js.task_id().map(String::from) {
-            js.phase = Phase::Completed {
-                task_id,
-                url,
-                expires_at,
-            };
-        }
+        Ok(true)
     } else {
         tracing::warn!(
             "job {id}: {} is missing and its URL is unknown",
             path.display()
         );
+        Ok(false)
     }
-    Ok(())
 }
 
 fn preview(ids: &[String]) -> String {

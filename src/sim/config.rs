@@ -171,8 +171,9 @@ pub struct SimConfig {
     /// run with `--simulate` passes its own (with its `[models]` applied).
     #[arg(skip)]
     pub catalogue: Option<std::sync::Arc<crate::models::Catalogue>>,
-    /// `START,LEN` in simulated seconds from the simulator's start: every API call in that
-    /// window answers a 503 HTML page, as a proxy in front of a down service would (repeatable).
+    /// `START,LEN` in simulated seconds from the first API request (so a client that
+    /// starts slowly still meets it): every API call in that window answers a 503
+    /// HTML page, as a proxy in front of a down service would (repeatable).
     #[arg(long = "outage", value_name = "START,LEN", value_parser = parse_window)]
     pub outages: Vec<Window>,
     /// The first N GETs of each video (after any `--html-downloads`) send their body at

@@ -102,8 +102,9 @@ fn unauthorized(
     now: Instant,
 ) -> Option<Response> {
     state.arrive(inner, now);
-    let sim_secs = state.sim_secs(now);
-    if inner.outage || state.config.outages.iter().any(|w| w.contains(sim_secs)) {
+    let first = inner.first_request.unwrap_or(now);
+    let since_first = state.sim_secs_since(first, now);
+    if inner.outage || state.config.outages.iter().any(|w| w.contains(since_first)) {
         inner.stats.outage_503 += 1;
         return Some(super::faults::html_page(
             StatusCode::SERVICE_UNAVAILABLE,

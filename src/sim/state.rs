@@ -192,6 +192,8 @@ pub(crate) struct Limited {
 #[derive(Debug)]
 pub(crate) struct Inner {
     rng: StdRng,
+    /// When the first `/v1` request came: `--outage` windows count from it.
+    pub first_request: Option<Instant>,
     pub tasks: HashMap<String, Task>,
     /// Task ids by the `client_business_id` their submit carried (the latest wins).
     pub by_client_id: HashMap<String, String>,
@@ -315,6 +317,7 @@ impl SimState {
             balance: config.balance,
             used: 0.0,
             outage: false,
+            first_request: None,
             polls_of: HashMap::new(),
             completed_polls_of: HashMap::new(),
             downloads_of: HashMap::new(),
@@ -341,9 +344,9 @@ impl SimState {
         self.lock().stats.clone()
     }
 
-    /// Simulated seconds since the simulator started (real time divided by `time_scale`).
-    pub fn sim_secs(&self, at: Instant) -> f64 {
-        let real = at.saturating_duration_since(self.start).as_secs_f64();
+    /// Simulated seconds from `from` to `at` (real time divided by `time_scale`).
+    pub fn sim_secs_since(&self, from: Instant, at: Instant) -> f64 {
+        let real = at.saturating_duration_since(from).as_secs_f64();
         if self.config.time_scale > 0.0 {
             real / self.config.time_scale
         } else {
@@ -370,6 +373,7 @@ impl SimState {
 
     /// Records a `/v1` request's arrival in `request_times_ms`.
     pub fn arrive(&self, inner: &mut Inner, now: Instant) {
+        inner.first_request.get_or_insert(now);
         let ms = self.ms_since_start(now);
         push_capped(&mut inner.stats.request_times_ms, ms);
     }

@@ -121,6 +121,7 @@ class World:
         self.a = a
         self.lock = threading.Lock()
         self.t0 = time.monotonic()
+        self.first_request_s = None
         self.base = ""
         self.tasks, self.by_cbid, self.order = {}, {}, []
         self.buckets = {}
@@ -148,7 +149,12 @@ class World:
             self.stats[key] += n
 
     def in_window(self, windows):
+        """Windows count server seconds from the first API request, not from
+        the server's start: a client that starts slowly still meets them."""
         s = self.now_s()
+        if self.first_request_s is None:
+            self.first_request_s = s
+        s -= self.first_request_s
         return any(start <= s < start + length for start, length in windows)
 
     def bucket(self, key, category):
@@ -752,7 +758,7 @@ def parse_args(argv=None):
     p.add_argument("--no-limits", action="store_true", help="no rate limits at all")
     p.add_argument("--fail-rate", type=float, default=0.0, help="share of tasks that end failed")
     p.add_argument("--outage", type=window, action="append", default=[],
-                   help="START,LEN: nginx 503 page on every API route (repeatable)")
+                   help="START,LEN (server seconds from the first API request): nginx 503 page on every API route (repeatable)")
     p.add_argument("--limiter-down", type=window, action="append", default=[],
                    help="START,LEN: submits get 503 rate_limit_unavailable, polls work")
     p.add_argument("--gateway-524", type=float, default=0.0, help="P: submit creates, then answers 524")
