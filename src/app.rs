@@ -3,10 +3,8 @@
 use std::collections::BTreeMap;
 
 use crate::api::{ApiKey, Client};
-use crate::cli::{
-    BalanceArgs, Cli, Command, ManifestArg, ReportArgs, RunArgs, SimulateArgs, StatusArgs,
-};
-use crate::journal::{self, JournalError};
+use crate::cli::{BalanceArgs, Cli, Command, ManifestArg, ReportArgs, RunArgs, SimulateArgs};
+use crate::journal::JournalError;
 use crate::manifest::{self, Campaign, ManifestError};
 use crate::run::{self, RunError, RunOptions, RunSummary};
 use crate::state::{CampaignState, Status};
@@ -83,7 +81,7 @@ pub async fn main_impl(cli: Cli) -> Result<i32, AppError> {
         Command::Validate(args) => validate(&args),
         Command::Models(args) => models(&args),
         Command::Balance(args) => balance_command(&args).await,
-        Command::Status(args) => status(&args),
+        Command::Status(args) => crate::status::status(&args),
         Command::Report(args) => rewrite_report(&args),
         Command::Simulate(args) => simulate(args).await,
         Command::Completions { shell } => {
@@ -100,7 +98,16 @@ pub async fn main_impl(cli: Cli) -> Result<i32, AppError> {
 }
 
 /// Loads the manifest and applies the path flags.
-fn load(args: &ManifestArg) -> Result<Campaign, AppError> {
+pub(crate) fn load(args: &ManifestArg) -> Result<Campaign, AppError> {
+    Ok(load_with_other(args)?.0)
+}
+
+/// [`load`], and the output paths the other mode would use (without
+/// `--simulate` when it is given, with it when not): `status` and `report`
+/// point there when only the other mode has results.
+pub(crate) fn load_with_other(
+    args: &ManifestArg,
+) -> Result<(Campaign, manifest::Output), AppError> {
     let started = std::time::Instant::now();
     let mut campaign = manifest::load(&args.manifest)?;
     tracing::debug!(
@@ -108,45 +115,55 @@ fn load(args: &ManifestArg) -> Result<Campaign, AppError> {
         campaign.jobs.len(),
         started.elapsed()
     );
-    if args.simulate {
-        campaign.output.dir = campaign.output.dir.join("simulated");
-        campaign.output.state = None;
-        campaign.output.report = None;
-    }
-    if let Some(out) = &args.out {
-        campaign.output.dir = out.clone();
-    }
-    if let Some(state) = &args.state {
-        campaign.output.state = Some(state.clone());
-    }
-    if let Some(report) = &args.report {
-        campaign.output.report = Some(report.clone());
-    }
+    let mut other = campaign.output.clone();
+    set_paths(&mut campaign.output, args, args.simulate);
+    set_paths(&mut other, args, !args.simulate);
     if let Some(shard) = args.shard {
-        apply_shard(&mut campaign, shard);
+        campaign
+            .jobs
+            .retain(|job| shard_of(&job.id, shard.n) == shard.k);
     }
-    Ok(campaign)
+    Ok((campaign, other))
 }
 
-/// Keeps the shard's jobs and gives it its own state and report files.
-fn apply_shard(campaign: &mut Campaign, shard: crate::cli::Shard) {
-    campaign
-        .jobs
-        .retain(|job| shard_of(&job.id, shard.n) == shard.k);
+/// The path flags on the manifest's paths: `--simulate` moves everything to
+/// `<dir>/simulated/`; a shard gets its own state and report files.
+fn set_paths(output: &mut manifest::Output, args: &ManifestArg, simulate: bool) {
+    if simulate {
+        output.dir = output.dir.join("simulated");
+        output.state = None;
+        output.report = None;
+    }
+    if let Some(out) = &args.out {
+        output.dir = out.clone();
+    }
+    if let Some(state) = &args.state {
+        output.state = Some(state.clone());
+    }
+    if let Some(report) = &args.report {
+        output.report = Some(report.clone());
+    }
+    if let Some(shard) = args.shard {
+        output.state = Some(with_shard_suffix(output.state_path(), shard));
+        output.report = Some(with_shard_suffix(output.report_path(), shard));
+    }
+}
+
+/// `state.jsonl` → `state.shard-K-of-N.jsonl`.
+pub(crate) fn with_shard_suffix(
+    path: std::path::PathBuf,
+    shard: crate::cli::Shard,
+) -> std::path::PathBuf {
     let suffix = format!("shard-{}-of-{}", shard.k, shard.n);
-    let with_suffix = |path: std::path::PathBuf| {
-        let stem = path
-            .file_stem()
-            .map(|s| s.to_string_lossy().into_owned())
-            .unwrap_or_default();
-        let name = match path.extension() {
-            Some(ext) => format!("{stem}.{suffix}.{}", ext.to_string_lossy()),
-            None => format!("{stem}.{suffix}"),
-        };
-        path.with_file_name(name)
+    let stem = path
+        .file_stem()
+        .map(|s| s.to_string_lossy().into_owned())
+        .unwrap_or_default();
+    let name = match path.extension() {
+        Some(ext) => format!("{stem}.{suffix}.{}", ext.to_string_lossy()),
+        None => format!("{stem}.{suffix}"),
     };
-    campaign.output.state = Some(with_suffix(campaign.output.state_path()));
-    campaign.output.report = Some(with_suffix(campaign.output.report_path()));
+    path.with_file_name(name)
 }
 
 /// 1-based shard of a job id: stable across runs, machines and manifest order.
@@ -787,87 +804,16 @@ fn read_state(campaign: &Campaign) -> Result<CampaignState, AppError> {
     Ok(state)
 }
 
-/// The journal's entries, all in memory (for the HTML timeline).
-fn read_journal(campaign: &Campaign) -> Result<Vec<journal::Entry>, AppError> {
-    let path = campaign.output.state_path();
-    let (replay, entries) = journal::read(&path)?;
-    replay.check_campaign(&path, &campaign.name)?;
-    Ok(entries)
-}
-
-/// `runner status`: counts, then every job that is not done with its reason.
-fn status(args: &StatusArgs) -> Result<i32, AppError> {
-    let campaign = load(&args.paths)?;
-    let state = read_state(&campaign)?;
-    let rows: Vec<_> = report::rows(&campaign, &state).collect();
-    let mut counts: BTreeMap<Status, usize> = BTreeMap::new();
-    for row in &rows {
-        *counts.entry(row.status).or_default() += 1;
-    }
-    if args.json {
-        let jobs: Vec<serde_json::Value> = rows
-            .iter()
-            .map(|r| {
-                serde_json::json!({
-                    "job_id": r.job_id, "status": r.status.as_str(), "task_id": r.task_id,
-                    "attempts": r.attempts, "output_path": r.output_path, "bytes": r.bytes,
-                    "sha256": r.sha256, "error": r.error,
-                })
-            })
-            .collect();
-        let counts: serde_json::Map<String, serde_json::Value> = Status::ALL
-            .iter()
-            .map(|s| {
-                (
-                    s.as_str().to_string(),
-                    counts.get(s).copied().unwrap_or(0).into(),
-                )
-            })
-            .collect();
-        let out = serde_json::json!({
-            "campaign": campaign.name,
-            "state": campaign.output.state_path(),
-            "total": rows.len(),
-            "counts": counts,
-            "jobs": jobs,
-        });
-        outln!("{out}");
-        return Ok(exit::SUCCESS);
-    }
-    let parts: Vec<String> = counts.iter().map(|(s, n)| format!("{n} {s}")).collect();
-    outln!(
-        "{}: {} jobs: {}",
-        campaign.name,
-        rows.len(),
-        parts.join(", ")
-    );
-    for row in rows.iter().filter(|r| r.status != Status::Succeeded) {
-        let task = if row.task_id.is_empty() {
-            "-"
-        } else {
-            &row.task_id
-        };
-        outln!(
-            "  {:<10} {:<32} {:<30} {}",
-            row.status.as_str(),
-            row.job_id,
-            task,
-            row.error
-        );
-    }
-    Ok(exit::SUCCESS)
-}
-
-/// `runner report`: rewrite the CSV (and with `--html` the page) from the state file.
+/// `runner report`: rewrite the CSV (and with `--html` the page) from every
+/// state file of the campaign (or the shard's, with `--shard`).
 fn rewrite_report(args: &ReportArgs) -> Result<i32, AppError> {
-    let campaign = load(&args.paths)?;
-    // The page's timeline needs every entry: then the file is read once, into memory.
-    let (state, entries) = if args.html {
-        let entries = read_journal(&campaign)?;
-        (CampaignState::from_entries(&entries), entries)
-    } else {
-        (read_state(&campaign)?, Vec::new())
-    };
+    let (campaign, other) = load_with_other(&args.paths)?;
+    // The page's timeline needs every entry: then they are kept in memory.
+    let (view, hint) = crate::status::read_view(&args.paths, &campaign, &other, args.html)?;
+    if let Some(hint) = hint {
+        eprintln!("note: {}", hint.replace("runner {}", "runner report"));
+    }
+    let (state, entries) = (view.state, view.entries);
     let path = campaign.output.report_path();
     let cannot_write = |source| AppError::Io {
         what: format!("cannot write {}", path.display()),

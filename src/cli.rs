@@ -60,14 +60,22 @@ pub enum Command {
     ///   runner run jobs/campaign.toml --shard 2/4        # this machine's quarter
     #[command(verbatim_doc_comment)]
     Run(RunArgs),
-    /// Show what the state file says about each job, without calling the API.
+    /// Show what the state files say about the campaign, without calling the API.
+    ///
+    /// A summary (counts, in flight and never sent, cost, time since the start),
+    /// then the jobs that need attention with their reason. Every shard's state
+    /// file is read unless --shard narrows it.
     ///
     /// Examples:
     ///   runner status jobs/campaign.toml
+    ///   runner status jobs/campaign.toml --all            # every job
+    ///   runner status jobs/campaign.toml --shard 2/3      # one shard
     ///   runner status jobs/campaign.toml --json | jq '.counts'
     #[command(verbatim_doc_comment)]
     Status(StatusArgs),
-    /// Rewrite the CSV report from the state file, without calling the API.
+    /// Rewrite the CSV report from the state files, without calling the API.
+    ///
+    /// Every shard's state file is read unless --shard narrows it.
     ///
     /// Examples:
     ///   runner report jobs/campaign.toml
@@ -143,9 +151,13 @@ pub struct ManifestArg {
 pub struct StatusArgs {
     #[command(flatten)]
     pub paths: ManifestArg,
-    /// One JSON object for scripts: the counts and every job with its status.
+    /// One JSON object for scripts: the summary's fields and every job (its
+    /// report row and where it stands).
     #[arg(long)]
     pub json: bool,
+    /// List every job, not only those that need attention.
+    #[arg(long)]
+    pub all: bool,
 }
 
 #[derive(Debug, Args)]

@@ -8,7 +8,8 @@
 //! - [`api`]: the HTTP client and wire types of the video API.
 //! - [`run`]: the engine — a pure decision core and its driver, rate limiter, polling, downloads, shutdown.
 //! - [`journal`]: the append-only state file; [`state`]: what it says about each job.
-//! - [`report`]: the CSV report; [`html`]: the HTML report page.
+//! - [`report`]: the CSV report; [`html`]: the HTML report page; [`view`]: a campaign from
+//!   every (shard's) state file; [`status`]: `runner status`.
 //! - [`sim`]: the built-in API simulator (axum).
 
 pub mod api;
@@ -24,4 +25,6 @@ pub mod report;
 pub mod run;
 pub mod sim;
 pub mod state;
+pub mod status;
 pub mod util;
+pub mod view;

@@ -31,7 +31,10 @@ pub const COLUMNS: &[&str] = &[
 
 /// One job's line, borrowing from the manifest and the state where it can
 /// (a 100k-job report is written at the end of every run).
-#[derive(Debug, Clone, PartialEq)]
+///
+/// The CSV row and each job of `status --json` are this struct serialized: its
+/// fields are [`COLUMNS`], in order.
+#[derive(Debug, Clone, PartialEq, serde::Serialize)]
 pub struct Row<'a> {
     pub job_id: Cow<'a, str>,
     pub status: Status,
@@ -52,29 +55,43 @@ pub struct Row<'a> {
     pub task_ids: Cow<'a, str>,
 }
 
-impl Row<'_> {
-    /// Writes the row's fields in [`COLUMNS`] order, borrowing rather than
-    /// copying them (a 100k-job report is written at the end of every run).
-    fn write<W: Write>(&self, writer: &mut csv::Writer<W>) -> csv::Result<()> {
-        let number = |n: u64| n.to_string();
-        writer.write_field(&*self.job_id)?;
-        writer.write_field(self.status.as_str())?;
-        writer.write_field(&*self.task_id)?;
-        writer.write_field(&*self.model)?;
-        writer.write_field(&*self.prompt)?;
-        writer.write_field(&*self.output_path)?;
-        writer.write_field(self.bytes.map(number).unwrap_or_default())?;
-        writer.write_field(&*self.sha256)?;
-        writer.write_field(&*self.error)?;
-        writer.write_field(number(self.attempts.into()))?;
-        writer.write_field(&*self.aspect_ratio)?;
-        writer.write_field(number(self.duration.into()))?;
-        writer.write_field(&*self.image_urls)?;
-        writer.write_field(&*self.submitted_at)?;
-        writer.write_field(&*self.completed_at)?;
-        writer.write_field(&*self.downloaded_at)?;
-        writer.write_field(&*self.task_ids)?;
-        writer.write_record(None::<&[u8]>)
+/// A CSV writer for rows: no header of its own (the header is [`COLUMNS`],
+/// written once by [`write_with`], so chunks rendered apart join up).
+fn row_writer<W: Write>(out: W) -> csv::Writer<W> {
+    csv::WriterBuilder::new()
+        .has_headers(false)
+        .from_writer(out)
+}
+
+/// What a job's `error` column says when `limits.budget` kept it from being
+/// sent (the run writes the same words).
+pub const OVER_BUDGET: &str = "not submitted: limits.budget reached";
+
+/// Marks, as the run does, the jobs that `limits.budget` keeps from being sent:
+/// never sent, and their estimated cost on top of what the recorded attempts
+/// cost would pass the budget. The journal does not record this (nothing
+/// happened), so `report` and `status` work it out again from the state.
+pub fn mark_over_budget(campaign: &Campaign, state: &mut CampaignState) {
+    let Some(budget) = campaign.limits.budget else {
+        return;
+    };
+    let pricing = &campaign.pricing;
+    let spent: f64 = campaign
+        .jobs
+        .iter()
+        .filter_map(|job| {
+            let attempts = state.job(&job.id)?.attempts;
+            Some(f64::from(attempts) * crate::plan::job_cost(pricing, job).unwrap_or(0.0))
+        })
+        .sum();
+    for job in &campaign.jobs {
+        let never_sent = state
+            .job(&job.id)
+            .is_none_or(|js| js.phase == Phase::Pending && js.attempts == 0);
+        let cost = crate::plan::job_cost(pricing, job).unwrap_or(0.0);
+        if never_sent && spent + cost > budget + 1e-9 {
+            state.job_or_new(&job.id).last_error = Some(OVER_BUDGET.into());
+        }
     }
 }
 
@@ -100,11 +117,11 @@ pub fn write_campaign(
         for round in campaign.jobs.chunks(ROUND) {
             let parts = crate::util::par_chunks(round, |jobs| {
                 let mut counts = BTreeMap::new();
-                let mut writer = csv::Writer::from_writer(Vec::with_capacity(jobs.len() * 256));
+                let mut writer = row_writer(Vec::with_capacity(jobs.len() * 256));
                 for job in jobs {
                     let row = row(campaign, state, job);
                     *counts.entry(row.status).or_insert(0) += 1;
-                    row.write(&mut writer).map_err(std::io::Error::other)?;
+                    writer.serialize(&row).map_err(std::io::Error::other)?;
                 }
                 let text = writer.into_inner().map_err(|e| e.into_error())?;
                 Ok::<_, std::io::Error>((text, counts))
@@ -191,10 +208,10 @@ pub fn write_csv<'a, R: std::borrow::Borrow<Row<'a>>>(
     rows: impl IntoIterator<Item = R>,
 ) -> std::io::Result<()> {
     write_with(path, |out| {
-        let mut writer = csv::Writer::from_writer(out);
+        let mut writer = row_writer(out);
         for row in rows {
-            row.borrow()
-                .write(&mut writer)
+            writer
+                .serialize(row.borrow())
                 .map_err(std::io::Error::other)?;
         }
         writer.flush()
@@ -280,5 +297,107 @@ mod tests {
         assert_eq!(counts, expected);
         assert_eq!(counts.values().sum::<usize>(), 40_000);
         assert_eq!(counts[&Status::Succeeded], 6667);
+    }
+
+    fn sample() -> Row<'static> {
+        Row {
+            job_id: "a".into(),
+            status: Status::TimedOut,
+            task_id: "t1".into(),
+            model: "veo3.1-fast".into(),
+            prompt: "a \"quoted\", prompt\nover two lines".into(),
+            output_path: "".into(),
+            bytes: None,
+            sha256: "".into(),
+            error: "gave up after 30m".into(),
+            attempts: 2,
+            aspect_ratio: "16:9".into(),
+            duration: 8,
+            image_urls: "https://x/a.jpg|https://x/b.jpg".into(),
+            submitted_at: "2026-01-01T00:00:00Z".into(),
+            completed_at: "".into(),
+            downloaded_at: "".into(),
+            task_ids: "t0|t1".into(),
+        }
+    }
+
+    #[test]
+    fn the_serialized_row_is_the_report_columns_in_order() {
+        let mut writer = csv::Writer::from_writer(Vec::new());
+        writer.serialize(sample()).unwrap();
+        let text = String::from_utf8(writer.into_inner().unwrap()).unwrap();
+        let header = text.lines().next().unwrap();
+        assert_eq!(header, COLUMNS.join(","));
+        assert_eq!(
+            &COLUMNS[..9],
+            [
+                "job_id",
+                "status",
+                "task_id",
+                "model",
+                "prompt",
+                "output_path",
+                "bytes",
+                "sha256",
+                "error"
+            ],
+            "SPEC §4 fixes the first nine"
+        );
+    }
+
+    #[test]
+    fn a_row_reads_back_as_written() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("r.csv");
+        write_csv(&path, [sample()]).unwrap();
+        let mut reader = csv::Reader::from_path(&path).unwrap();
+        let headers: Vec<String> = reader.headers().unwrap().iter().map(String::from).collect();
+        assert_eq!(headers, COLUMNS);
+        let rows: Vec<BTreeMap<String, String>> =
+            reader.deserialize().map(|r| r.unwrap()).collect();
+        assert_eq!(rows.len(), 1);
+        let row = &rows[0];
+        assert_eq!(row["status"], "timed_out");
+        assert_eq!(row["bytes"], "", "no size is an empty cell, not 0");
+        assert_eq!(row["prompt"], "a \"quoted\", prompt\nover two lines");
+        assert_eq!(row["attempts"], "2");
+        assert_eq!(row["duration"], "8");
+        assert_eq!(row["task_ids"], "t0|t1");
+    }
+
+    #[test]
+    fn an_empty_report_is_its_header() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("r.csv");
+        write_csv::<Row>(&path, []).unwrap();
+        assert_eq!(
+            std::fs::read_to_string(&path).unwrap(),
+            format!("{}\n", COLUMNS.join(","))
+        );
+    }
+
+    #[test]
+    fn jobs_the_budget_keeps_back_say_so() {
+        let toml = "[limits]\nbudget = 2.5\n[pricing]\ngemini_omni_flash = { per_video = 1 }\n[defaults]\nmodel = \"gemini_omni_flash\"\n[[job]]\nid = \"a\"\nprompt = \"p\"\n[[job]]\nid = \"b\"\nprompt = \"p\"\n[[job]]\nid = \"c\"\nprompt = \"p\"\n";
+        let campaign = crate::manifest::load_str(toml, Path::new("/tmp/c.toml")).unwrap();
+        let mut state = CampaignState::default();
+        let mut none = state.clone();
+        mark_over_budget(&campaign, &mut none);
+        assert!(none.is_empty(), "nothing spent: every job fits");
+        for job in ["a", "b"] {
+            state.apply(
+                "2026-01-01T00:00:00Z",
+                Record::Submitted {
+                    job: job.into(),
+                    attempt: 1,
+                    task_id: format!("t-{job}"),
+                },
+            );
+        }
+        mark_over_budget(&campaign, &mut state);
+        let errors: Vec<String> = rows(&campaign, &state)
+            .map(|r| r.error.into_owned())
+            .collect();
+        assert_eq!(errors, ["", "", OVER_BUDGET]);
     }
 }

@@ -39,7 +39,8 @@ pub enum Phase {
 }
 
 /// The `status` column of the report (SPEC §4).
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, serde::Serialize)]
+#[serde(rename_all = "snake_case")]
 pub enum Status {
     Succeeded,
     Failed,
@@ -443,6 +444,21 @@ impl CampaignState {
 
     pub fn is_empty(&self) -> bool {
         self.states.is_empty()
+    }
+
+    /// Every job the journal names with its state, moved out, in the order the
+    /// journal first names them (to merge several state files without copying).
+    pub fn into_jobs(self) -> impl Iterator<Item = (String, JobState)> {
+        let mut ids = vec![String::new(); self.states.len()];
+        for (id, at) in self.index {
+            ids[at] = id;
+        }
+        ids.into_iter().zip(self.states)
+    }
+
+    /// Puts `job`'s state in, replacing any it had.
+    pub fn insert(&mut self, id: &str, state: JobState) {
+        *self.job_or_new(id) = state;
     }
 
     /// Every job the journal names, with its state, in no particular order.
