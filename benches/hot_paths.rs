@@ -1,5 +1,6 @@
-//! `cargo bench --bench hot_paths`: the two hot pure paths of issue 4 at 100k jobs,
-//! expanding a manifest's CSV rows into jobs and replaying a journal into the campaign state.
+//! `cargo bench --bench hot_paths`: the hot pure paths at 100k jobs: expanding a
+//! manifest's CSV rows into jobs, replaying a journal into the campaign state, and
+//! writing the CSV report.
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
 use std::fmt::Write as _;
@@ -94,6 +95,13 @@ fn hot_paths(c: &mut Criterion) {
     assert!(state.jobs().all(|(_, j)| j.status() == Status::Succeeded));
     c.bench_function("replay 100k-job journal", |b| {
         b.iter(|| CampaignState::load(black_box(&state_path), JOBS).unwrap())
+    });
+
+    let report_path = dir.path().join("report.csv");
+    c.bench_function("write 100k-row report", |b| {
+        b.iter(|| {
+            runner::report::write_campaign(&report_path, &campaign, black_box(&state)).unwrap()
+        })
     });
 }
 
