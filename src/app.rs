@@ -79,7 +79,10 @@ impl AppError {
 /// Runs a parsed command line; returns the exit code.
 pub async fn main_impl(cli: Cli) -> Result<i32, AppError> {
     match cli.command {
-        Command::Run(args) => run_command(args, cli.quiet).await,
+        Command::Run(args) => {
+            let log_json = cli.log_format == crate::cli::LogFormat::Json;
+            run_command(args, cli.quiet, log_json).await
+        }
         Command::Validate(args) => validate(&args),
         Command::Models(args) => models(&args),
         Command::Balance(args) => balance_command(&args).await,
@@ -182,7 +185,7 @@ fn check_only(campaign: &Campaign, only: &[String]) -> Result<(), AppError> {
     }
 }
 
-async fn run_command(args: RunArgs, quiet: bool) -> Result<i32, AppError> {
+async fn run_command(args: RunArgs, quiet: bool, log_json: bool) -> Result<i32, AppError> {
     let mut campaign = load(&args.paths)?;
     if let Some(rate) = args.rate {
         if !(rate.is_finite() && rate > 0.0) {
@@ -217,6 +220,7 @@ async fn run_command(args: RunArgs, quiet: bool) -> Result<i32, AppError> {
         retry_failed: args.retry.is_some(),
         only: (!args.only.is_empty()).then(|| args.only.iter().cloned().collect()),
         quiet,
+        log_json,
         ..RunOptions::default()
     };
     // Shared, not cloned: at 100k jobs the manifest is tens of megabytes.

@@ -1775,14 +1775,19 @@ impl Engine {
         }
     }
 
-    /// Counts by report status plus what is in motion, for progress lines.
+    /// Counts by report status plus what is in motion, for progress lines: the
+    /// jobs this run works on (with `--only`, the selected ones).
     pub fn counts(&self) -> super::progress::Counts {
         let mut counts = super::progress::Counts::default();
+        let only = self.opts.only.as_ref();
         for job in &self.campaign.jobs {
+            if only.is_some_and(|only| !only.contains(&job.id)) {
+                continue;
+            }
             let state = self.state.job(&job.id);
             match state.map(|s| &s.phase) {
-                None | Some(Phase::Pending) => counts.queued += 1,
-                Some(Phase::Submitting { .. } | Phase::Running { .. }) => counts.generating += 1,
+                None | Some(Phase::Pending) => counts.to_send += 1,
+                Some(Phase::Submitting { .. } | Phase::Running { .. }) => counts.in_flight += 1,
                 Some(Phase::Completed { .. }) => counts.downloading += 1,
                 Some(Phase::Succeeded { .. }) => counts.done += 1,
                 Some(Phase::Unknown { .. }) => counts.unknown += 1,

@@ -58,6 +58,8 @@ pub struct RunOptions {
     pub progress_every: Duration,
     /// No progress lines.
     pub quiet: bool,
+    /// `--log-format json`: progress lines carry their counts as fields.
+    pub log_json: bool,
 }
 
 impl Default for RunOptions {
@@ -70,6 +72,7 @@ impl Default for RunOptions {
             skip_existing: false,
             progress_every: Duration::from_secs(5),
             quiet: false,
+            log_json: false,
         }
     }
 }
@@ -245,13 +248,15 @@ pub async fn run(
         );
         state.job_or_new(&job.id).last_error = Some(error);
     }
-    let progress = progress::Progress::new(&opts, campaign.jobs.len());
     let clocks = engine::Now {
         at: tokio::time::Instant::now(),
         wall: std::time::SystemTime::now(),
     };
+    let mut progress = progress::Progress::new(&opts);
     let mut engine = Engine::new(campaign.clone(), opts, state, clocks);
     engine.plan(&skipped, driver::upload_is_fresh)?;
+    // What this run starts from: its pace and ETA count only what it finishes.
+    progress.start_from(engine.counts());
     let mut driver = Driver::new(engine, client, journal, progress);
     let ending = driver.run(signals).await;
     let state = driver.into_engine().into_state();
