@@ -8,7 +8,7 @@
 //! - [`api`]: the HTTP client and wire types of the video API.
 //! - [`run`]: the engine — a pure decision core and its driver, rate limiter, polling, downloads, shutdown.
 //! - [`journal`]: the append-only state file; [`state`]: what it says about each job.
-//! - [`report`]: the CSV report; [`html`]: the HTML report page.
+//! - [`report`]: the CSV report; [`html`]: the HTML report page; [`summary`]: what a run says at its end.
 //! - [`sim`]: the built-in API simulator (axum).
 
 pub mod api;
@@ -24,4 +24,5 @@ pub mod report;
 pub mod run;
 pub mod sim;
 pub mod state;
+pub mod summary;
 pub mod util;

@@ -145,7 +145,15 @@ impl From<JournalError> for RunError {
 /// What a run did.
 #[derive(Debug)]
 pub struct RunSummary {
+    /// Every job of the campaign by report status (what the report says).
     pub counts: BTreeMap<Status, usize>,
+    /// The jobs this run worked on (with `--only`, the selected ones) by status:
+    /// the exit code and the ending speak of these.
+    pub selected: BTreeMap<Status, usize>,
+    /// From the journal's replay to the report written.
+    pub elapsed: Duration,
+    /// What the tasks created before this run cost, by the price table.
+    pub spent_before: crate::plan::Cost,
     pub interrupted: bool,
     /// A fatal API condition that ended the run early (a refused key).
     pub fatal: Option<RunError>,
@@ -155,7 +163,7 @@ pub struct RunSummary {
 }
 
 impl RunSummary {
-    /// SPEC §2: 0 all succeeded, 1 some did not, 3 fatal API condition (key or
+    /// SPEC §2: 0 all succeeded (with `--only`, all selected), 1 some did not, 3 fatal API condition (key or
     /// balance), 74 local I/O failure, 75 outage, 130 interrupted.
     pub fn exit_code(&self) -> i32 {
         if let Some(fatal) = &self.fatal {
@@ -163,7 +171,7 @@ impl RunSummary {
         } else if self.interrupted {
             130
         } else if self
-            .counts
+            .selected
             .iter()
             .all(|(s, n)| *s == Status::Succeeded || *n == 0)
         {
@@ -183,6 +191,7 @@ pub async fn run(
     signals: mpsc::UnboundedReceiver<Signal>,
 ) -> Result<RunSummary, RunError> {
     let started = std::time::Instant::now();
+    let run_started = started;
     let state_path = campaign.output.state_path();
     let mut state = CampaignState::with_capacity(campaign.jobs.len());
     let resuming = std::fs::metadata(&state_path).is_ok_and(|m| m.len() > 0);
@@ -252,7 +261,9 @@ pub async fn run(
         at: tokio::time::Instant::now(),
         wall: std::time::SystemTime::now(),
     };
+    let spent_before = spent(&campaign, &state);
     let mut progress = progress::Progress::new(&opts);
+    let only = opts.only.clone();
     let mut engine = Engine::new(campaign.clone(), opts, state, clocks);
     engine.plan(&skipped, driver::upload_is_fresh)?;
     // What this run starts from: its pace and ETA count only what it finishes.
@@ -274,13 +285,42 @@ pub async fn run(
         Ending::Interrupted => (true, None),
         Ending::Fatal(e) => (false, Some(e)),
     };
+    let mut selected: BTreeMap<Status, usize> = BTreeMap::new();
+    for job in &campaign.jobs {
+        if only.as_ref().is_none_or(|only| only.contains(&job.id)) {
+            let status = state.job(&job.id).map_or(Status::Pending, |js| js.status());
+            *selected.entry(status).or_default() += 1;
+        }
+    }
     Ok(RunSummary {
         counts,
+        selected,
+        elapsed: run_started.elapsed(),
+        spent_before,
         interrupted,
         fatal,
         report_path,
         state,
     })
+}
+
+/// What the tasks the journal records (created, or possibly created) cost by
+/// the price table: each attempt of a job at its model's price. The same sum
+/// `limits.budget` is held against.
+pub fn spent(campaign: &Campaign, state: &CampaignState) -> crate::plan::Cost {
+    let mut total = crate::plan::Cost::Known(0.0);
+    for job in &campaign.jobs {
+        let attempts = state.job(&job.id).map_or(0, |js| js.attempts);
+        if attempts == 0 {
+            continue;
+        }
+        let cost = match crate::plan::job_cost(&campaign.pricing, job) {
+            Some(price) => crate::plan::Cost::Known(price * f64::from(attempts)),
+            None => crate::plan::Cost::Unknown,
+        };
+        total = total.plus(cost);
+    }
+    total
 }
 
 /// Whether each job's video is on disk, in job order; hashes each job's
