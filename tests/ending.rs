@@ -307,3 +307,38 @@ async fn validate_prints_only_requests_on_stdout() {
         "the plan on stderr: {stderr}"
     );
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_resumed_run_estimates_from_its_own_finishes_only() {
+    let sim = SimHandle::start(fast_sim()).await.unwrap();
+    let dir = Dir::new();
+    let file = campaign(&dir, "again", 6, "");
+    let out = run(run_against(
+        &dir,
+        &sim,
+        &file,
+        &["--only", "again-0,again-1,again-2"],
+    ))
+    .await;
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out));
+    let out = run(run_against(&dir, &sim, &file, &["--log-format", "json"])).await;
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out));
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    let first = stderr
+        .lines()
+        .filter_map(|l| serde_json::from_str::<serde_json::Value>(l).ok())
+        .find(|v| v["fields"].get("done").is_some())
+        .expect("a progress line");
+    let fields = &first["fields"];
+    // Three were done before this run started; nothing of its own has finished
+    // at its first line: no pace, no ETA (the old line said thousands a minute).
+    assert_eq!(fields["done"], 3, "{first}");
+    assert!(fields.get("per_min").is_none(), "{first}");
+    assert!(fields.get("eta_secs").is_none(), "{first}");
+    assert!(
+        fields["message"]
+            .as_str()
+            .is_some_and(|m| m.contains("ETA estimating…")),
+        "{first}"
+    );
+}
