@@ -77,7 +77,10 @@ impl AppError {
 /// Runs a parsed command line; returns the exit code.
 pub async fn main_impl(cli: Cli) -> Result<i32, AppError> {
     match cli.command {
-        Command::Run(args) => run_command(args, cli.quiet).await,
+        Command::Run(args) => {
+            let log_json = cli.log_format == crate::cli::LogFormat::Json;
+            run_command(args, cli.quiet, log_json).await
+        }
         Command::Validate(args) => validate(&args),
         Command::Models(args) => models(&args),
         Command::Balance(args) => balance_command(&args).await,
@@ -199,7 +202,7 @@ fn check_only(campaign: &Campaign, only: &[String]) -> Result<(), AppError> {
     }
 }
 
-async fn run_command(args: RunArgs, quiet: bool) -> Result<i32, AppError> {
+async fn run_command(args: RunArgs, quiet: bool, log_json: bool) -> Result<i32, AppError> {
     let mut campaign = load(&args.paths)?;
     if let Some(rate) = args.rate {
         if !(rate.is_finite() && rate > 0.0) {
@@ -221,6 +224,22 @@ async fn run_command(args: RunArgs, quiet: bool) -> Result<i32, AppError> {
         ));
     }
     check_only(&campaign, &args.only)?;
+    if let Some(shard) = args.paths.shard
+        && campaign.jobs.is_empty()
+    {
+        let text = crate::summary::empty_shard_text(&campaign.name, shard.k, shard.n);
+        if args.summary == crate::cli::SummaryFormat::Json {
+            eprintln!("{text}");
+            let manifest = args.paths.manifest.display().to_string();
+            outln!(
+                "{}",
+                crate::summary::empty_shard_json(&campaign.name, &manifest, shard.k, shard.n)
+            );
+        } else {
+            outln!("{text}");
+        }
+        return Ok(exit::SUCCESS);
+    }
     if args.dry_run {
         return dry_run(&campaign, &args).await;
     }
@@ -234,6 +253,7 @@ async fn run_command(args: RunArgs, quiet: bool) -> Result<i32, AppError> {
         retry_failed: args.retry.is_some(),
         only: (!args.only.is_empty()).then(|| args.only.iter().cloned().collect()),
         quiet,
+        log_json,
         ..RunOptions::default()
     };
     // Shared, not cloned: at 100k jobs the manifest is tens of megabytes.
@@ -266,7 +286,7 @@ async fn run_command(args: RunArgs, quiet: bool) -> Result<i32, AppError> {
         check_balance(&client, &campaign, &args).await?;
         run::run(campaign.clone(), client, opts, signals).await?
     };
-    print_summary(&campaign, &summary);
+    print_ending(&campaign, &summary, &args);
     if let Some(fatal) = &summary.fatal {
         eprintln!("error: {fatal}");
         let mut source = std::error::Error::source(fatal);
@@ -407,6 +427,7 @@ async fn balance_command(args: &BalanceArgs) -> Result<i32, AppError> {
         skip_existing: false,
         retry: None,
         only: Vec::new(),
+        summary: crate::cli::SummaryFormat::Text,
         sim_time_scale: None,
     };
     let to_submit = jobs_to_submit(&campaign, &state, &run_args);
@@ -584,25 +605,15 @@ fn api_key(env: &str) -> Result<ApiKey, AppError> {
     }
 }
 
-fn print_summary(campaign: &Campaign, summary: &RunSummary) {
-    let total: usize = summary.counts.values().sum();
-    let parts: Vec<String> = summary
-        .counts
-        .iter()
-        .map(|(s, n)| format!("{n} {s}"))
-        .collect();
-    let how = if summary.interrupted {
-        " (interrupted; run the same command again to resume)"
+/// The run's ending: text on stdout, or with `--summary json` one JSON object
+/// on stdout and the text on stderr.
+fn print_ending(campaign: &Campaign, summary: &RunSummary, args: &RunArgs) {
+    let recap = crate::summary::Recap::new(campaign, summary, args);
+    if args.summary == crate::cli::SummaryFormat::Json {
+        eprintln!("{}", recap.text());
+        outln!("{}", recap.json());
     } else {
-        ""
-    };
-    outln!("{}: {total} jobs: {}{how}", campaign.name, parts.join(", "));
-    outln!("report: {}", summary.report_path.display());
-    if summary.counts.get(&Status::Unknown).copied().unwrap_or(0) > 0 {
-        outln!(
-            "note: jobs marked unknown may have created a task that could not be confirmed; \
-             check with the provider, then resend them with --resubmit-unknown"
-        );
+        outln!("{}", recap.text());
     }
 }
 
@@ -620,7 +631,8 @@ fn validate(args: &ManifestArg) -> Result<i32, AppError> {
             .collect();
         outln!("{}\t{}", job.id, job.request_body(&images));
     }
-    print_plan(&campaign);
+    // The plan and the notes on stderr: `runner validate x | cut -f1` gets only requests.
+    eprintln!("{}", plan_text(&campaign));
     for (name, loc) in &campaign.model_overrides {
         let Some(entry) = campaign.catalogue.entry(name) else {
             continue;
@@ -637,7 +649,7 @@ fn validate(args: &ManifestArg) -> Result<i32, AppError> {
             .filter(|r| r.source == crate::models::Source::Manifest)
             .count();
         let builtin = crate::models::Catalogue::builtin().entry(name).is_some();
-        outln!(
+        eprintln!(
             "model {} from the manifest ({loc}): {} {}; fields {}; {rules} rule{}",
             entry.model,
             if builtin {
@@ -730,21 +742,27 @@ fn models(args: &crate::cli::ModelsArgs) -> Result<i32, AppError> {
     Ok(exit::SUCCESS)
 }
 
-fn print_plan(campaign: &Campaign) {
-    outln!("{}: {} jobs, all valid", campaign.name, campaign.jobs.len());
-    outln!("{}", crate::plan::plan(campaign));
+/// The campaign's plan: its jobs, the table by model, the budget.
+fn plan_text(campaign: &Campaign) -> String {
+    let mut text = format!(
+        "{}: {} jobs, all valid\n{}",
+        campaign.name,
+        campaign.jobs.len(),
+        crate::plan::plan(campaign)
+    );
     if let Some(budget) = campaign.limits.budget {
-        outln!(
-            "budget: {}",
+        text.push_str(&format!(
+            "\nbudget: {}",
             crate::plan::money(budget, &campaign.pricing.currency)
-        );
+        ));
     }
+    text
 }
 
 /// `runner run --dry-run`: the plan against the state file; nothing sent
 /// (but the balance call, when there is a key or `--simulate`).
 async fn dry_run(campaign: &Campaign, args: &RunArgs) -> Result<i32, AppError> {
-    print_plan(campaign);
+    outln!("{}", plan_text(campaign));
     let state = read_state(campaign)?;
     let mut counts: BTreeMap<Status, usize> = BTreeMap::new();
     for job in &campaign.jobs {
@@ -789,10 +807,24 @@ async fn dry_run(campaign: &Campaign, args: &RunArgs) -> Result<i32, AppError> {
         Some(Err(e)) => outln!("balance: could not be read ({e})"),
         None => {}
     }
-    outln!(
-        "dry run: {} jobs would be submitted; nothing was sent",
-        to_submit.len()
-    );
+    match crate::summary::budget_fit(campaign, &state, &to_submit) {
+        Some(fit) => {
+            outln!("{}", fit.text(&campaign.pricing.currency));
+            let left = if fit.left.is_empty() {
+                String::new()
+            } else {
+                format!(" ({} left pending by limits.budget)", fit.left.len())
+            };
+            outln!(
+                "dry run: {} would be submitted{left}; nothing was sent",
+                crate::summary::jobs(fit.fit.len())
+            );
+        }
+        None => outln!(
+            "dry run: {} would be submitted; nothing was sent",
+            crate::summary::jobs(to_submit.len())
+        ),
+    }
     Ok(exit::SUCCESS)
 }
 

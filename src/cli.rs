@@ -46,6 +46,13 @@ pub enum LogFormat {
     Json,
 }
 
+/// `run --summary`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum SummaryFormat {
+    Text,
+    Json,
+}
+
 #[derive(Debug, Subcommand)]
 pub enum Command {
     /// Run a campaign; run it again to resume.
@@ -58,6 +65,7 @@ pub enum Command {
     ///   runner run jobs/campaign.toml --retry failed     # new attempts for failed jobs
     ///   runner run jobs/campaign.toml --only dolphins-9x16,fox
     ///   runner run jobs/campaign.toml --shard 2/4        # this machine's quarter
+    ///   runner run jobs/campaign.toml --summary json | jq .counts
     #[command(verbatim_doc_comment)]
     Run(RunArgs),
     /// Show what the state files say about the campaign, without calling the API.
@@ -83,6 +91,9 @@ pub enum Command {
     #[command(verbatim_doc_comment)]
     Report(ReportArgs),
     /// Expand and validate the manifest, print each request and the plan, send nothing.
+    ///
+    /// The requests (`id<TAB>JSON`, one line per job) go to stdout; the plan,
+    /// its cost and the notes go to stderr, so a pipe gets only requests.
     ///
     /// Examples:
     ///   runner validate jobs/campaign.toml
@@ -214,6 +225,13 @@ pub struct RunArgs {
     /// Run only these jobs (ids as in the report; repeat the flag or separate with commas).
     #[arg(long, value_name = "ID", value_delimiter = ',', num_args = 1..)]
     pub only: Vec<String>,
+
+    /// What the run prints at its end on stdout: `text` for a person, or
+    /// `json`, one JSON object for scripts (counts, elapsed time, cost, report
+    /// paths, exit code, the ids that did not succeed, the next commands); the
+    /// text then goes to stderr.
+    #[arg(long, value_enum, value_name = "FORMAT", default_value_t = SummaryFormat::Text)]
+    pub summary: SummaryFormat,
 
     /// How fast simulated time runs (0.01 = 100× faster than the real service):
     /// with --simulate [default: 0.01], or for a `runner simulate --time-scale F`

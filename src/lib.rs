@@ -10,6 +10,7 @@
 //! - [`journal`]: the append-only state file; [`state`]: what it says about each job.
 //! - [`report`]: the CSV report; [`html`]: the HTML report page; [`view`]: a campaign from
 //!   every (shard's) state file; [`status`]: `runner status`.
+//!   [`summary`]: what a run says at its end.
 //! - [`sim`]: the built-in API simulator (axum).
 
 pub mod api;
@@ -26,5 +27,6 @@ pub mod run;
 pub mod sim;
 pub mod state;
 pub mod status;
+pub mod summary;
 pub mod util;
 pub mod view;

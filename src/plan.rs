@@ -211,6 +211,25 @@ impl fmt::Display for Plan {
     }
 }
 
+/// What the tasks the journal records (created, or possibly created) cost by
+/// the price table: each attempt of a job at its model's price. The same sum
+/// `limits.budget` is held against.
+pub fn spent(campaign: &Campaign, state: &crate::state::CampaignState) -> Cost {
+    let mut total = Cost::Known(0.0);
+    for job in &campaign.jobs {
+        let attempts = state.job(&job.id).map_or(0, |js| js.attempts);
+        if attempts == 0 {
+            continue;
+        }
+        let cost = match job_cost(&campaign.pricing, job) {
+            Some(price) => Cost::Known(price * f64::from(attempts)),
+            None => Cost::Unknown,
+        };
+        total = total.plus(cost);
+    }
+    total
+}
+
 #[cfg(test)]
 mod tests {
     use serde_json::Map;

@@ -269,16 +269,10 @@ pub fn summarize(campaign: &Campaign, view: &View, rows: &[Row], stages: &[Stage
 /// a plain run would send (not sent, or failed before any task existed).
 fn money(campaign: &Campaign, view: &View) -> Money {
     let pricing = &campaign.pricing;
-    let mut spent = Cost::Known(0.0);
+    let spent = crate::plan::spent(campaign, &view.state);
     let mut to_send = Vec::new();
     for job in &campaign.jobs {
         let js = view.state.job(&job.id);
-        let attempts = js.map_or(0, |js| js.attempts);
-        if attempts > 0 {
-            let cost = crate::plan::job_cost(pricing, job)
-                .map_or(Cost::Unknown, |c| Cost::Known(c * f64::from(attempts)));
-            spent = spent.plus(cost);
-        }
         let sends = js.is_none_or(|js| js.phase == Phase::Pending || js.failed_unpaid());
         if sends {
             to_send.push(job);

@@ -277,16 +277,17 @@ duration = 10
     );
     let out = validate(&manifest).await;
     assert_eq!(out.status.code(), Some(0), "{}", text(&out));
-    let stdout = String::from_utf8_lossy(&out.stdout);
+    // Notes about the catalogue go with the plan, on stderr.
+    let stderr = String::from_utf8_lossy(&out.stderr);
     assert!(
-        stdout.contains("model house-model from the manifest (c.toml:"),
-        "{stdout}"
+        stderr.contains("model house-model from the manifest (c.toml:"),
+        "{stderr}"
     );
-    assert!(stdout.contains("not in the catalogue, added"), "{stdout}");
+    assert!(stderr.contains("not in the catalogue, added"), "{stderr}");
     assert!(
-        stdout.contains("model veo3.1-fast from the manifest")
-            && stdout.contains("fields duration; 1 rule"),
-        "{stdout}"
+        stderr.contains("model veo3.1-fast from the manifest")
+            && stderr.contains("fields duration; 1 rule"),
+        "{stderr}"
     );
 
     let out =

@@ -193,6 +193,8 @@ struct Live {
     /// The job's current task was submitted by this run, so no earlier
     /// download of it can have left a `.part` (see [`download::Start`]).
     submitted_here: bool,
+    /// The job is in [`Engine::counts`]: every job, or those `--only` names.
+    counted: bool,
 }
 
 /// What the engine keeps about a task while it polls it: only for the
@@ -336,6 +338,7 @@ impl Engine {
             limits.poll_in_progress.mul_f64(opts.time_scale),
             opts.time_scale,
         );
+        let spent = crate::plan::spent(&campaign, &state).known();
         let mut others = state;
         let slots: Vec<JobState> = campaign
             .jobs
@@ -343,11 +346,15 @@ impl Engine {
             .map(|job| others.take(&job.id).unwrap_or_default())
             .collect();
         let mut counts = super::progress::Counts::default();
-        for slot in &slots {
-            *count_of(&mut counts, &slot.phase) += 1;
+        let mut live = vec![Live::default(); campaign.jobs.len()];
+        for ((job, slot), live) in campaign.jobs.iter().zip(&slots).zip(&mut live) {
+            live.counted = opts.only.as_ref().is_none_or(|only| only.contains(&job.id));
+            if live.counted {
+                *count_of(&mut counts, &slot.phase) += 1;
+            }
         }
         Engine {
-            live: vec![Live::default(); campaign.jobs.len()],
+            live,
             tracking: Default::default(),
             campaign,
             opts,
@@ -376,7 +383,7 @@ impl Engine {
             active_calls: 0,
             active_downloads: 0,
             verified: false,
-            spent: 0.0,
+            spent,
             budget_reached: false,
             breaker,
             out_of_money: None,
@@ -457,9 +464,13 @@ impl Engine {
         debug_assert_eq!(record.job(), Some(self.campaign.jobs[idx].id.as_str()));
         let t = crate::journal::stamp(self.now.wall);
         let slot = &mut self.slots[idx];
-        *count_of(&mut self.counts, &slot.phase) -= 1;
+        if self.live[idx].counted {
+            *count_of(&mut self.counts, &slot.phase) -= 1;
+        }
         slot.apply(&t, record.clone());
-        *count_of(&mut self.counts, &slot.phase) += 1;
+        if self.live[idx].counted {
+            *count_of(&mut self.counts, &slot.phase) += 1;
+        }
         self.notes.remove(&idx);
         self.out.push(Command::Record(t, record));
         Ok(())
@@ -487,17 +498,6 @@ impl Engine {
         fresh: impl Fn(&str, &crate::state::Uploaded) -> bool,
     ) -> Result<(), RunError> {
         let now = self.now.at;
-        self.spent = self
-            .campaign
-            .jobs
-            .iter()
-            .zip(&self.slots)
-            .map(|(job, slot)| {
-                let attempts = slot.attempts;
-                f64::from(attempts)
-                    * crate::plan::job_cost(&self.campaign.pricing, job).unwrap_or(0.0)
-            })
-            .sum();
         for (path, uploaded) in &self.others.uploads {
             self.uploads
                 .insert(path.clone(), UploadState::Done(uploaded.url.clone()));
@@ -1853,7 +1853,8 @@ impl Engine {
         }
     }
 
-    /// Counts by report status plus what is in motion, for progress lines.
+    /// Counts by report status plus what is in motion, for progress lines: the
+    /// jobs this run works on (with `--only`, the selected ones).
     pub fn counts(&self) -> super::progress::Counts {
         self.counts
     }
@@ -1862,8 +1863,8 @@ impl Engine {
 /// The count a job in `phase` adds to.
 fn count_of<'a>(counts: &'a mut super::progress::Counts, phase: &Phase) -> &'a mut usize {
     match phase {
-        Phase::Pending => &mut counts.queued,
-        Phase::Submitting { .. } | Phase::Running { .. } => &mut counts.generating,
+        Phase::Pending => &mut counts.to_send,
+        Phase::Submitting { .. } | Phase::Running { .. } => &mut counts.in_flight,
         Phase::Completed { .. } => &mut counts.downloading,
         Phase::Succeeded { .. } => &mut counts.done,
         Phase::Unknown { .. } => &mut counts.unknown,

@@ -312,8 +312,8 @@ fn recount(engine: &Engine) -> crate::run::progress::Counts {
     let mut counts = crate::run::progress::Counts::default();
     for idx in 0..engine.campaign.jobs.len() {
         match engine.job_state(idx).phase {
-            Phase::Pending => counts.queued += 1,
-            Phase::Submitting { .. } | Phase::Running { .. } => counts.generating += 1,
+            Phase::Pending => counts.to_send += 1,
+            Phase::Submitting { .. } | Phase::Running { .. } => counts.in_flight += 1,
             Phase::Completed { .. } => counts.downloading += 1,
             Phase::Succeeded { .. } => counts.done += 1,
             Phase::Unknown { .. } => counts.unknown += 1,

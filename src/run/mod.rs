@@ -58,6 +58,8 @@ pub struct RunOptions {
     pub progress_every: Duration,
     /// No progress lines.
     pub quiet: bool,
+    /// `--log-format json`: progress lines carry their counts as fields.
+    pub log_json: bool,
 }
 
 impl Default for RunOptions {
@@ -70,6 +72,7 @@ impl Default for RunOptions {
             skip_existing: false,
             progress_every: Duration::from_secs(5),
             quiet: false,
+            log_json: false,
         }
     }
 }
@@ -142,7 +145,15 @@ impl From<JournalError> for RunError {
 /// What a run did.
 #[derive(Debug)]
 pub struct RunSummary {
+    /// Every job of the campaign by report status (what the report says).
     pub counts: BTreeMap<Status, usize>,
+    /// The jobs this run worked on (with `--only`, the selected ones) by status:
+    /// the exit code and the ending speak of these.
+    pub selected: BTreeMap<Status, usize>,
+    /// From the journal's replay to the report written.
+    pub elapsed: Duration,
+    /// What the tasks created before this run cost, by the price table.
+    pub spent_before: crate::plan::Cost,
     pub interrupted: bool,
     /// A fatal API condition that ended the run early (a refused key).
     pub fatal: Option<RunError>,
@@ -152,7 +163,7 @@ pub struct RunSummary {
 }
 
 impl RunSummary {
-    /// SPEC §2: 0 all succeeded, 1 some did not, 3 fatal API condition (key or
+    /// SPEC §2: 0 all succeeded (with `--only`, all selected), 1 some did not, 3 fatal API condition (key or
     /// balance), 74 local I/O failure, 75 outage, 130 interrupted.
     pub fn exit_code(&self) -> i32 {
         if let Some(fatal) = &self.fatal {
@@ -160,7 +171,7 @@ impl RunSummary {
         } else if self.interrupted {
             130
         } else if self
-            .counts
+            .selected
             .iter()
             .all(|(s, n)| *s == Status::Succeeded || *n == 0)
         {
@@ -180,6 +191,7 @@ pub async fn run(
     signals: mpsc::UnboundedReceiver<Signal>,
 ) -> Result<RunSummary, RunError> {
     let started = std::time::Instant::now();
+    let run_started = started;
     let state_path = campaign.output.state_path();
     let mut state = CampaignState::with_capacity(campaign.jobs.len());
     let resuming = std::fs::metadata(&state_path).is_ok_and(|m| m.len() > 0);
@@ -237,13 +249,17 @@ pub async fn run(
         started.elapsed()
     );
 
-    let progress = progress::Progress::new(&opts, campaign.jobs.len());
     let clocks = engine::Now {
         at: tokio::time::Instant::now(),
         wall: std::time::SystemTime::now(),
     };
+    let spent_before = spent(&campaign, &state);
+    let mut progress = progress::Progress::new(&opts);
+    let only = opts.only.clone();
     let mut engine = Engine::new(campaign.clone(), opts, state, clocks);
     engine.plan(&skipped, driver::upload_is_fresh)?;
+    // What this run starts from: its pace and ETA count only what it finishes.
+    progress.start_from(engine.counts());
     let mut driver = Driver::new(engine, client, journal, progress);
     let ending = driver.run(signals).await;
     let state = driver.into_engine().into_state();
@@ -261,14 +277,26 @@ pub async fn run(
         Ending::Interrupted => (true, None),
         Ending::Fatal(e) => (false, Some(e)),
     };
+    let mut selected: BTreeMap<Status, usize> = BTreeMap::new();
+    for job in &campaign.jobs {
+        if only.as_ref().is_none_or(|only| only.contains(&job.id)) {
+            let status = state.job(&job.id).map_or(Status::Pending, |js| js.status());
+            *selected.entry(status).or_default() += 1;
+        }
+    }
     Ok(RunSummary {
         counts,
+        selected,
+        elapsed: run_started.elapsed(),
+        spent_before,
         interrupted,
         fatal,
         report_path,
         state,
     })
 }
+
+pub use crate::plan::spent;
 
 /// Whether each job's video is on disk, in job order; hashes each job's
 /// fingerprint on the way (it is cached on the job for [`reconcile`]).
