@@ -176,6 +176,37 @@ pub fn shard_of(id: &str, n: u32) -> u32 {
     (head % u64::from(n.max(1))) as u32 + 1
 }
 
+/// Another state file of this campaign (other shards, or the unsharded one)
+/// records tasks of this run's jobs: this run's state does not, so it would
+/// pay for them again. Refused (exit 2), nothing sent.
+fn refuse_paying_again(
+    campaign: &Campaign,
+    shard: Option<crate::cli::Shard>,
+) -> Result<(), AppError> {
+    let elsewhere = crate::view::recorded_elsewhere(campaign, shard)?;
+    if elsewhere.is_empty() {
+        return Ok(());
+    }
+    let jobs: usize = elsewhere.iter().map(|(_, n)| n).sum();
+    let files: Vec<String> = elsewhere
+        .iter()
+        .map(|(path, n)| format!("{} ({n})", path.display()))
+        .collect();
+    let this = match shard {
+        Some(s) => format!(" (--shard {}/{})", s.k, s.n),
+        None => " (no --shard)".to_string(),
+    };
+    Err(AppError::Usage(format!(
+        "{jobs} job(s) of this run{this} already have tasks recorded in another state file \
+         of this campaign: {}. This run's state file ({}) does not know those tasks, so it \
+         would pay for them again. Run the way those files were written (the same --shard \
+         K/N, or none), and see the whole campaign with `runner status`; move those files \
+         away only if you mean to pay again",
+        files.join(", "),
+        campaign.output.state_path().display()
+    )))
+}
+
 /// `--only`: every id must be a job of the manifest.
 fn check_only(campaign: &Campaign, only: &[String]) -> Result<(), AppError> {
     let known: std::collections::HashSet<&str> =
@@ -240,6 +271,7 @@ async fn run_command(args: RunArgs, quiet: bool, log_json: bool) -> Result<i32, 
         }
         return Ok(exit::SUCCESS);
     }
+    refuse_paying_again(&campaign, args.paths.shard)?;
     if args.dry_run {
         return dry_run(&campaign, &args).await;
     }

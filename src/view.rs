@@ -76,6 +76,48 @@ pub fn gather(
     Ok(merge(campaign, loaded))
 }
 
+/// Before a run: the other state files of this campaign (another shard
+/// split, or the unsharded file when this run is a shard, or the reverse)
+/// that record a task of one of this run's jobs, with how many. This run's
+/// own state knows nothing of those tasks, so it would pay for them again.
+pub fn recorded_elsewhere(
+    campaign: &Campaign,
+    shard: Option<Shard>,
+) -> Result<Vec<(PathBuf, usize)>, JournalError> {
+    let this = campaign.output.state_path();
+    let base = match shard {
+        Some(shard) => unsharded(&this, shard),
+        None => this.clone(),
+    };
+    let mut found = Vec::new();
+    for (path, _) in state_files(&base) {
+        if path == this || !path.exists() {
+            continue;
+        }
+        let (state, replay) = CampaignState::load(&path, campaign.jobs.len())?;
+        replay.check_campaign(&path, &campaign.name)?;
+        let paid = campaign
+            .jobs
+            .iter()
+            .filter(|job| state.job(&job.id).is_some_and(|js| js.attempts > 0))
+            .count();
+        if paid > 0 {
+            found.push((path, paid));
+        }
+    }
+    Ok(found)
+}
+
+/// `state.shard-2-of-3.jsonl` → `state.jsonl`.
+fn unsharded(path: &Path, shard: Shard) -> PathBuf {
+    let name = path
+        .file_name()
+        .map(|n| n.to_string_lossy().into_owned())
+        .unwrap_or_default();
+    let suffix = format!(".shard-{}-of-{}", shard.k, shard.n);
+    path.with_file_name(name.replacen(&suffix, "", 1))
+}
+
 /// The state files of a campaign whose unsharded state is `base`: `base`
 /// itself, then every `<stem>.shard-K-of-N.<ext>` beside it, by N then K.
 /// Files that do not exist are left out, but `base` is always first.

@@ -115,6 +115,42 @@ async fn a_campaign_sharded_three_ways_is_one_status_and_one_report() {
             "the video of three-{i}"
         );
     }
+
+    // A run split another way (or not at all) would not know those tasks and
+    // pay for them again: refused, nothing sent, its state file never made.
+    for split in [None, Some("1/2")] {
+        let mut args = vec!["run", &file];
+        if let Some(shard) = split {
+            args.extend(["--shard", shard]);
+        }
+        args.extend(sim);
+        let out = runner(&dir, &args).await;
+        assert_eq!(out.status.code(), Some(2), "{split:?}: {}", text(&out));
+        let said = text(&out);
+        assert!(said.contains("would pay for them again"), "{said}");
+        assert!(said.contains("state.shard-1-of-3.jsonl"), "{said}");
+    }
+    assert!(!dir.path().join("out/three/simulated/state.jsonl").exists());
+    assert!(
+        !dir.path()
+            .join("out/three/simulated/state.shard-1-of-2.jsonl")
+            .exists()
+    );
+    // The way it was split, it runs (and has nothing left to do).
+    let out = runner(
+        &dir,
+        &[
+            "run",
+            &file,
+            "--shard",
+            "1/3",
+            "--simulate",
+            "--sim-time-scale",
+            "0.001",
+        ],
+    )
+    .await;
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out));
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
