@@ -8,12 +8,13 @@
 
 use std::fmt::Write as _;
 use std::io::Write as _;
-use std::path::{Component, Path, PathBuf};
+use std::path::{Path, PathBuf};
 use std::time::SystemTime;
 
 use crate::journal::{Entry, Record};
 use crate::report::Row;
 use crate::state::Status;
+use crate::util::{human_bytes, relative_path, url_path};
 
 /// Everything the page shows, gathered from the campaign, the journal and the report rows.
 #[derive(Debug)]
@@ -137,54 +138,6 @@ pub fn escape(text: &str) -> String {
     out
 }
 
-/// The path from folder `from_dir` to `to`, both absolute; `None` when they
-/// share no root (another drive on Windows) or one is relative. `.` and `..`
-/// are resolved lexically, without looking at the disk.
-pub fn relative_path(from_dir: &Path, to: &Path) -> Option<PathBuf> {
-    if !from_dir.is_absolute() || !to.is_absolute() {
-        return None;
-    }
-    let from = normalize(from_dir);
-    let to = normalize(to);
-    // Roots and prefixes must match: they are the first components.
-    let root_len = |p: &[Component<'_>]| {
-        p.iter()
-            .take_while(|c| matches!(c, Component::Prefix(_) | Component::RootDir))
-            .count()
-    };
-    if from[..root_len(&from)] != to[..root_len(&to)] {
-        return None;
-    }
-    let common = from.iter().zip(&to).take_while(|(a, b)| a == b).count();
-    let mut rel = PathBuf::new();
-    for _ in common..from.len() {
-        rel.push("..");
-    }
-    for c in &to[common..] {
-        rel.push(c.as_os_str());
-    }
-    if rel.as_os_str().is_empty() {
-        rel.push(".");
-    }
-    Some(rel)
-}
-
-fn normalize(path: &Path) -> Vec<Component<'_>> {
-    let mut out: Vec<Component<'_>> = Vec::new();
-    for c in path.components() {
-        match c {
-            Component::CurDir => {}
-            Component::ParentDir => {
-                if matches!(out.last(), Some(Component::Normal(_))) {
-                    out.pop();
-                }
-            }
-            c => out.push(c),
-        }
-    }
-    out
-}
-
 /// The URL of `video` for a page in folder `page_dir`: a relative, percent-encoded
 /// URL when one exists (relative paths are taken from the current folder), else a
 /// `file://` URL.
@@ -192,55 +145,13 @@ pub fn video_src(page_dir: &Path, video: &Path) -> String {
     let page_dir = std::path::absolute(page_dir).unwrap_or_else(|_| page_dir.to_path_buf());
     let video_abs = std::path::absolute(video).unwrap_or_else(|_| video.to_path_buf());
     if let Some(rel) = relative_path(&page_dir, &video_abs) {
-        return encode_path(&rel);
+        return url_path(&rel);
     }
-    let encoded = encode_path(&video_abs);
+    let encoded = url_path(&video_abs);
     if encoded.starts_with('/') {
         format!("file://{encoded}")
     } else {
         format!("file:///{encoded}")
-    }
-}
-
-/// Joins a path's components with `/`, percent-encoding each one (a `:` or `#`
-/// in a file name must not read as a URL scheme or fragment).
-fn encode_path(path: &Path) -> String {
-    let mut out = String::new();
-    for c in path.components() {
-        match c {
-            Component::RootDir => out.push('/'),
-            Component::Prefix(p) => {
-                out.push_str(&p.as_os_str().to_string_lossy());
-                continue;
-            }
-            c => {
-                if !out.is_empty() && !out.ends_with('/') {
-                    out.push('/');
-                }
-                for b in os_bytes(c.as_os_str()).iter() {
-                    if b.is_ascii_alphanumeric() || matches!(b, b'-' | b'.' | b'_' | b'~') {
-                        out.push(char::from(*b));
-                    } else {
-                        let _ = write!(out, "%{b:02X}");
-                    }
-                }
-            }
-        }
-    }
-    out
-}
-
-#[cfg(unix)]
-fn os_bytes(s: &std::ffi::OsStr) -> std::borrow::Cow<'_, [u8]> {
-    use std::os::unix::ffi::OsStrExt;
-    std::borrow::Cow::Borrowed(s.as_bytes())
-}
-
-#[cfg(not(unix))]
-fn os_bytes(s: &std::ffi::OsStr) -> std::borrow::Cow<'_, [u8]> {
-    match s.to_string_lossy() {
-        std::borrow::Cow::Borrowed(s) => std::borrow::Cow::Borrowed(s.as_bytes()),
-        std::borrow::Cow::Owned(s) => std::borrow::Cow::Owned(s.into_bytes()),
     }
 }
 
@@ -261,22 +172,6 @@ pub fn write(path: &Path, html: &str) -> std::io::Result<()> {
     tmp.as_file().sync_all()?;
     tmp.persist(path).map_err(|e| e.error)?;
     Ok(())
-}
-
-/// `31.4 MB`: decimal units, as the manifest's `max_video_size` reads them.
-fn human_bytes(bytes: u64) -> String {
-    const UNITS: [&str; 5] = ["B", "KB", "MB", "GB", "TB"];
-    let mut value = bytes as f64;
-    let mut unit = 0;
-    while value >= 1000.0 && unit + 1 < UNITS.len() {
-        value /= 1000.0;
-        unit += 1;
-    }
-    if unit == 0 {
-        format!("{bytes} B")
-    } else {
-        format!("{value:.1} {}", UNITS[unit])
-    }
 }
 
 /// `48 s`, `2 min 8 s`, `1 h 3 min`.

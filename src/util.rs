@@ -1,6 +1,6 @@
 //! Small helpers shared across modules.
 
-use std::path::Path;
+use std::path::{Component, Path, PathBuf};
 
 /// Makes the entries of `dir` durable: a new or renamed file survives a power
 /// loss only once its folder is synced too. Best effort: not every
@@ -159,6 +159,88 @@ pub fn hex(bytes: &[u8]) -> String {
     out
 }
 
+/// `31.4 MB`: decimal units, as the manifest's `max_video_size` reads them (by
+/// bytesize, which also parses them: see `manifest::parse::parse_size`).
+pub fn human_bytes(bytes: u64) -> String {
+    bytesize::ByteSize::b(bytes).display().si().to_string()
+}
+
+/// The path from folder `from_dir` to `to`, both absolute; `None` when they
+/// share no root (another drive on Windows) or one is relative. `.` and `..`
+/// are resolved lexically, without looking at the disk (pathdiff keeps a `..`
+/// it is given, so they are resolved first).
+pub fn relative_path(from_dir: &Path, to: &Path) -> Option<PathBuf> {
+    if !from_dir.is_absolute() || !to.is_absolute() {
+        return None;
+    }
+    let (from, to) = (lexical(from_dir), lexical(to));
+    let root = |p: &Path| {
+        p.components()
+            .take_while(|c| !matches!(c, Component::Normal(_)))
+            .count()
+    };
+    if from
+        .components()
+        .take(root(&from))
+        .ne(to.components().take(root(&to)))
+    {
+        return None;
+    }
+    let rel = pathdiff::diff_paths(&to, &from)?;
+    Some(if rel.as_os_str().is_empty() {
+        PathBuf::from(".")
+    } else {
+        rel
+    })
+}
+
+/// `path` with `.` dropped and each `..` taking off the folder before it.
+fn lexical(path: &Path) -> PathBuf {
+    let mut out = PathBuf::new();
+    for c in path.components() {
+        match c {
+            Component::CurDir => {}
+            Component::ParentDir => {
+                if out.file_name().is_some() {
+                    out.pop();
+                }
+            }
+            c => out.push(c),
+        }
+    }
+    out
+}
+
+/// What a URL path segment keeps as it is: letters, digits and `-._~`
+/// (RFC 3986's unreserved characters); a `:` or `#` in a file name must not
+/// read as a URL scheme or fragment.
+const SEGMENT: &percent_encoding::AsciiSet = &percent_encoding::NON_ALPHANUMERIC
+    .remove(b'-')
+    .remove(b'.')
+    .remove(b'_')
+    .remove(b'~');
+
+/// A path as a URL path: its components joined with `/`, each percent-encoded.
+pub fn url_path(path: &Path) -> String {
+    let mut out = String::new();
+    for c in path.components() {
+        match c {
+            Component::RootDir => out.push('/'),
+            Component::Prefix(p) => out.push_str(&p.as_os_str().to_string_lossy()),
+            c => {
+                if !out.is_empty() && !out.ends_with('/') {
+                    out.push('/');
+                }
+                out.extend(percent_encoding::percent_encode(
+                    c.as_os_str().as_encoded_bytes(),
+                    SEGMENT,
+                ));
+            }
+        }
+    }
+    out
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -200,5 +282,52 @@ mod tests {
             sha256_hex(b"abc"),
             "ba7816bf8f01cfea414140de5dae2223b00361a396177a9cb410ff61f20015ad"
         );
+    }
+
+    #[test]
+    fn human_bytes_are_decimal() {
+        assert_eq!(human_bytes(0), "0 B");
+        assert_eq!(human_bytes(999), "999 B");
+        assert_eq!(human_bytes(31_400_000), "31.4 MB");
+    }
+
+    #[cfg(unix)]
+    #[test]
+    fn relative_paths() {
+        let rel = |from: &str, to: &str| {
+            relative_path(Path::new(from), Path::new(to)).map(|p| p.display().to_string())
+        };
+        assert_eq!(rel("/a/out", "/a/out/x.mp4").as_deref(), Some("x.mp4"));
+        assert_eq!(
+            rel("/a/out", "/a/out/sub/x.mp4").as_deref(),
+            Some("sub/x.mp4")
+        );
+        assert_eq!(
+            rel("/a/out/", "/a/other/x.mp4").as_deref(),
+            Some("../other/x.mp4")
+        );
+        assert_eq!(
+            rel("/a/out/deep", "/b/x.mp4").as_deref(),
+            Some("../../../b/x.mp4")
+        );
+        assert_eq!(
+            rel("/a/./out/../out", "/a/out/./x.mp4").as_deref(),
+            Some("x.mp4")
+        );
+        assert_eq!(rel("/a/../../out", "/out/x.mp4").as_deref(), Some("x.mp4"));
+        assert_eq!(rel("/", "/x.mp4").as_deref(), Some("x.mp4"));
+        assert_eq!(rel("/a/out", "/a/out").as_deref(), Some("."));
+        assert_eq!(rel("out", "/a/x.mp4"), None, "relative input");
+    }
+
+    #[cfg(unix)]
+    #[test]
+    fn url_paths_are_percent_encoded_per_component() {
+        assert_eq!(
+            url_path(Path::new("../my clips/#1?:x%.mp4")),
+            "../my%20clips/%231%3F%3Ax%25.mp4"
+        );
+        assert_eq!(url_path(Path::new("/srv/é.mp4")), "/srv/%C3%A9.mp4");
+        assert_eq!(url_path(Path::new("a-b_c~d.e")), "a-b_c~d.e");
     }
 }

@@ -433,7 +433,7 @@ pub fn parse_toml_str(text: &str, path: &Path, diags: &mut Diags) -> Option<RawM
     };
     let mut overrides = Vec::new();
     if let Some(models) = root.get_ref().get("models") {
-        overrides = walker.models(text, models);
+        overrides = walker.models(models);
     }
     let mut manifest = walker.manifest(root.get_ref());
     manifest.catalogue = Arc::clone(&walker.catalogue);
@@ -857,7 +857,9 @@ impl Walker<'_, '_> {
 
     /// `[models."NAME"]`: entries in the catalogue format that add models or amend
     /// built-in ones; applied to [`Walker::catalogue`] before any job names a model.
-    fn models(&mut self, text: &str, value: &Val<'_>) -> Vec<(String, Loc)> {
+    fn models(&mut self, value: &Val<'_>) -> Vec<(String, Loc)> {
+        use serde::Deserialize;
+        use serde::de::IntoDeserializer;
         let Some(table) = self.table("models", "", value) else {
             return Vec::new();
         };
@@ -865,14 +867,10 @@ impl Walker<'_, '_> {
             .iter()
             .map(|(k, v)| (k.get_ref().to_string(), self.loc(v.span())))
             .collect();
-        // The catalogue format is read with serde; the whole document parsed
-        // again as a plain table (it parsed once already, so this cannot fail).
-        let models = match toml::from_str::<toml::Table>(text) {
-            Ok(mut root) => match root.remove("models") {
-                Some(toml::Value::Table(models)) => models,
-                _ => return Vec::new(),
-            },
-            Err(_) => return Vec::new(),
+        // The catalogue format is read with serde, from the subtree already parsed
+        // (any table deserialises as a `toml::Table`).
+        let Ok(models) = toml::Table::deserialize(value.clone().into_deserializer()) else {
+            return Vec::new();
         };
         let (catalogue, errors) = self.catalogue.with_overrides(&models);
         self.catalogue = Arc::new(catalogue);
@@ -1477,29 +1475,13 @@ pub fn name_problem(name: &str) -> Option<String> {
     }
 }
 
-/// "500MB", "2GiB", "1.5 GB", "1048576" → bytes. Decimal units are powers of 1000,
-/// binary (`KiB`, `MiB`, …) powers of 1024.
+/// "500MB", "2GiB", "1.5 GB", "1048576" → bytes, by bytesize: decimal units are
+/// powers of 1000, binary (`KiB`, `MiB`, …) powers of 1024, in any case.
 pub fn parse_size(text: &str) -> Option<u64> {
-    let text = text.trim();
-    let split = text
-        .find(|c: char| !(c.is_ascii_digit() || c == '.'))
-        .unwrap_or(text.len());
-    let (number, unit) = text.split_at(split);
-    let number: f64 = number.parse().ok()?;
-    let multiplier: f64 = match unit.trim().to_ascii_lowercase().as_str() {
-        "" | "b" => 1.0,
-        "kb" => 1e3,
-        "mb" => 1e6,
-        "gb" => 1e9,
-        "tb" => 1e12,
-        "kib" => 1024.0,
-        "mib" => 1024.0 * 1024.0,
-        "gib" => 1024.0 * 1024.0 * 1024.0,
-        "tib" => 1024.0 * 1024.0 * 1024.0 * 1024.0,
-        _ => return None,
-    };
-    let bytes = (number * multiplier).round();
-    (bytes.is_finite() && bytes >= 0.0 && bytes < u64::MAX as f64).then_some(bytes as u64)
+    text.trim()
+        .parse::<bytesize::ByteSize>()
+        .ok()
+        .map(|size| size.0)
 }
 
 /// A CSV job list's rows (for tests): see [`for_each_csv_row`].
