@@ -901,6 +901,7 @@ fn rewrite_report(args: &ReportArgs) -> Result<i32, AppError> {
         campaign: &campaign.name,
         dir,
         rows: &rows,
+        pricing: &campaign.pricing,
         timeline: html::timeline_from_journal(&entries),
     };
     html::write(&html_path, &html::render(&page)).map_err(|source| AppError::Io {
