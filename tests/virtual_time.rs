@@ -262,3 +262,28 @@ fn quantile_bound_of_the_spread_rows() {
         }
     }
 }
+
+/// The regime table of BENCHMARKS.md, 5 seeds, for the stand-in loop and the
+/// real engine (`cargo test --test virtual_time table -- --ignored --nocapture`;
+/// `cargo bench --bench virtual_time` prints the same with more seeds).
+#[test]
+#[ignore = "prints figures"]
+fn table() {
+    println!(
+        "| regime | oracle | loop: worst | mean | polls/job | engine: worst | mean | polls/job |"
+    );
+    println!("|---|---|---|---|---|---|---|---|");
+    for (name, cfg) in regimes() {
+        let m = measure(name, &cfg, SEEDS);
+        println!(
+            "| {name} | {:.2} s | {:.3} | {:.3} | {:.2} | {:.3} | {:.3} | {:.2} |",
+            m.oracle_makespan,
+            m.worst_ratio,
+            m.mean_ratio,
+            m.worst_polls,
+            m.engine_worst_ratio,
+            m.engine_mean_ratio,
+            m.engine_worst_polls
+        );
+    }
+}
