@@ -309,7 +309,8 @@ def regimes(rows, _, which="", scale=0.5):
         else:
             sim = Sim(*flags, "--submit-rate", str(submit[0]), "--submit-burst", str(submit[1]),
                       "--query-rate", str(query[0]), "--query-burst", str(query[1]), metering=True)
-        limits = (f"requests_per_second = {submit[0]}\nburst = {submit[1]}\n"
+        # `requests_per_second` is the user's own budget: the runner does not scale it.
+        limits = (f"requests_per_second = {submit[0] / scale}\nburst = {submit[1]}\n"
                   f"submit_per_second = 1000000\nquery_per_second = 1000000\n" if shared else
                   f"submit_per_second = {submit[0]}\nsubmit_burst = {submit[1]}\n"
                   f"query_per_second = {query[0]}\nquery_burst = {query[1]}\n")
