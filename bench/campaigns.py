@@ -6,6 +6,8 @@
     python3 bench/campaigns.py --only rate,makespan,bounds
     python3 bench/campaigns.py --only budgets  # no rate keys against the provider's default tier
     python3 bench/campaigns.py --only makespan,queue   # issue 15: part of the 2 s queued
+    python3 bench/campaigns.py --only regimes          # issue 15: the virtual-time regimes in real time
+    python3 bench/campaigns.py --only regimes --regimes spread --time-scale 0.5
 
 Each scenario starts `runner simulate` on a free local port, writes a manifest
 into a temp folder, runs `runner run` under /usr/bin/time (CPU and peak RSS of
@@ -210,7 +212,129 @@ def budgets(rows, _):
                  f"{s['polls'] / jobs:.2f} polls/job; exit {code}"))
 
 
-SCENARIOS = {"rate": rate, "makespan": makespan, "bounds": bounds, "scale": scale, "download": download, "budgets": budgets, "queue": queue}
+# Issue 15's regimes (tests/vt/mod.rs `regimes()`), as simulator flags:
+# (name, jobs, queue s, generation s, σ, progress mode, queue drift (× over the run),
+#  (submit rate, burst), (query rate, burst), one shared bucket, max in flight).
+# "two models (2 s and 6 s)" is left out: the simulator's times are per run, not per model.
+B4 = ((20, 2), (20, 2))
+RATE = ((10, 2), (100, 20))
+REGIMES = [
+    ("issue 4: 2 s, no queue", 120, 0.0, 2.0, 0, "linear", 0, *B4, False, 20),
+    ("issue 4: 0.5 s queue + 1.5 s", 120, 0.5, 1.5, 0, "linear", 0, *B4, False, 20),
+    ("issue 4: 1 s queue + 1 s", 120, 1.0, 1.0, 0, "linear", 0, *B4, False, 20),
+    ("issue 4: 1.5 s queue + 0.5 s", 120, 1.5, 0.5, 0, "linear", 0, *B4, False, 20),
+    ("issue 4, one shared 20/s budget", 120, 0.5, 1.5, 0, "linear", 0, *B4, True, 20),
+    ("queue 3× generation (3 + 1 s)", 120, 3.0, 1.0, 0, "linear", 0, *B4, False, 20),
+    ("queue 5× generation, slot-bound", 400, 3.33, 0.67, 0, "linear", 0, *B4, False, 20),
+    ("progress absent", 120, 0.5, 1.5, 0, "absent", 0, *B4, False, 20),
+    ("progress stuck at 0", 120, 0.5, 1.5, 0, "stuck", 0, *B4, False, 20),
+    ("progress runs ahead", 120, 0.5, 1.5, 0, "ahead", 0, *B4, False, 20),
+    ("progress counts the queue", 120, 0.5, 1.5, 0, "counts-queue", 0, *B4, False, 20),
+    ("spread σ 0.1", 120, 0.5, 1.5, 0.1, "linear", 0, *B4, False, 20),
+    ("spread σ 0.25", 120, 0.5, 1.5, 0.25, "linear", 0, *B4, False, 20),
+    ("spread σ 0.5", 120, 0.5, 1.5, 0.5, "linear", 0, *B4, False, 20),
+    ("spread σ 0.5, rate-bound", 600, 0.5, 1.5, 0.5, "linear", 0, *RATE, False, 200),
+    ("spread σ 0.5, no progress, rate-bound", 600, 0.5, 1.5, 0.5, "absent", 0, *RATE, False, 200),
+    ("spread σ 0.1, slot-bound", 400, 1.0, 3.0, 0.1, "linear", 0, *B4, False, 20),
+    ("queue drifts 0.5 → 1.5 s", 400, 0.5, 1.5, 0, "linear", 2.0, *B4, False, 20),
+    ("rate-bound", 600, 0.5, 1.5, 0, "linear", 0, *RATE, False, 200),
+    ("slot-bound", 400, 1.0, 3.0, 0, "linear", 0, *B4, False, 20),
+    ("1,000 jobs, balanced", 1000, 0.5, 1.5, 0, "linear", 0, *B4, False, 20),
+]
+
+
+class Bucket:
+    """A token bucket as tests/vt/mod.rs has it: `rate` a second, at most `burst`, full at 0."""
+    def __init__(self, rate, burst):
+        self.rate, self.burst, self.tokens, self.at = rate, burst, burst, 0.0
+
+    def take(self, now):
+        self.tokens = min(self.tokens + (now - self.at) * self.rate, self.burst)
+        self.at = now
+        if self.tokens >= 1 - 1e-9:
+            self.tokens -= 1
+            return True
+        return False
+
+    def ready_at(self):
+        return self.at + max((1 - self.tokens) / self.rate, 0) + 1e-9
+
+
+def oracle(totals, submit, query, shared, cap):
+    """The makespan of a runner that knows each task's time and polls it once, at its
+    finish, under the same budgets and cap (tests/vt/mod.rs `Oracle` in its `drive` loop):
+    submits in order first, then due polls in order; a slot frees when its poll is sent."""
+    import heapq
+    sb = Bucket(*submit)
+    qb = sb if shared else Bucket(*query)
+    due, waiting = [], []  # (finish, job) not yet due; due polls in order
+    now, nxt, in_flight, done, end = 0.0, 0, 0, 0, 0.0
+    while done < len(totals):
+        while due and due[0][0] <= now + 1e-9:
+            waiting.append(heapq.heappop(due))
+        while True:
+            if nxt < len(totals) and in_flight < cap and sb.take(now):
+                heapq.heappush(due, (now + totals[nxt], nxt))
+                nxt, in_flight = nxt + 1, in_flight + 1
+                continue
+            if waiting and qb.take(now):
+                waiting.pop(0)
+                in_flight, done, end = in_flight - 1, done + 1, now
+                continue
+            break
+        if done == len(totals):
+            break
+        t = [due[0][0]] if due else []
+        if waiting:
+            t.append(qb.ready_at())
+        if nxt < len(totals) and in_flight < cap:
+            t.append(sb.ready_at())
+        now = max(now, min(t))
+    return end
+
+
+def regimes(rows, _, which="", scale=0.5):
+    """Issue 15's regimes against the simulator in real time, time-scaled by `scale`:
+    makespan (first submit to last poll, as the simulator saw them, in simulated seconds)
+    over the oracle's on the very task times the simulator drew (its `task_times`)."""
+    for (name, jobs, q, g, sigma, mode, drift, submit, query, shared, cap) in REGIMES:
+        if which and which not in name:
+            continue
+        flags = ["--time-scale", str(scale), "--queue-time", str(q), "--generation-time", str(g),
+                 "--spread", str(sigma), "--progress-mode", mode,
+                 "--queue-drift", str(q * drift / jobs), "--video-size", "4096"]
+        if shared:
+            # The runner's one limiter is what paces; the simulator does not meter.
+            sim = Sim(*flags)
+        else:
+            sim = Sim(*flags, "--submit-rate", str(submit[0]), "--submit-burst", str(submit[1]),
+                      "--query-rate", str(query[0]), "--query-burst", str(query[1]), metering=True)
+        # `requests_per_second` is the user's own budget: the runner does not scale it.
+        limits = (f"requests_per_second = {submit[0] / scale}\nburst = {submit[1]}\n"
+                  f"submit_per_second = 1000000\nquery_per_second = 1000000\n" if shared else
+                  f"submit_per_second = {submit[0]}\nsubmit_burst = {submit[1]}\n"
+                  f"query_per_second = {query[0]}\nquery_burst = {query[1]}\n")
+        with tempfile.TemporaryDirectory() as d:
+            with open(os.path.join(d, "jobs.csv"), "w") as f:
+                f.write("id,prompt\n" + "".join(f"j{i},regime prompt {i}\n" for i in range(jobs)))
+            with open(os.path.join(d, "r.toml"), "w") as f:
+                f.write(f'name = "r"\n[limits]\n{limits}max_in_flight = {cap}\n'
+                        f'submit_concurrency = {cap}\npoll_queued = "5s"\npoll_in_progress = "10s"\n'
+                        f'[defaults]\nmodel = "gemini_omni_flash"\n[[source]]\ncsv = "jobs.csv"\n')
+            wall, cpu, rss, code = run_runner(
+                ["run", "r.toml", "--base-url", sim.url, "--sim-time-scale", str(scale), "--yes"], d)
+            s = sim.stats()
+        sim.stop()
+        totals = [a + b for a, b in s["task_times"]]
+        best = oracle(totals, submit, query, shared, cap)
+        span = (max(s["request_times_ms"]) - min(s["submit_times_ms"])) / 1000 / scale
+        rows.append((f"regime: {name}",
+                     f"{span:.2f} s / oracle {best:.2f} s = {span / best:.3f}; "
+                     f"{s['polls'] / jobs:.2f} polls/job; 429s {s['rate_limited_429']}; "
+                     f"wall {wall:.1f} s at time scale {scale}; exit {code}"))
+
+
+SCENARIOS = {"regimes": regimes, "rate": rate, "makespan": makespan, "bounds": bounds, "scale": scale, "download": download, "budgets": budgets, "queue": queue}
 
 
 def main():
@@ -218,11 +342,19 @@ def main():
     p.add_argument("--jobs", type=int, default=20000, help="jobs in the scale scenario")
     p.add_argument("--only", default=",".join(SCENARIOS), help="comma-separated scenarios")
     p.add_argument("--no-build", action="store_true", help="use target/release/runner as it is")
+    p.add_argument("--regimes", default="", help="only the regimes whose name contains this")
+    p.add_argument("--time-scale", type=float, default=0.5, help="the regimes' simulated time scale")
     a = p.parse_args()
     if not a.no_build:
         subprocess.check_call(["cargo", "build", "--release", "--quiet"], cwd=ROOT)
     rows = []
     for name in a.only.split(","):
+        if name == "regimes":
+            before = len(rows)
+            regimes(rows, a.jobs, a.regimes, a.time_scale)
+            for r in rows[before:]:
+                print(f"  {r[0]}: {r[1]}", file=sys.stderr)
+            continue
         SCENARIOS[name](rows, a.jobs)
         print(f"  {rows[-1][0]}: {rows[-1][1]}", file=sys.stderr)
     width = max(len(r[0]) for r in rows)

@@ -44,6 +44,23 @@ pub struct SimConfig {
     #[arg(long, default_value_t = 0.0, value_parser = parse_probability)]
     pub generation_jitter: f64,
 
+    /// Lognormal spread σ of each task's queue and generation times, drawn per task
+    /// (the median stays at --queue-time / --generation-time; 0.5 puts a tenth of the
+    /// tasks past 1.9× it). Applied on top of --generation-jitter
+    #[arg(long, default_value_t = 0.0, value_parser = parse_non_negative)]
+    pub spread: f64,
+
+    /// What `progress` a task shows: linear in its generation time (0 while queued),
+    /// absent from the answer, stuck at 0, running ahead then slowing, or linear from
+    /// submit with the queue counted in it
+    #[arg(long, value_enum, default_value_t = ProgressMode::Linear)]
+    pub progress_mode: ProgressMode,
+
+    /// Seconds added to the queue time of each task per task created before it: the
+    /// provider gets busier over the run (0.0025 takes a 0.5 s queue to 1.5 s at task 400)
+    #[arg(long, default_value_t = 0.0, value_parser = parse_non_negative)]
+    pub queue_drift: f64,
+
     /// Seconds a finished video's URL stays downloadable before it answers 410
     #[arg(long, default_value_t = DEFAULT_URL_TTL, value_parser = parse_non_negative)]
     pub url_ttl: f64,
@@ -215,6 +232,9 @@ impl Default for SimConfig {
             queue_time: DEFAULT_QUEUE_TIME,
             generation_time: None,
             generation_jitter: 0.0,
+            spread: 0.0,
+            progress_mode: ProgressMode::Linear,
+            queue_drift: 0.0,
             url_ttl: DEFAULT_URL_TTL,
             video_size: DEFAULT_VIDEO_SIZE,
             seed: 1,
@@ -275,6 +295,52 @@ impl SimConfig {
         } else {
             GEMINI_GENERATION_TIME
         })
+    }
+}
+
+/// What `progress` a task shows while it is not finished (`--progress-mode`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, clap::ValueEnum)]
+pub enum ProgressMode {
+    /// 0 while queued, then linear in the generation time up to 99.
+    #[default]
+    Linear,
+    /// No `progress` field in the answer.
+    Absent,
+    /// Always 0 until the task ends.
+    Stuck,
+    /// Runs ahead, then slows: 99·(1 − (1 − f)²) of the generation's fraction f.
+    Ahead,
+    /// Linear from submit, the queue counted in (shown while queued too).
+    CountsQueue,
+}
+
+impl ProgressMode {
+    /// The progress shown `since_submit` into a task queued for `queue` and
+    /// generating for `generation` that has not finished (truncated: 99 at most).
+    pub(crate) fn shown(self, since_submit: f64, queue: f64, generation: f64) -> Option<u8> {
+        let pct = |x: f64| (x.clamp(0.0, 1.0) * 99.0) as u8;
+        let f = if generation > 0.0 {
+            (since_submit - queue) / generation
+        } else {
+            1.0
+        };
+        match self {
+            ProgressMode::Absent => None,
+            ProgressMode::Stuck => Some(0),
+            ProgressMode::Linear => Some(pct(f)),
+            ProgressMode::Ahead => {
+                let f = f.clamp(0.0, 1.0);
+                Some(pct(1.0 - (1.0 - f) * (1.0 - f)))
+            }
+            ProgressMode::CountsQueue => {
+                let total = queue + generation;
+                Some(if total > 0.0 {
+                    pct(since_submit / total)
+                } else {
+                    99
+                })
+            }
+        }
     }
 }
 
@@ -360,6 +426,12 @@ mod tests {
             "--query-burst",
             "1667",
             "--no-metering",
+            "--spread",
+            "0.25",
+            "--progress-mode",
+            "counts-queue",
+            "--queue-drift",
+            "0.01",
         ]);
         let sim = cli.map(|c| c.sim).map_err(|e| e.to_string());
         let Ok(sim) = sim else {
@@ -374,6 +446,9 @@ mod tests {
         assert_eq!((sim.submit_rate, sim.submit_burst), (16.7, 50));
         assert_eq!((sim.query_rate, sim.query_burst), (50.0, 1667));
         assert!(sim.no_metering);
+        assert_eq!(sim.spread, 0.25);
+        assert_eq!(sim.progress_mode, ProgressMode::CountsQueue);
+        assert_eq!(sim.queue_drift, 0.01);
     }
 
     #[test]

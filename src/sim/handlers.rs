@@ -255,7 +255,10 @@ async fn submit_answer(
     }
     inner.stats.submits += 1;
     // A fresh task is always reported queued, even with a zero queue time.
-    Json(state.task_json(&task, Phase::Queued)).into_response()
+    let queued = Phase::Queued {
+        progress: task.progress_mode.shown(0.0, 1.0, 1.0),
+    };
+    Json(state.task_json(&task, queued)).into_response()
 }
 
 /// A proxy's HTML page with the `--gateway-status`.

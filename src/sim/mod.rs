@@ -38,7 +38,7 @@ use tokio::net::TcpListener;
 use tokio::sync::oneshot;
 use tokio::task::JoinHandle;
 
-pub use config::{ResultShape, SimConfig, Window};
+pub use config::{ProgressMode, ResultShape, SimConfig, Window};
 pub use state::SimStats;
 pub use video::{video_bytes, video_sha256_hex};
 

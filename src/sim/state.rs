@@ -9,7 +9,7 @@ use rand::{Rng, SeedableRng};
 use serde_json::{Map, Value, json};
 use tokio::time::Instant;
 
-use super::config::{ResultShape, SimConfig};
+use super::config::{ProgressMode, ResultShape, SimConfig};
 use super::faults::Fault;
 use super::validate::Submission;
 
@@ -48,6 +48,10 @@ pub struct SimStats {
     pub rate_limited_ms: Vec<u64>,
     /// Milliseconds since the start of every submit that created a task, capped like `request_times_ms`.
     pub submit_times_ms: Vec<u64>,
+    /// Every task created, in order: its queue and generation time in simulated
+    /// (unscaled) seconds, as drawn, capped like `request_times_ms`. A benchmark
+    /// computes from them what a runner that knew them could have done.
+    pub task_times: Vec<[f64; 2]>,
     /// Polls and downloads of unknown tasks or files, answered 404.
     pub not_found_404: u32,
     /// Downloads of expired URLs, answered 410.
@@ -78,27 +82,37 @@ pub(crate) struct Task {
     pub expires: Instant,
     /// Decided at creation from `fail_rate`.
     pub fails: bool,
+    /// What `progress` it shows (`--progress-mode`).
+    pub progress_mode: ProgressMode,
 }
 
 /// What the state of a task is at one instant.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(crate) enum Phase {
-    Queued,
-    InProgress { progress: u8 },
+    Queued { progress: Option<u8> },
+    InProgress { progress: Option<u8> },
     Completed,
     Failed,
 }
 
 impl Task {
     pub fn phase(&self, now: Instant) -> Phase {
+        // Truncation is intended: 99 is reached only at the very end.
+        let progress = || {
+            let secs = |a: Instant, b: Instant| b.saturating_duration_since(a).as_secs_f64();
+            self.progress_mode.shown(
+                secs(self.created, now),
+                secs(self.created, self.started),
+                secs(self.started, self.done),
+            )
+        };
         if now < self.started {
-            Phase::Queued
+            Phase::Queued {
+                progress: progress(),
+            }
         } else if now < self.done {
-            let total = (self.done - self.started).as_secs_f64();
-            let frac = (now - self.started).as_secs_f64() / total;
-            // Truncation is intended: 99 is reached only at the very end.
             Phase::InProgress {
-                progress: (frac * 99.0).clamp(0.0, 99.0) as u8,
+                progress: progress(),
             }
         } else if self.fails {
             Phase::Failed
@@ -194,6 +208,9 @@ pub(crate) struct Inner {
     rng: StdRng,
     /// When the first `/v1` request came: `--outage` windows count from it.
     pub first_request: Option<Instant>,
+    /// Draws of `--spread`, apart from `rng` so that spreading the times does not
+    /// change which requests the faults hit.
+    times_rng: StdRng,
     pub tasks: HashMap<String, Task>,
     /// Task ids by the `client_business_id` their submit carried (the latest wins).
     pub by_client_id: HashMap<String, String>,
@@ -274,6 +291,14 @@ fn id_unix_ms(body: &str) -> Option<u64> {
 }
 
 /// Appends to one of the stats' time lists until it is full.
+/// A standard normal draw (Box–Muller).
+fn normal(rng: &mut StdRng) -> f64 {
+    // `random::<f64>()` is in [0, 1): 1 − u is in (0, 1], so its log is finite.
+    let u = 1.0 - rng.random::<f64>();
+    let v = rng.random::<f64>();
+    (-2.0 * u.ln()).sqrt() * (std::f64::consts::TAU * v).cos()
+}
+
 pub(crate) fn push_capped(times: &mut Vec<u64>, ms: u64) {
     if times.len() < MAX_REQUEST_TIMES {
         times.push(ms);
@@ -305,6 +330,7 @@ impl SimState {
         let now = Instant::now();
         let inner = Inner {
             rng: StdRng::seed_from_u64(config.seed),
+            times_rng: StdRng::seed_from_u64(config.seed ^ 0x7469_6d65_7321),
             tasks: HashMap::new(),
             by_client_id: HashMap::new(),
             uploads: HashMap::new(),
@@ -468,8 +494,24 @@ impl SimState {
         } else {
             1.0
         };
-        let started = now + config.scaled(config.queue_time);
-        let done = started + config.scaled(config.generation_secs(&sub.model) * factor);
+        // `--spread`: lognormal factors of median 1; `--queue-drift`: the queue grows
+        // with the tasks created before this one.
+        let sigma = if config.spread.is_finite() {
+            config.spread.clamp(0.0, 4.0)
+        } else {
+            0.0
+        };
+        let (queue_factor, generation_factor) = if sigma > 0.0 {
+            let rng = &mut inner.times_rng;
+            ((sigma * normal(rng)).exp(), (sigma * normal(rng)).exp())
+        } else {
+            (1.0, 1.0)
+        };
+        let drift = config.queue_drift * f64::from(inner.stats.tasks_created);
+        let queue_secs = (config.queue_time + drift) * queue_factor;
+        let generation_secs = config.generation_secs(&sub.model) * factor * generation_factor;
+        let started = now + config.scaled(queue_secs);
+        let done = started + config.scaled(generation_secs);
         let expires = done + config.scaled(config.url_ttl);
         let fails = inner.roll(Fault::FailRate, config);
         let task = Task {
@@ -481,8 +523,12 @@ impl SimState {
             done,
             expires,
             fails,
+            progress_mode: config.progress_mode,
         };
         inner.tasks.insert(id, task.clone());
+        if inner.stats.task_times.len() < MAX_REQUEST_TIMES {
+            inner.stats.task_times.push([queue_secs, generation_secs]);
+        }
         inner.stats.tasks_created += 1;
         inner.used += config.price;
         let ms = self.ms_since_start(now);
@@ -520,6 +566,7 @@ impl SimState {
             done,
             expires: done + config.scaled(config.url_ttl),
             fails: false,
+            progress_mode: config.progress_mode,
         };
         inner.tasks.insert(id.to_string(), task.clone());
         Some(task)
@@ -533,20 +580,28 @@ impl SimState {
     /// The task object as submit and poll answer it in `phase`.
     pub fn task_json(&self, task: &Task, phase: Phase) -> Value {
         let (status, progress) = match phase {
-            Phase::Queued => ("queued", 0),
+            Phase::Queued { progress } => ("queued", progress),
             Phase::InProgress { progress } => ("in_progress", progress),
-            Phase::Completed => ("completed", 100),
-            Phase::Failed => ("failed", 100),
+            Phase::Completed | Phase::Failed => (
+                if phase == Phase::Completed {
+                    "completed"
+                } else {
+                    "failed"
+                },
+                (task.progress_mode != ProgressMode::Absent).then_some(100),
+            ),
         };
         let mut obj = json!({
             "id": task.id,
             "object": "generation.task",
             "model": task.model,
             "status": status,
-            "progress": progress,
             "created_at": self.unix_secs(task.created),
             "metadata": task.metadata,
         });
+        if let Some(progress) = progress {
+            obj["progress"] = progress.into();
+        }
         match phase {
             Phase::Completed => {
                 let url = Value::String(self.video_url(&task.id));
@@ -567,7 +622,7 @@ impl SimState {
                     "code": "generation_failed",
                 });
             }
-            Phase::Queued | Phase::InProgress { .. } => {}
+            Phase::Queued { .. } | Phase::InProgress { .. } => {}
         }
         obj
     }

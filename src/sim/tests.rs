@@ -1027,3 +1027,128 @@ async fn a_metered_429_carries_the_documented_headers_and_costs_nothing() {
         "a poll is not held by the submit bucket"
     );
 }
+
+#[test]
+fn progress_modes_show_what_they_say() {
+    // A task queued 1 s, then generating 2 s; looked at while queued (0.5 s) and halfway (2 s).
+    let shown = |mode: ProgressMode| (mode.shown(0.5, 1.0, 2.0), mode.shown(2.0, 1.0, 2.0));
+    assert_eq!(shown(ProgressMode::Linear), (Some(0), Some(49)));
+    assert_eq!(shown(ProgressMode::Absent), (None, None));
+    assert_eq!(shown(ProgressMode::Stuck), (Some(0), Some(0)));
+    // 99·(1 − ½²) = 74.25 halfway through the generation.
+    assert_eq!(shown(ProgressMode::Ahead), (Some(0), Some(74)));
+    // From submit, queue counted: 0.5 of 3 s and 2 of 3 s.
+    assert_eq!(shown(ProgressMode::CountsQueue), (Some(16), Some(66)));
+    // Never 100 before the end, never past it.
+    for mode in [
+        ProgressMode::Linear,
+        ProgressMode::Ahead,
+        ProgressMode::CountsQueue,
+    ] {
+        assert_eq!(mode.shown(2.999, 1.0, 2.0), Some(98), "{mode:?}");
+        assert_eq!(mode.shown(9.0, 1.0, 2.0), Some(99), "{mode:?}");
+    }
+}
+
+#[tokio::test]
+async fn absent_progress_leaves_the_field_out() {
+    let sim = SimHandle::start(SimConfig {
+        progress_mode: ProgressMode::Absent,
+        ..instant()
+    })
+    .await
+    .unwrap();
+    let created = submit_ok(&sim, &veo("no progress")).await;
+    assert_eq!(created["status"], "queued");
+    assert!(created.get("progress").is_none(), "{created}");
+    let done = poll_ok(&sim, created["id"].as_str().unwrap()).await;
+    assert_eq!(done["status"], "completed");
+    assert!(done.get("progress").is_none(), "{done}");
+    assert!(video_url(&done).is_some());
+    sim.shutdown().await;
+}
+
+#[tokio::test]
+async fn progress_that_counts_the_queue_moves_while_queued() {
+    let sim = SimHandle::start(SimConfig {
+        time_scale: 1.0,
+        queue_time: 1000.0,
+        generation_time: Some(1000.0),
+        progress_mode: ProgressMode::CountsQueue,
+        ..SimConfig::default()
+    })
+    .await
+    .unwrap();
+    let created = submit_ok(&sim, &veo("counts the queue")).await;
+    assert_eq!(created["progress"], 0);
+    // The task's phase at 500 s (queued) and 1500 s (generating), without waiting.
+    let task = sim.state.lock().tasks.values().next().cloned().unwrap();
+    let at = |secs| task.phase(task.created + Duration::from_secs(secs));
+    assert_eq!(at(500), state::Phase::Queued { progress: Some(24) });
+    assert_eq!(at(1500), state::Phase::InProgress { progress: Some(74) });
+    assert_eq!(at(2000), state::Phase::Completed);
+    sim.shutdown().await;
+}
+
+/// Tasks' (queue, generation) times as the simulator logged them.
+async fn drawn_times(config: SimConfig, tasks: usize) -> Vec<[f64; 2]> {
+    let sim = SimHandle::start(config).await.unwrap();
+    for i in 0..tasks {
+        submit_ok(&sim, &veo(&format!("timing {i}"))).await;
+    }
+    let times = sim.stats().task_times;
+    sim.shutdown().await;
+    times
+}
+
+#[tokio::test]
+async fn spread_draws_lognormal_times_and_logs_them() {
+    let config = SimConfig {
+        time_scale: 0.001,
+        queue_time: 1.0,
+        generation_time: Some(2.0),
+        spread: 0.5,
+        ..SimConfig::default()
+    };
+    let times = drawn_times(config.clone(), 400).await;
+    assert_eq!(times.len(), 400);
+    for (which, median) in [(0, 1.0f64), (1, 2.0)] {
+        let mut logs: Vec<f64> = times.iter().map(|t| (t[which] / median).ln()).collect();
+        logs.sort_by(f64::total_cmp);
+        let mid = logs[logs.len() / 2];
+        let mean = logs.iter().sum::<f64>() / logs.len() as f64;
+        let sd = (logs.iter().map(|l| (l - mean).powi(2)).sum::<f64>() / logs.len() as f64).sqrt();
+        // 400 draws: the median's log within ±0.1 of 0, σ within ±0.1 of 0.5.
+        assert!(mid.abs() < 0.1, "{which}: median log {mid}");
+        assert!((sd - 0.5).abs() < 0.1, "{which}: σ {sd}");
+    }
+    // The same seed draws the same times; no spread draws none.
+    assert_eq!(drawn_times(config.clone(), 400).await, times);
+    let steady = drawn_times(
+        SimConfig {
+            spread: 0.0,
+            ..config
+        },
+        3,
+    )
+    .await;
+    assert_eq!(steady, vec![[1.0, 2.0]; 3]);
+}
+
+#[tokio::test]
+async fn queue_drift_grows_the_queue_per_task_created() {
+    let times = drawn_times(
+        SimConfig {
+            time_scale: 0.001,
+            queue_time: 0.5,
+            generation_time: Some(1.5),
+            queue_drift: 0.25,
+            ..SimConfig::default()
+        },
+        4,
+    )
+    .await;
+    let queues: Vec<f64> = times.iter().map(|t| t[0]).collect();
+    assert_eq!(queues, [0.5, 0.75, 1.0, 1.25]);
+    assert!(times.iter().all(|t| t[1] == 1.5));
+}
