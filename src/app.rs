@@ -79,7 +79,17 @@ pub async fn main_impl(cli: Cli) -> Result<i32, AppError> {
     match cli.command {
         Command::Run(args) => {
             let log_json = cli.log_format == crate::cli::LogFormat::Json;
-            run_command(args, cli.quiet, log_json).await
+            let json = args.summary == crate::cli::SummaryFormat::Json;
+            let manifest = args.paths.manifest.display().to_string();
+            let result = run_command(args, cli.quiet, log_json).await;
+            if json && let Err(e) = &result {
+                // A script still gets its one object: refused before the start.
+                outln!(
+                    "{}",
+                    crate::summary::refused_json(&manifest, e.exit_code(), &e.to_string())
+                );
+            }
+            result
         }
         Command::Validate(args) => validate(&args),
         Command::Models(args) => models(&args),

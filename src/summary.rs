@@ -405,6 +405,26 @@ pub fn empty_shard_text(campaign: &str, k: u32, n: u32) -> String {
     )
 }
 
+/// A run refused before it started (exit 2 or 3: nothing was sent), for a
+/// script: the run's JSON with its error and no counts.
+pub fn refused_json(manifest: &str, exit_code: i32, error: &str) -> serde_json::Value {
+    serde_json::json!({
+        "campaign": null,
+        "manifest": manifest,
+        "exit_code": exit_code,
+        "interrupted": false,
+        "error": error,
+        "elapsed_secs": 0.0,
+        "total": null,
+        "selected": null,
+        "counts": null,
+        "cost": null,
+        "report": null,
+        "not_succeeded": {},
+        "next": [],
+    })
+}
+
 /// An empty shard, for a script: the run's JSON with nothing in it.
 pub fn empty_shard_json(campaign: &str, manifest: &str, k: u32, n: u32) -> serde_json::Value {
     let counts: serde_json::Map<String, serde_json::Value> = Status::ALL

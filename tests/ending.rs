@@ -249,6 +249,29 @@ async fn summary_json_is_one_object_on_stdout_with_the_text_on_stderr() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_run_refused_before_it_starts_still_prints_one_json_object() {
+    let dir = Dir::new();
+    dir.write(
+        "typo.toml",
+        "name = \"typo\"\n[limits]\nburts = 1\n[[job]]\nid = \"a\"\nprompt = \"p\"\nmodel = \"veo3.1-fast\"\n",
+    );
+    let mut cmd = runner_cmd(&dir);
+    cmd.args(["run", "typo.toml", "--simulate", "--summary", "json"]);
+    let out = run(cmd).await;
+    assert_eq!(out.status.code(), Some(2), "{}", text(&out));
+    let summary: serde_json::Value =
+        serde_json::from_slice(&out.stdout).expect("stdout is exactly one JSON object");
+    assert_eq!(summary["exit_code"], 2);
+    assert_eq!(summary["manifest"], "typo.toml");
+    assert!(summary["counts"].is_null(), "{summary}");
+    let error = summary["error"].as_str().unwrap_or_default();
+    assert!(
+        error.contains("typo.toml:3:1") && error.contains("`burst`"),
+        "{error}"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn json_logs_carry_the_progress_counts_as_fields() {
     let sim = SimHandle::start(fast_sim()).await.unwrap();
     let dir = Dir::new();
