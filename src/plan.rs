@@ -211,6 +211,13 @@ impl fmt::Display for Plan {
     }
 }
 
+/// `limits.budget`: a job of estimated `cost` may be sent when `spent`
+/// already is (the tolerance keeps a budget met exactly, in cents, sendable).
+/// The run, `--dry-run`, `status` and `report` all decide by this.
+pub fn fits_budget(spent: f64, cost: f64, budget: f64) -> bool {
+    spent + cost <= budget + 1e-9
+}
+
 /// What the tasks the journal records (created, or possibly created) cost by
 /// the price table: each attempt of a job at its model's price. The same sum
 /// `limits.budget` is held against.

@@ -76,20 +76,13 @@ pub fn mark_over_budget(campaign: &Campaign, state: &mut CampaignState) {
         return;
     };
     let pricing = &campaign.pricing;
-    let spent: f64 = campaign
-        .jobs
-        .iter()
-        .filter_map(|job| {
-            let attempts = state.job(&job.id)?.attempts;
-            Some(f64::from(attempts) * crate::plan::job_cost(pricing, job).unwrap_or(0.0))
-        })
-        .sum();
+    let spent = crate::plan::spent(campaign, state).known();
     for job in &campaign.jobs {
         let never_sent = state
             .job(&job.id)
             .is_none_or(|js| js.phase == Phase::Pending && js.attempts == 0);
         let cost = crate::plan::job_cost(pricing, job).unwrap_or(0.0);
-        if never_sent && spent + cost > budget + 1e-9 {
+        if never_sent && !crate::plan::fits_budget(spent, cost, budget) {
             state.job_or_new(&job.id).last_error = Some(OVER_BUDGET.into());
         }
     }

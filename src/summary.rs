@@ -477,7 +477,7 @@ pub fn budget_fit<'a>(
     let mut total = spent;
     for &job in to_submit {
         let cost = crate::plan::job_cost(&campaign.pricing, job).unwrap_or(0.0);
-        if total + cost <= budget + 1e-9 {
+        if crate::plan::fits_budget(total, cost, budget) {
             total += cost;
             fit.push(job);
         } else {

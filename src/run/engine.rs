@@ -813,7 +813,7 @@ impl Engine {
             return true;
         };
         let cost = crate::plan::job_cost(&self.campaign.pricing, self.job(idx)).unwrap_or(0.0);
-        if self.spent + cost <= budget + 1e-9 {
+        if crate::plan::fits_budget(self.spent, cost, budget) {
             return true;
         }
         if !self.budget_reached {
@@ -825,7 +825,7 @@ impl Engine {
                 crate::plan::money(budget, currency)
             );
         }
-        self.note(idx, "not submitted: limits.budget reached".into());
+        self.note(idx, crate::report::OVER_BUDGET.into());
         false
     }
 
