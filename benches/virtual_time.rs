@@ -16,23 +16,7 @@ fn main() {
         .and_then(|s| s.parse().ok())
         .unwrap_or(10);
     let started = std::time::Instant::now();
-    println!(
-        "| regime | oracle makespan | loop: makespan / oracle (worst) | (mean) | polls/job (worst) | engine: makespan / oracle (worst) | (mean) | polls/job (worst) |"
-    );
-    println!("|---|---|---|---|---|---|---|---|");
-    for (name, cfg) in vt::regimes() {
-        let m = vt::measure(name, &cfg, seeds);
-        println!(
-            "| {name} | {:.2} s | {:.3} | {:.3} | {:.2} | {:.3} | {:.3} | {:.2} |",
-            m.oracle_makespan,
-            m.worst_ratio,
-            m.mean_ratio,
-            m.worst_polls,
-            m.engine_worst_ratio,
-            m.engine_mean_ratio,
-            m.engine_worst_polls
-        );
-    }
+    vt::print_table(seeds);
     eprintln!(
         "{seeds} seeds per regime, {:.2} s of wall time in all",
         started.elapsed().as_secs_f64()

@@ -269,21 +269,5 @@ fn quantile_bound_of_the_spread_rows() {
 #[test]
 #[ignore = "prints figures"]
 fn table() {
-    println!(
-        "| regime | oracle | loop: worst | mean | polls/job | engine: worst | mean | polls/job |"
-    );
-    println!("|---|---|---|---|---|---|---|---|");
-    for (name, cfg) in regimes() {
-        let m = measure(name, &cfg, SEEDS);
-        println!(
-            "| {name} | {:.2} s | {:.3} | {:.3} | {:.2} | {:.3} | {:.3} | {:.2} |",
-            m.oracle_makespan,
-            m.worst_ratio,
-            m.mean_ratio,
-            m.worst_polls,
-            m.engine_worst_ratio,
-            m.engine_mean_ratio,
-            m.engine_worst_polls
-        );
-    }
+    print_table(SEEDS);
 }

@@ -3,7 +3,7 @@
 
 use std::path::{Path, PathBuf};
 
-pub use crate::util::relative_path;
+use crate::util::{relative_path, url_path};
 
 /// The URL of `video` for a page in folder `page_dir`: a relative, percent-encoded
 /// URL when one exists (relative paths are taken from the current folder), else a
@@ -34,9 +34,9 @@ impl Srcs {
             _ => video.to_path_buf(),
         };
         if let Some(rel) = relative_path(&self.page_dir, &video_abs) {
-            return encode_path(&rel);
+            return url_path(&rel);
         }
-        let encoded = encode_path(&video_abs);
+        let encoded = url_path(&video_abs);
         if encoded.starts_with('/') {
             format!("file://{encoded}")
         } else {
@@ -45,39 +45,9 @@ impl Srcs {
     }
 }
 
-use crate::util::url_path as encode_path;
-
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[cfg(unix)]
-    #[test]
-    fn relative_paths() {
-        let rel = |from: &str, to: &str| {
-            relative_path(Path::new(from), Path::new(to)).map(|p| p.display().to_string())
-        };
-        assert_eq!(rel("/a/out", "/a/out/x.mp4").as_deref(), Some("x.mp4"));
-        assert_eq!(
-            rel("/a/out", "/a/out/sub/x.mp4").as_deref(),
-            Some("sub/x.mp4")
-        );
-        assert_eq!(
-            rel("/a/out/", "/a/other/x.mp4").as_deref(),
-            Some("../other/x.mp4")
-        );
-        assert_eq!(
-            rel("/a/out/deep", "/b/x.mp4").as_deref(),
-            Some("../../../b/x.mp4")
-        );
-        assert_eq!(
-            rel("/a/./out/../out", "/a/out/./x.mp4").as_deref(),
-            Some("x.mp4")
-        );
-        assert_eq!(rel("/", "/x.mp4").as_deref(), Some("x.mp4"));
-        assert_eq!(rel("/a/out", "/a/out").as_deref(), Some("."));
-        assert_eq!(rel("out", "/a/x.mp4"), None, "relative input");
-    }
 
     #[cfg(unix)]
     #[test]

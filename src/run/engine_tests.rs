@@ -20,7 +20,7 @@ use crate::api::{ApiError, Task, TaskStatus};
 use crate::journal::Record;
 use crate::manifest::Campaign;
 use crate::run::download::Fetched;
-use crate::state::{CampaignState, Phase};
+use crate::state::CampaignState;
 
 /// What the world does, drawn per campaign.
 #[derive(Debug, Clone)]
@@ -307,18 +307,11 @@ fn task(id: &str, status: TaskStatus) -> Task {
     }
 }
 
-/// The counts the engine keeps as slots change, counted afresh.
+/// The counts the engine keeps as slots change, counted afresh from its slots.
 fn recount(engine: &Engine) -> crate::run::progress::Counts {
     let mut counts = crate::run::progress::Counts::default();
     for idx in 0..engine.campaign.jobs.len() {
-        match engine.job_state(idx).phase {
-            Phase::Pending => counts.to_send += 1,
-            Phase::Submitting { .. } | Phase::Running { .. } => counts.in_flight += 1,
-            Phase::Completed { .. } => counts.downloading += 1,
-            Phase::Succeeded { .. } => counts.done += 1,
-            Phase::Unknown { .. } => counts.unknown += 1,
-            Phase::TaskFailed { .. } | Phase::Finished { .. } => counts.failed += 1,
-        }
+        *super::count_of(&mut counts, &engine.job_state(idx).phase) += 1;
     }
     counts
 }

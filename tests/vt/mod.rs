@@ -564,6 +564,30 @@ pub struct Measured {
     pub engine_worst_polls: f64,
 }
 
+/// Prints the regime table of BENCHMARKS.md (Markdown), `seeds` per regime:
+/// makespan / oracle (worst and mean) and the worst polls per job, for the
+/// stand-in loop and the real engine. `cargo bench --bench virtual_time`
+/// and the ignored `table` test both print it.
+pub fn print_table(seeds: u64) {
+    println!(
+        "| regime | oracle makespan | loop: makespan / oracle (worst) | (mean) | polls/job (worst) | engine: makespan / oracle (worst) | (mean) | polls/job (worst) |"
+    );
+    println!("|---|---|---|---|---|---|---|---|");
+    for (name, cfg) in regimes() {
+        let m = measure(name, &cfg, seeds);
+        println!(
+            "| {name} | {:.2} s | {:.3} | {:.3} | {:.2} | {:.3} | {:.3} | {:.2} |",
+            m.oracle_makespan,
+            m.worst_ratio,
+            m.mean_ratio,
+            m.worst_polls,
+            m.engine_worst_ratio,
+            m.engine_mean_ratio,
+            m.engine_worst_polls
+        );
+    }
+}
+
 /// Runs `cfg` under `seeds` seeds with the poller and the oracle.
 pub fn measure(name: &'static str, cfg: &Config, seeds: u64) -> Measured {
     let mut m = Measured {
