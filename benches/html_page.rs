@@ -17,6 +17,9 @@
 //! (default `/usr/bin/chromium`; without one only the build figures are printed).
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
+#[path = "../tests/common/chromium.rs"]
+mod chromium_flags;
+
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant, UNIX_EPOCH};
@@ -155,26 +158,13 @@ fn median(mut xs: Vec<f64>) -> f64 {
     xs[xs.len() / 2]
 }
 
-/// Runs headless Chromium (the flags of tests/html.rs) on `url`; returns (wall seconds, stdout).
+/// Runs headless Chromium (tests/common/chromium.rs's flags) on `url`; returns (wall seconds, stdout).
 fn chromium(browser: &Path, args: &[&str], url: &str) -> (f64, String) {
     let profile = tempfile::tempdir().unwrap();
     let started = Instant::now();
     let out = Command::new(browser)
-        .args([
-            "--headless",
-            "--no-sandbox",
-            "--disable-gpu",
-            "--disable-quic",
-            "--no-first-run",
-            "--disable-background-networking",
-            "--disable-component-update",
-            "--disable-sync",
-            "--disable-default-apps",
-            "--mute-audio",
-            "--hide-scrollbars",
-            "--no-proxy-server",
-            "--window-size=1280,900",
-        ])
+        .args(chromium_flags::HEADLESS_FLAGS)
+        .arg("--window-size=1280,900")
         .arg(format!("--user-data-dir={}", profile.path().display()))
         .args(args)
         .arg(url)

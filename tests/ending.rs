@@ -10,17 +10,10 @@ use runner::sim::{SimConfig, SimHandle};
 
 /// `n` gemini jobs `{name}-0…`, each priced at $0.50, `extra` appended to `[limits]`.
 fn campaign(dir: &Dir, name: &str, n: usize, extra_limits: &str) -> String {
-    let mut toml = format!(
-        "name = \"{name}\"\n{FAST_LIMITS}{extra_limits}\n[pricing]\ngemini_omni_flash = {{ per_video = 0.5 }}\n\n[defaults]\nmodel = \"gemini_omni_flash\"\n"
+    let head = format!(
+        "{FAST_LIMITS}{extra_limits}\n[pricing]\ngemini_omni_flash = {{ per_video = 0.5 }}\n"
     );
-    for i in 0..n {
-        toml.push_str(&format!(
-            "[[job]]\nid = \"{name}-{i}\"\nprompt = \"{name} prompt {i}\"\n"
-        ));
-    }
-    let file = format!("{name}.toml");
-    dir.write(&file, &toml);
-    file
+    named_campaign(dir, name, n, &head)
 }
 
 /// Every generation fails: each job's one attempt is paid and used up.

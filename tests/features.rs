@@ -6,17 +6,7 @@ use common::*;
 use runner::sim::{SimConfig, SimHandle};
 
 fn campaign(dir: &Dir, name: &str, n: usize, extra_limits: &str) -> String {
-    let mut toml = format!(
-        "name = \"{name}\"\n{FAST_LIMITS}{extra_limits}\n[defaults]\nmodel = \"gemini_omni_flash\"\n"
-    );
-    for i in 0..n {
-        toml.push_str(&format!(
-            "[[job]]\nid = \"{name}-{i}\"\nprompt = \"{name} prompt {i}\"\n"
-        ));
-    }
-    let file = format!("{name}.toml");
-    dir.write(&file, &toml);
-    file
+    named_campaign(dir, name, n, &format!("{FAST_LIMITS}{extra_limits}"))
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

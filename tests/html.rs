@@ -13,6 +13,9 @@
 
 #![expect(clippy::expect_used, reason = "a test stops at the first broken step")]
 
+#[path = "common/chromium.rs"]
+mod chromium_flags;
+
 use std::io::{Read, Write as _};
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
@@ -115,20 +118,7 @@ fn pricing() -> Pricing {
 /// The flags keep it off the network: this machine has none, and it would retry forever.
 fn headless(chromium: &Path, profile: &Path, args: &[&str], url: &str) -> String {
     let mut child = Command::new(chromium)
-        .args([
-            "--headless",
-            "--no-sandbox",
-            "--disable-gpu",
-            "--disable-quic",
-            "--no-first-run",
-            "--disable-background-networking",
-            "--disable-component-update",
-            "--disable-sync",
-            "--disable-default-apps",
-            "--mute-audio",
-            "--hide-scrollbars",
-            "--no-proxy-server",
-        ])
+        .args(chromium_flags::HEADLESS_FLAGS)
         .arg(format!("--user-data-dir={}", profile.display()))
         .args(args)
         .arg(url)

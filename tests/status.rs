@@ -14,16 +14,7 @@ use runner::sim::{SimConfig, SimHandle};
 fn campaign(dir: &Dir, name: &str, n: usize, extra: &str) -> String {
     let limits = FAST_LIMITS.replace("task_timeout = \"60s\"", "task_timeout = \"24h\"");
     assert_ne!(limits, FAST_LIMITS);
-    let mut toml =
-        format!("name = \"{name}\"\n{limits}{extra}\n[defaults]\nmodel = \"gemini_omni_flash\"\n");
-    for i in 0..n {
-        toml.push_str(&format!(
-            "[[job]]\nid = \"{name}-{i}\"\nprompt = \"{name} prompt {i}\"\n"
-        ));
-    }
-    let file = format!("{name}.toml");
-    dir.write(&file, &toml);
-    file
+    named_campaign(dir, name, n, &format!("{limits}{extra}"))
 }
 
 /// `runner ARGS` in `dir`, to the end.

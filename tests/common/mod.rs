@@ -129,6 +129,22 @@ pub fn gemini_campaign(name: &str, limits: &str, n: usize, prompt: &str) -> Stri
     toml
 }
 
+/// Writes `{name}.toml` in `dir`, a campaign of `n` gemini jobs `{name}-0`, …
+/// with prompts `"{name} prompt {i}"`, `head` (tables such as `[limits]`)
+/// before its `[defaults]`; returns the file's name.
+pub fn named_campaign(dir: &Dir, name: &str, n: usize, head: &str) -> String {
+    let mut toml =
+        format!("name = \"{name}\"\n{head}\n[defaults]\nmodel = \"gemini_omni_flash\"\n");
+    for i in 0..n {
+        toml.push_str(&format!(
+            "[[job]]\nid = \"{name}-{i}\"\nprompt = \"{name} prompt {i}\"\n"
+        ));
+    }
+    let file = format!("{name}.toml");
+    dir.write(&file, &toml);
+    file
+}
+
 /// The prompt `gemini_campaign` gives job `i`.
 pub fn prompt_of(prompt: &str, i: usize) -> String {
     format!("{prompt} {i}")
