@@ -598,6 +598,19 @@ task_timeout = "300ms"
             "slow task",
         ),
     );
+    // With --only, just the selected task is looked at again: the others stay
+    // timed out, in the report and in the state file.
+    let out = run(run_against(&dir, &sim, "slow.toml", &["--only", "j000"])).await;
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out));
+    let only = dir.report("out/report.csv");
+    assert_eq!(only[0]["status"], "succeeded", "{only:?}");
+    assert_eq!(only[1]["status"], "timed_out", "{only:?}");
+    assert_eq!(only[2]["status"], "timed_out", "{only:?}");
+    assert_eq!(
+        journal_events(&dir.path().join("out/state.jsonl"), "look_again"),
+        1
+    );
+
     let out = run(run_against(&dir, &sim, "slow.toml", &[])).await;
     assert_eq!(out.status.code(), Some(0), "{}", text(&out));
     let after = dir.report("out/report.csv");

@@ -356,10 +356,11 @@ fn reconcile(
                 };
                 state.record(journal, record)?;
             }
-            // A task that ran past the timeout last time may have finished since: look again.
+            // A task that ran past the timeout last time may have finished since: look
+            // again (only for the jobs this run works on: the record makes it a task to poll).
             Phase::Finished {
                 status: Status::TimedOut,
-            } if js.task_id().is_some() => {
+            } if js.task_id().is_some() && selected => {
                 let record = Record::LookAgain {
                     job: job.id.clone(),
                 };
@@ -367,7 +368,9 @@ fn reconcile(
             }
             Phase::Succeeded { bytes, .. } if missing => {
                 let path = campaign.video_path(job);
-                if recover_download(&path, bytes, &job.id, js)? {
+                // A whole `.part` is renamed for any job; the download again only
+                // for the jobs this run works on (a later run fetches the others).
+                if recover_download(&path, bytes, &job.id, js)? && selected {
                     let record = Record::FileMissing {
                         job: job.id.clone(),
                     };
