@@ -90,12 +90,11 @@ pub fn recorded_elsewhere(
         None => this.clone(),
     };
     let mut found = Vec::new();
-    for (path, _) in state_files(&base) {
+    for (path, file_shard) in state_files(&base) {
         if path == this || !path.exists() {
             continue;
         }
-        let (state, replay) = CampaignState::load(&path, campaign.jobs.len())?;
-        replay.check_campaign(&path, &campaign.name)?;
+        let state = read_one(&path, file_shard, campaign, false)?.state;
         let paid = campaign
             .jobs
             .iter()
