@@ -110,6 +110,16 @@ pub struct Config {
     pub seed: u64,
 }
 
+impl Config {
+    /// The same campaign under the `n`th seed after its own.
+    pub fn seeded(&self, n: u64) -> Config {
+        Config {
+            seed: self.seed.wrapping_add(n),
+            ..self.clone()
+        }
+    }
+}
+
 /// One task's draw.
 #[derive(Debug, Clone, Copy)]
 pub struct Draw {
@@ -225,6 +235,17 @@ pub struct Outcome {
 }
 
 impl Outcome {
+    /// Nothing happened yet to any of `jobs` jobs.
+    pub fn new(jobs: usize) -> Outcome {
+        Outcome {
+            jobs,
+            submitted: vec![f64::NAN; jobs],
+            ended: vec![f64::NAN; jobs],
+            polls_of: vec![0; jobs],
+            ..Outcome::default()
+        }
+    }
+
     pub fn polls_per_job(&self) -> f64 {
         self.polls as f64 / self.jobs.max(1) as f64
     }
@@ -291,13 +312,7 @@ impl PartialOrd for Timer {
 /// Runs the campaign `cfg` with `engine` deciding when to poll.
 pub fn drive(cfg: &Config, draws: &[Draw], engine: &mut dyn Engine) -> Outcome {
     let n = draws.len();
-    let mut out = Outcome {
-        jobs: n,
-        submitted: vec![f64::NAN; n],
-        ended: vec![f64::NAN; n],
-        polls_of: vec![0; n],
-        ..Outcome::default()
-    };
+    let mut out = Outcome::new(n);
     // One bucket for both when shared: `Q` then names the submit bucket.
     let mut buckets = [Bucket::new(cfg.submit), Bucket::new(cfg.query)];
     const S: usize = 0;
@@ -601,10 +616,7 @@ pub fn measure(name: &'static str, cfg: &Config, seeds: u64) -> Measured {
         engine_worst_polls: 0.0,
     };
     for seed in 0..seeds {
-        let cfg = Config {
-            seed: cfg.seed.wrapping_add(seed),
-            ..cfg.clone()
-        };
+        let cfg = cfg.seeded(seed);
         let d = draws(&cfg);
         let oracle = drive(&cfg, &d, &mut Oracle { draws: &d });
         let ours = drive(&cfg, &d, &mut PollerEngine::new(&cfg, &d));
@@ -834,10 +846,7 @@ pub fn quantile_bound(cfg: &Config, seeds: u64) -> Option<(f64, f64, f64, f64)> 
         for then in grid {
             let (mut ratio, mut polls) = (0.0f64, 0.0f64);
             for seed in 0..seeds {
-                let cfg = Config {
-                    seed: cfg.seed.wrapping_add(seed),
-                    ..cfg.clone()
-                };
+                let cfg = cfg.seeded(seed);
                 let d = draws(&cfg);
                 let oracle = drive(&cfg, &d, &mut Oracle { draws: &d });
                 let out = drive(&cfg, &d, &mut QuantileBound::new(&d, first, then));

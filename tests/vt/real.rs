@@ -99,13 +99,7 @@ pub fn drive_engine(cfg: &Config, draws: &[Draw]) -> Outcome {
     if let Err(e) = engine.plan(&[], |_, _| true) {
         panic!("plan: {e}");
     }
-    let mut out = Outcome {
-        jobs: n,
-        submitted: vec![f64::NAN; n],
-        ended: vec![f64::NAN; n],
-        polls_of: vec![0; n],
-        ..Outcome::default()
-    };
+    let mut out = Outcome::new(n);
     let mut buckets = [Bucket::new(cfg.submit), Bucket::new(cfg.query)];
     let q = if cfg.shared { 0 } else { 1 };
     let mut task_of: HashMap<String, usize> = HashMap::new();
