@@ -46,8 +46,6 @@ const OUT_OF_REACH: &[&str] = &[
     "spread σ 0.1",
     "spread σ 0.25",
     "spread σ 0.5",
-    "spread σ 0.5, rate-bound",
-    "spread σ 0.5, no progress, rate-bound",
     "spread σ 0.1, slot-bound",
 ];
 

@@ -23,7 +23,7 @@ use tokio::time::Instant;
 use super::breaker::{Breaker, Gate};
 use super::download::{self, DownloadError, DownloadLimits, Fetched};
 use super::limiter::{Bucket, Limiter};
-use super::poller::{Look, Poller};
+use super::poller::{Finish, Load, Look, Poller};
 use super::retry::{self, Backoff, Call, Failure};
 use super::{RunError, RunOptions};
 use crate::api::{ApiError, Task, TaskStatus};
@@ -1298,7 +1298,12 @@ impl Engine {
                 self.in_flight += 1;
                 self.live[idx].submit_errors = 0;
                 self.live[idx].submitted_here = true;
-                let (first, scout) = self.poller.first(self.job(idx).model.as_str());
+                let load = Load {
+                    unsent: !self.submit_queue.is_empty(),
+                    submit_per_second: self.limiter.current_rps(Bucket::Submit),
+                    max_in_flight: self.campaign.limits.max_in_flight,
+                };
+                let (first, scout) = self.poller.first(self.job(idx).model.as_str(), load);
                 self.start_tracking(idx, now, first);
                 self.live[idx].scout = scout;
             }
@@ -1546,10 +1551,13 @@ impl Engine {
                     && let Some(elapsed) = elapsed
                     && self.poller.finished(
                         model.as_str(),
-                        looked.saturating_duration_since(self.epoch),
-                        elapsed,
-                        task_poll.misses,
-                        task_poll.unfinished_at,
+                        Finish {
+                            polled: looked.saturating_duration_since(self.epoch),
+                            elapsed,
+                            misses: task_poll.misses,
+                            unfinished_at: task_poll.unfinished_at,
+                            first_progress: task_poll.first_progress,
+                        },
                     )
                 {
                     self.reschedule_waiting(model, now);
@@ -1614,6 +1622,7 @@ impl Engine {
                                 misses: task_poll.misses,
                                 progress: task.progress,
                                 first_progress: task_poll.first_progress,
+                                previous: task_poll.unfinished_at,
                             },
                         );
                         if task_poll.first_progress.is_none()

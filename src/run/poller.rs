@@ -74,16 +74,27 @@ const GAP_FRACTION: f64 = 0.05;
 const STEP: f64 = 0.05;
 /// The share of first polls meant to come too early (the quantile tracked is 1 − this).
 const EARLY_SHARE: f64 = 0.05;
-/// Polls per job the early share may spend (see [`ModelEstimate::target`]).
-const POLL_BUDGET: f64 = 1.2;
+/// Polls per job the early share may spend when slots are the bottleneck
+/// (see [`ModelEstimate::target`]).
+const POLL_BUDGET: f64 = 1.35;
 /// The most first polls meant to come early.
-const MAX_EARLY_SHARE: f64 = 0.3;
+const MAX_EARLY_SHARE: f64 = 0.45;
+/// The share of first polls meant to come early while slots are not the
+/// bottleneck ([`Load`]): a late look then costs nothing but the poll saved.
+const RELAXED_SHARE: f64 = 0.02;
+/// The share of follow-up looks (the look after a first poll that came too
+/// early) meant to find the task done.
+const FOLLOW_QUANTILE: f64 = 0.85;
+/// How far one follow-up look moves its tracker (a factor of e^±this, weighted).
+const FOLLOW_STEP: f64 = 0.2;
+/// The shortest follow-up gap without a progress reading, as a fraction of the estimate.
+const MIN_FOLLOW: f64 = 0.01;
 /// The weight of one task in the running means of [`ModelEstimate::early_cost`].
 const MEAN_WEIGHT: f64 = 0.1;
 /// The largest step of the search down from the scout's upper bound.
 const MAX_DESCENT: f64 = 0.2;
 
-#[derive(Debug, Clone, Copy, Default)]
+#[derive(Debug, Clone, Copy)]
 struct ModelEstimate {
     /// Submit to completed, as far as polls could tell.
     estimate: Option<Duration>,
@@ -102,6 +113,35 @@ struct ModelEstimate {
     /// first, and how far past the estimate they finished (a fraction of it).
     /// `None` until one has been seen.
     early_cost: Option<(f64, f64)>,
+    /// Slots are not the bottleneck now (see [`Load`]).
+    relaxed: bool,
+    /// On-time first polls since the last one that came early.
+    run: u32,
+    /// How long this model's `progress` takes to run from 0 to 99, as a high
+    /// quantile ([`FOLLOW_QUANTILE`]) over its tasks: a task seen at p% is
+    /// looked at again `sweep · (99 − p)/99` later. `None` until a finished
+    /// task showed a reading.
+    sweep: Option<Duration>,
+    /// The follow-up gap for a task that showed no reading, as a fraction of
+    /// the estimate (the same quantile of how far past it tasks finish).
+    follow: f64,
+}
+
+impl Default for ModelEstimate {
+    fn default() -> ModelEstimate {
+        ModelEstimate {
+            estimate: None,
+            scouting: false,
+            clump: None,
+            calibrated: false,
+            descent: 0.0,
+            early_cost: None,
+            relaxed: false,
+            run: 0,
+            sweep: None,
+            follow: 2.0 * GAP_FRACTION,
+        }
+    }
 }
 
 impl ModelEstimate {
@@ -112,13 +152,113 @@ impl ModelEstimate {
     /// worth their polls: as many as the poll budget pays for at what an
     /// early task has cost so far.
     fn target(&self) -> f64 {
+        if self.relaxed {
+            return RELAXED_SHARE;
+        }
         match self.early_cost {
-            Some((polls, overrun)) if overrun > 2.0 * GAP_FRACTION => {
+            Some((polls, _)) if self.spread() => {
                 ((POLL_BUDGET - 1.0) / polls.max(1.0)).clamp(EARLY_SHARE, MAX_EARLY_SHARE)
             }
             _ => EARLY_SHARE,
         }
     }
+
+    /// How many plain steps down a clump of on-time polls takes. A run of
+    /// on-time first polls much longer than the early share makes likely
+    /// (1/share) says the estimate sits too high: the steps grow with the
+    /// run, up to [`MAX_HURRY`], so it comes down in tens of tasks, not hundreds.
+    fn hurry(&self) -> f64 {
+        (f64::from(self.run) * self.target()).clamp(1.0, MAX_HURRY)
+    }
+
+    /// One step of the estimate, as a fraction of it: [`STEP`], or half the
+    /// mean overrun of early tasks when times spread more (up to [`MAX_STEP`]),
+    /// so that the estimate finds a high quantile of a wide spread in tens of
+    /// tasks.
+    fn step(&self) -> f64 {
+        match self.early_cost {
+            Some((_, overrun)) if self.spread() => (overrun / 2.0).clamp(STEP, MAX_STEP),
+            _ => STEP,
+        }
+    }
+
+    /// Tasks that finish past the estimate do so by more than a gap: their
+    /// times spread.
+    fn spread(&self) -> bool {
+        self.early_cost
+            .is_some_and(|(_, overrun)| overrun > SPREAD_OVERRUN)
+    }
+
+    /// The wait from a first poll that found the task unfinished to the
+    /// follow-up look: by its progress reading `p` if it showed one, else a
+    /// tracked fraction of the estimate.
+    fn follow_wait(&self, estimate: Duration, reading: Option<u32>, min_gap: Duration) -> Duration {
+        match (reading.filter(|p| (1..99).contains(p)), self.sweep) {
+            (Some(p), Some(sweep)) => sweep.mul_f64(f64::from(99 - p) / 99.0),
+            _ => estimate.mul_f64(self.follow),
+        }
+        .max(min_gap)
+    }
+
+    /// A follow-up look found the task done (`hit`) or not: move the tracker it was timed by.
+    fn learn_follow(&mut self, by_reading: bool, hit: bool) {
+        let factor = if hit {
+            (-FOLLOW_STEP * (1.0 - FOLLOW_QUANTILE)).exp()
+        } else {
+            (FOLLOW_STEP * FOLLOW_QUANTILE).exp()
+        };
+        match self.sweep {
+            Some(sweep) if by_reading => self.sweep = Some(sweep.mul_f64(factor)),
+            _ => self.follow = (self.follow * factor).clamp(MIN_FOLLOW, 1.0),
+        }
+    }
+}
+
+/// The largest step of the estimate ([`ModelEstimate::step`]).
+const MAX_STEP: f64 = 0.25;
+
+/// The most a run of on-time polls multiplies the step down by ([`ModelEstimate::hurry`]).
+const MAX_HURRY: f64 = 8.0;
+
+/// The least mean overrun (past the estimate, as a fraction of it) of tasks
+/// whose first poll came early that counts as spread times.
+const SPREAD_OVERRUN: f64 = 2.0 * GAP_FRACTION;
+
+/// How busy the run is when a task is submitted: whether late looks would
+/// hold up other jobs.
+#[derive(Debug, Clone, Copy)]
+pub struct Load {
+    /// Jobs remain to be sent.
+    pub unsent: bool,
+    /// The submit budget, calls per second (of the run's clock).
+    pub submit_per_second: f64,
+    pub max_in_flight: usize,
+}
+
+impl Load {
+    /// Slots are not the bottleneck: jobs remain, and the submit budget fills
+    /// under half the slots in one expected task time (Little's law), so a
+    /// slot held a little longer delays nothing. With nothing left to send,
+    /// every task may be the last, and lateness counts again.
+    fn relaxed(&self, estimate: Duration) -> bool {
+        self.unsent
+            && self.submit_per_second * estimate.as_secs_f64() < self.max_in_flight as f64 / 2.0
+    }
+}
+
+/// What [`Poller::finished`] is told about a task seen done.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct Finish {
+    /// When the poll that saw it done left.
+    pub polled: Time,
+    /// Its age then.
+    pub elapsed: Duration,
+    /// Polls that found it unfinished before.
+    pub misses: u32,
+    /// The age at the last of them.
+    pub unfinished_at: Duration,
+    /// The first look that showed progress of 1% or more: when and how much.
+    pub first_progress: Option<(Duration, u32)>,
 }
 
 /// Looks at finished tasks whose polls left within one window of each other;
@@ -133,6 +273,12 @@ struct Clump {
     base: Duration,
     /// The share of first polls meant to come early (see [`ModelEstimate::target`]).
     target: f64,
+    /// The model's times spread ([`ModelEstimate::spread`]).
+    spread: bool,
+    /// How many times a plain step down this clump takes ([`ModelEstimate::hurry`]).
+    hurry: f64,
+    /// One step, as a fraction of the estimate ([`ModelEstimate::step`]).
+    step: f64,
     looks: u32,
     /// How many were found unfinished by their first poll.
     early: u32,
@@ -145,11 +291,15 @@ struct Clump {
 }
 
 impl Clump {
-    fn new(opened: Time, base: Duration, target: f64) -> Clump {
+    fn new(opened: Time, base: Duration, m: &ModelEstimate) -> Clump {
+        let (target, spread, hurry, step) = (m.target(), m.spread(), m.hurry(), m.step());
         Clump {
+            step,
             opened,
             base,
             target,
+            spread,
+            hurry,
             looks: 0,
             early: 0,
             on_time_low: None,
@@ -184,7 +334,7 @@ impl Clump {
     /// seen unfinished late says nothing about the others: only the step
     /// applies.
     fn estimate(&self) -> Duration {
-        if self.target > EARLY_SHARE {
+        if self.spread {
             self.step()
         } else {
             self.step().max(self.unfinished_high)
@@ -193,7 +343,7 @@ impl Clump {
 
     fn step(&self) -> Duration {
         let estimate = self.base;
-        let step = estimate.mul_f64(STEP);
+        let step = estimate.mul_f64(self.step);
         let early = f64::from(self.early) / f64::from(self.looks.max(1));
         let target = self.target;
         if early > target {
@@ -204,8 +354,8 @@ impl Clump {
                 .min(self.early_high + step.mul_f64(1.0 - target))
                 .max(estimate)
         } else {
-            let down = estimate.saturating_sub(step.mul_f64(target - early));
-            if target > EARLY_SHARE {
+            let down = estimate.saturating_sub(step.mul_f64((target - early) * self.hurry));
+            if self.spread {
                 // Spread times: one task found done early says nothing of the
                 // next (it may have been polled at an older, lower estimate).
                 return down;
@@ -231,6 +381,9 @@ pub struct Look {
     /// never from submit: a provider may queue a task before its progress
     /// starts, or count the queue in it.
     pub first_progress: Option<(Duration, u32)>,
+    /// The age at the look before this one that found the task unfinished
+    /// (zero if this is the first).
+    pub previous: Duration,
 }
 
 impl Look {
@@ -260,6 +413,17 @@ impl Look {
         }
         Some(self.elapsed.mul_f64(f64::from(100 - p) / f64::from(p)))
     }
+}
+
+/// A look at `age` was a first poll sent at `estimate` (not a scout's probe or
+/// a cadence look well before it).
+fn on_time(age: Duration, estimate: Duration) -> bool {
+    age + estimate.mul_f64(GAP_FRACTION) >= estimate
+}
+
+/// The reading a look at `age` showed, if it was the task's first progress.
+fn read_at(first_progress: Option<(Duration, u32)>, age: Duration) -> Option<u32> {
+    first_progress.filter(|(at, _)| *at == age).map(|(_, p)| p)
 }
 
 /// `base` doubled for each miss after the first (capped at 2^16).
@@ -308,12 +472,16 @@ impl Poller {
     /// How long after submitting to look first, and whether this task is the
     /// model's scout. While a model's time is unknown one task probes; the
     /// others wait at the cadence and are moved to the expected finish
-    /// ([`Poller::finished`] says when) once the scout has learnt it.
-    pub fn first(&mut self, model: &str) -> (Duration, bool) {
+    /// ([`Poller::finished`] says when) once the scout has learnt it. `load`
+    /// says whether slots are the bottleneck ([`Load`]).
+    pub fn first(&mut self, model: &str, load: Load) -> (Duration, bool) {
         let (queued, first_probe) = (self.queued, self.first_probe);
         let m = self.model(model);
         match m.estimate {
-            Some(estimate) => (estimate, false),
+            Some(estimate) => {
+                m.relaxed = load.relaxed(estimate);
+                (estimate, false)
+            }
             None if m.scouting => (queued, false),
             None => {
                 m.scouting = true;
@@ -338,49 +506,69 @@ impl Poller {
     }
 
     /// A poll found the task unfinished: how long until the next look.
-    pub fn next(&self, model: &str, look: Look) -> Duration {
-        let cap = if look.queued {
-            self.queued
-        } else {
-            self.in_progress
-        };
+    pub fn next(&mut self, model: &str, look: Look) -> Duration {
+        let (min_gap, cap) = (
+            self.min_gap,
+            if look.queued {
+                self.queued
+            } else {
+                self.in_progress
+            },
+        );
+        let m = self.model(model);
+        if let Some(estimate) = m.estimate
+            && look.misses == 2
+            && on_time(look.previous, estimate)
+        {
+            // The follow-up of a first poll at the estimate came early too.
+            m.learn_follow(read_at(look.first_progress, look.previous).is_some(), false);
+        }
         // Never faster than a doubling floor, so a provider whose `progress`
         // runs ahead of the clock cannot draw a stream of polls; but never a
         // floor past a twentieth of the task's age, which a scout's many
         // probes would otherwise reach.
-        let floor = doubled(self.min_gap, look.misses)
+        let floor = doubled(min_gap, look.misses)
             .min(look.elapsed.mul_f64(GAP_FRACTION))
-            .max(self.min_gap);
+            .max(min_gap);
         let from_progress = look.remaining().map(|r| r.max(floor));
-        let wait = match self.models.get(model).and_then(|m| m.estimate) {
-            Some(estimate) if look.elapsed + self.min_gap < estimate => {
-                // Early (a scout's clump-mate or a slow poll): the estimate
-                // stands unless the task's own progress says it is nearer.
+        let reading = look
+            .progress
+            .filter(|p| (1..99).contains(p))
+            .zip(m.sweep)
+            .map(|(p, sweep)| sweep.mul_f64(f64::from(99 - p) / 99.0));
+        let wait = match m.estimate {
+            // Early (a scout's clump-mate or a slow poll): the estimate stands
+            // unless the task's own progress says it is nearer. With spread
+            // times a reading says more of this task than the estimate does.
+            Some(estimate)
+                if look.elapsed + min_gap < estimate && !(m.spread() && reading.is_some()) =>
+            {
                 let to_estimate = estimate - look.elapsed;
                 from_progress.map_or(to_estimate, |wait| wait.min(to_estimate))
             }
+            // The task's progress rate, once read over two looks (rounded to
+            // err early; a provider whose progress moves in coarse steps shows
+            // no gain and gives no rate).
+            Some(_) if from_progress.is_some() => from_progress.unwrap_or_default(),
+            // One reading: what is left of the model's sweep, doubling while
+            // the task runs long (a reading that does not move), and never past
+            // the latest finish it allows (progress cannot have started before submit).
+            Some(_) if reading.is_some() => {
+                let gap = doubled(reading.unwrap_or_default().max(min_gap), look.misses);
+                look.latest_finish()
+                    .map_or(gap, |latest| gap.min(latest.max(floor)))
+            }
+            // Past the estimate without a reading: the follow-up gap, a tracked
+            // fraction of the estimate, doubling while the task runs long.
             Some(estimate) => {
-                // Past the estimate: the task's progress rate, once read over
-                // two looks (rounded to err early; a provider whose progress
-                // moves in coarse steps shows no gain and gives no rate). Else
-                // a short gap that doubles; one reading (which may be coarse:
-                // 50% near the end) only brings it closer, no later than
-                // halfway to the latest finish it allows (progress cannot have
-                // started before submit).
-                let gap = doubled(
-                    estimate.mul_f64(GAP_FRACTION).max(self.min_gap),
-                    look.misses,
-                );
-                match (from_progress, look.latest_finish()) {
-                    (Some(wait), _) => wait,
-                    (None, Some(latest)) => gap.min((latest / 2).max(floor)),
-                    (None, None) => gap,
-                }
+                let gap = doubled(m.follow_wait(estimate, None, min_gap), look.misses);
+                look.latest_finish()
+                    .map_or(gap, |latest| gap.min(latest.max(floor)))
             }
             // Unknown model: the task's progress rate once it has been seen
             // twice, else probes that grow.
             None => {
-                let probe = look.elapsed.mul_f64(PROBE_GROWTH - 1.0).max(self.min_gap);
+                let probe = look.elapsed.mul_f64(PROBE_GROWTH - 1.0).max(min_gap);
                 match (from_progress, look.latest_finish()) {
                     (Some(wait), _) => wait,
                     (None, Some(latest)) => probe.min((latest / 2).max(floor)),
@@ -388,23 +576,44 @@ impl Poller {
                 }
             }
         };
-        wait.min(cap).max(self.min_gap.min(cap))
+        wait.min(cap).max(min_gap.min(cap))
     }
 
-    /// A task was seen finished `elapsed` after submit by a poll that left at
-    /// `polled`, after `misses` polls that found it unfinished, the last of them
-    /// `unfinished_at` after submit. Returns true when this gave the model its
-    /// first estimate.
-    pub fn finished(
-        &mut self,
-        model: &str,
-        polled: Time,
-        elapsed: Duration,
-        misses: u32,
-        unfinished_at: Duration,
-    ) -> bool {
+    /// A task was seen finished (see [`Finish`]). Returns true when this gave
+    /// the model its first estimate.
+    pub fn finished(&mut self, model: &str, seen: Finish) -> bool {
+        let Finish {
+            polled,
+            elapsed,
+            misses,
+            unfinished_at,
+            first_progress,
+        } = seen;
+        let min_gap = self.min_gap;
         let m = self.model(model);
         m.scouting = false;
+        if m.sweep.is_none()
+            && let Some((at, p)) = first_progress
+            && p < 99
+            && elapsed > at
+        {
+            // The first reading: from p% there to 99 took about the middle of
+            // its last two looks.
+            let mid = (unfinished_at.max(at) + elapsed) / 2;
+            m.sweep = Some((mid - at).mul_f64(99.0 / f64::from(99 - p)));
+        }
+        if let Some(estimate) = m.estimate
+            && misses == 1
+            && on_time(unfinished_at, estimate)
+        {
+            // Seen done by the follow-up of a first poll at the estimate: if
+            // the follow-up went when it was meant to, its tracker was high enough.
+            let reading = read_at(first_progress, unfinished_at);
+            let planned = m.follow_wait(estimate, reading, min_gap);
+            if elapsed <= unfinished_at + planned.mul_f64(1.0 + GAP_FRACTION) + min_gap {
+                m.learn_follow(reading.is_some(), true);
+            }
+        }
         let Some(estimate) = m.estimate else {
             // The scout: the finish lies between its last two looks; start from
             // the middle (the search below moves it either way). With progress
@@ -419,7 +628,7 @@ impl Poller {
         // Only a look at (or just before) the estimate that found the task
         // unfinished says the estimate is too low: a scout's probes, or a
         // look at the cadence while the scout was out, came before it.
-        let early = misses > 0 && unfinished_at + estimate.mul_f64(GAP_FRACTION) >= estimate;
+        let early = misses > 0 && on_time(unfinished_at, estimate);
         let misses = if early { misses } else { 0 };
         if !early && elapsed > estimate + estimate.mul_f64(GAP_FRACTION) {
             // Found finished by a poll that went late (the budget was busy):
@@ -428,6 +637,7 @@ impl Poller {
         }
         let was_calibrated = m.calibrated;
         m.calibrated |= early;
+        m.run = if early { 0 } else { m.run + 1 };
         if early {
             let polls = f64::from(misses);
             let overrun =
@@ -449,7 +659,7 @@ impl Poller {
                     // far as the last one, a search for where the finishes are.
                     m.descent = (m.descent * 2.0).min(MAX_DESCENT);
                 }
-                Clump::new(polled, estimate, m.target())
+                Clump::new(polled, estimate, m)
             }
         };
         clump.add(elapsed, misses, unfinished_at);
@@ -478,6 +688,33 @@ mod tests {
     const MODEL: &str = "gemini-omni-flash";
     const OTHER: &str = "veo3.1-fast";
 
+    /// Slots are the bottleneck: the load of a balanced campaign.
+    const BUSY: Load = Load {
+        unsent: true,
+        submit_per_second: 20.0,
+        max_in_flight: 20,
+    };
+
+    /// [`Poller::finished`] for a task without progress readings.
+    fn done(
+        p: &mut Poller,
+        polled: Time,
+        elapsed: Duration,
+        misses: u32,
+        unfinished_at: Duration,
+    ) -> bool {
+        p.finished(
+            MODEL,
+            Finish {
+                polled,
+                elapsed,
+                misses,
+                unfinished_at,
+                first_progress: None,
+            },
+        )
+    }
+
     fn ms(n: u64) -> Duration {
         Duration::from_millis(n)
     }
@@ -495,6 +732,7 @@ mod tests {
             misses,
             progress,
             first_progress: progress.map(|_| (ms(100), 5)),
+            previous: Duration::ZERO,
         }
     }
 
@@ -523,7 +761,7 @@ mod tests {
         let mut clock = Duration::ZERO;
         for _ in 0..waves {
             let submitted = clock;
-            let firsts: Vec<Duration> = (0..tasks).map(|_| poller.first(MODEL).0).collect();
+            let firsts: Vec<Duration> = (0..tasks).map(|_| poller.first(MODEL, BUSY).0).collect();
             let mut last = Duration::ZERO;
             for first in firsts {
                 let (p, t) = follow(poller, submitted, first, generation, progress);
@@ -556,7 +794,16 @@ mod tests {
         loop {
             polls += 1;
             if t >= generation {
-                poller.finished(MODEL, submitted + t, t, misses, unfinished_at);
+                poller.finished(
+                    MODEL,
+                    Finish {
+                        polled: submitted + t,
+                        elapsed: t,
+                        misses,
+                        unfinished_at,
+                        first_progress,
+                    },
+                );
                 return (polls, t);
             }
             misses += 1;
@@ -568,6 +815,7 @@ mod tests {
                 misses,
                 progress: shown,
                 first_progress,
+                previous: unfinished_at,
             };
             if first_progress.is_none() {
                 first_progress = shown.map(|p| (t, p));
@@ -609,7 +857,7 @@ mod tests {
 
     #[test]
     fn progress_that_runs_ahead_still_backs_off() {
-        let p = Poller::new(Duration::from_secs(5), Duration::from_secs(10), 1.0);
+        let mut p = Poller::new(Duration::from_secs(5), Duration::from_secs(10), 1.0);
         // A provider stuck at 99%: the waits must still grow.
         let waits: Vec<_> = (1..=8)
             .map(|misses| p.next(MODEL, look(Duration::from_secs(60), misses, Some(99))))
@@ -621,9 +869,13 @@ mod tests {
     #[test]
     fn past_the_estimate_one_reading_only_brings_the_next_look_closer() {
         let mut p = Poller::new(Duration::from_secs(5), Duration::from_secs(10), 1.0);
-        p.finished(MODEL, Duration::ZERO, ms(2000), 0, Duration::ZERO);
+        done(&mut p, Duration::ZERO, ms(2000), 0, Duration::ZERO);
         let plain = p.next(MODEL, look(ms(2000), 1, None));
-        assert_eq!(plain, ms(100), "5% of the estimate");
+        assert_eq!(
+            plain,
+            ms(200),
+            "the first follow-up gap: 10% of the estimate"
+        );
         let once = |progress| Look {
             first_progress: None,
             ..look(ms(2000), 1, Some(progress))
@@ -635,6 +887,87 @@ mod tests {
         // A rate read over two looks is believed past the gap (erring early).
         let rate = p.next(MODEL, look(ms(2000), 2, Some(50)));
         assert!(rate > ms(1500) && rate < ms(2100), "{rate:?}");
+    }
+
+    /// A task seen at `p`% by its first poll at 2 s, with a model whose
+    /// progress sweep (0 to 99) was learnt at 1.5 s.
+    fn read_once(p: &mut Poller, progress: u32) -> Duration {
+        p.finished(
+            MODEL,
+            Finish {
+                polled: Duration::ZERO,
+                elapsed: ms(2000),
+                misses: 1,
+                unfinished_at: ms(1990),
+                first_progress: Some((ms(500), 1)),
+            },
+        );
+        p.next(
+            MODEL,
+            Look {
+                first_progress: None,
+                ..look(ms(2000), 1, Some(progress))
+            },
+        )
+    }
+
+    #[test]
+    fn one_reading_times_the_follow_up_by_the_models_sweep() {
+        let mut p = Poller::new(Duration::from_secs(5), Duration::from_secs(10), 1.0);
+        // Seen at 1% 0.5 s in, done at 2 s: the sweep is 1.5 s.
+        let at_80 = read_once(&mut p, 80);
+        let expected = ms(1500).mul_f64(19.0 / 98.0);
+        assert!(at_80.abs_diff(expected) < ms(10), "{at_80:?}");
+        let at_95 = read_once(&mut p, 95);
+        assert!(at_95 < at_80 / 3, "{at_95:?}");
+    }
+
+    #[test]
+    fn follow_ups_learn_how_far_past_the_estimate_tasks_finish() {
+        let mut p = Poller::new(Duration::from_secs(5), Duration::from_secs(10), 1.0);
+        done(&mut p, Duration::ZERO, ms(2000), 0, Duration::ZERO);
+        let gap = |p: &mut Poller| p.next(MODEL, look(ms(2000), 1, None));
+        let before = gap(&mut p);
+        // Follow-ups that keep finding tasks unfinished widen the gap...
+        for _ in 0..5 {
+            let second = Look {
+                previous: ms(2000),
+                ..look(ms(2200), 2, None)
+            };
+            p.next(MODEL, second);
+        }
+        let wider = gap(&mut p);
+        assert!(wider > before.mul_f64(1.5), "{before:?} then {wider:?}");
+        // ...and follow-ups that find them done narrow it again.
+        for _ in 0..100 {
+            done(&mut p, Duration::ZERO, ms(2050), 1, ms(2000));
+        }
+        assert!(gap(&mut p) < wider, "{:?}", gap(&mut p));
+    }
+
+    #[test]
+    fn with_slots_to_spare_first_polls_go_late_rather_than_early() {
+        // 10/s into 200 slots with 2 s tasks: 20 in flight, slots to spare.
+        let spare = Load {
+            unsent: true,
+            submit_per_second: 10.0,
+            max_in_flight: 200,
+        };
+        let mut p = Poller::new(Duration::from_secs(5), Duration::from_secs(10), 1.0);
+        done(&mut p, Duration::ZERO, ms(2000), 0, Duration::ZERO);
+        p.first(MODEL, spare);
+        assert_eq!(p.models[MODEL].target(), RELAXED_SHARE);
+        p.first(MODEL, BUSY);
+        assert!(p.models[MODEL].target() >= EARLY_SHARE);
+        let last = Load {
+            unsent: false,
+            ..spare
+        };
+        p.first(MODEL, last);
+        assert!(
+            p.models[MODEL].target() >= EARLY_SHARE,
+            "the tail counts again"
+        );
     }
 
     #[test]
@@ -660,11 +993,11 @@ mod tests {
     #[test]
     fn a_wave_of_early_polls_does_not_inflate_the_estimate() {
         let mut p = Poller::new(Duration::from_secs(5), Duration::from_secs(10), 1.0);
-        p.finished(MODEL, Duration::ZERO, ms(2000), 0, Duration::ZERO);
+        done(&mut p, Duration::ZERO, ms(2000), 0, Duration::ZERO);
         let polled = Duration::ZERO;
         for _ in 0..20 {
             // Seen unfinished at 1.95 s, done at 2.02 s.
-            p.finished(MODEL, polled, ms(2020), 1, ms(1950));
+            done(&mut p, polled, ms(2020), 1, ms(1950));
         }
         // One step (~5%) past the latest finish at most.
         let e = p.estimate(MODEL).unwrap();
@@ -675,21 +1008,21 @@ mod tests {
     fn a_clump_of_on_time_polls_lowers_the_estimate_once() {
         let mut p = Poller::new(Duration::from_secs(5), Duration::from_secs(10), 1.0);
         let start = Duration::from_secs(100);
-        p.finished(MODEL, start, ms(2000), 0, Duration::ZERO);
+        done(&mut p, start, ms(2000), 0, Duration::ZERO);
         // One early poll: from now on, clumps move the estimate once.
-        p.finished(MODEL, start + ms(2000), ms(2010), 1, ms(1990));
+        done(&mut p, start + ms(2000), ms(2010), 1, ms(1990));
         let e = p.estimate(MODEL).unwrap();
         assert!(e > ms(2010), "{e:?}");
         // Twenty tasks submitted together, found finished by polls 5 ms apart.
         for i in 0..20 {
-            p.finished(MODEL, start + ms(4000 + 5 * i), e, 0, Duration::ZERO);
+            done(&mut p, start + ms(4000 + 5 * i), e, 0, Duration::ZERO);
         }
         // One step of 5% of 5%, not twenty (which would be 5% lower).
         let one_step = e - e.mul_f64(STEP * EARLY_SHARE);
-        assert_eq!(p.first(MODEL).0, one_step);
+        assert_eq!(p.first(MODEL, BUSY).0, one_step);
         // A poll past the window opens a clump of its own.
-        p.finished(MODEL, start + ms(6000), one_step, 0, Duration::ZERO);
-        assert!(p.first(MODEL).0 < one_step);
+        done(&mut p, start + ms(6000), one_step, 0, Duration::ZERO);
+        assert!(p.first(MODEL, BUSY).0 < one_step);
     }
 
     #[test]
@@ -697,9 +1030,9 @@ mod tests {
         // The scout's estimate is an upper bound: a clump must not hold it there.
         let mut p = Poller::new(Duration::from_secs(5), Duration::from_secs(10), 1.0);
         let start = Duration::from_secs(100);
-        p.finished(MODEL, start, ms(2500), 0, Duration::ZERO);
+        done(&mut p, start, ms(2500), 0, Duration::ZERO);
         for i in 0..20 {
-            p.finished(MODEL, start + ms(2500 + i), ms(2500), 0, Duration::ZERO);
+            done(&mut p, start + ms(2500 + i), ms(2500), 0, Duration::ZERO);
         }
         let e = p.estimate(MODEL).unwrap();
         assert!(e < ms(2500).mul_f64(0.96), "{e:?}");
@@ -725,9 +1058,9 @@ mod tests {
     #[test]
     fn late_polls_do_not_lower_the_estimate() {
         let mut p = Poller::new(Duration::from_secs(5), Duration::from_secs(10), 1.0);
-        p.finished(MODEL, Duration::ZERO, ms(2000), 0, Duration::ZERO);
+        done(&mut p, Duration::ZERO, ms(2000), 0, Duration::ZERO);
         for _ in 0..50 {
-            p.finished(MODEL, Duration::ZERO, ms(2500), 0, Duration::ZERO);
+            done(&mut p, Duration::ZERO, ms(2500), 0, Duration::ZERO);
         }
         assert_eq!(p.estimate(MODEL), Some(ms(2000)));
     }
@@ -735,9 +1068,9 @@ mod tests {
     #[test]
     fn a_wave_finishing_together_barely_moves_the_estimate() {
         let mut p = Poller::new(Duration::from_secs(5), Duration::from_secs(10), 1.0);
-        p.finished(MODEL, Duration::ZERO, ms(2000), 0, Duration::ZERO);
+        done(&mut p, Duration::ZERO, ms(2000), 0, Duration::ZERO);
         for _ in 0..20 {
-            p.finished(MODEL, Duration::ZERO, ms(2300), 0, Duration::ZERO);
+            done(&mut p, Duration::ZERO, ms(2300), 0, Duration::ZERO);
         }
         let e = p.estimate(MODEL).unwrap();
         assert!(e >= ms(1500), "{e:?}");
@@ -747,29 +1080,29 @@ mod tests {
     fn a_slower_spell_raises_the_estimate_at_once() {
         let mut p = Poller::new(Duration::from_secs(5), Duration::from_secs(10), 1.0);
         simulate(&mut p, ms(2000), 50, false);
-        p.finished(MODEL, Duration::ZERO, ms(3100), 2, ms(3000));
+        done(&mut p, Duration::ZERO, ms(3100), 2, ms(3000));
         assert!(p.estimate(MODEL).unwrap() >= ms(3000));
     }
 
     #[test]
     fn one_scout_per_model_until_the_first_estimate() {
         let mut p = Poller::new(Duration::from_secs(5), Duration::from_secs(10), 1.0);
-        assert_eq!(p.first(MODEL), (ms(100), true));
-        assert_eq!(p.first(MODEL), (Duration::from_secs(5), false));
-        assert_eq!(p.first(OTHER), (ms(100), true));
+        assert_eq!(p.first(MODEL, BUSY), (ms(100), true));
+        assert_eq!(p.first(MODEL, BUSY), (Duration::from_secs(5), false));
+        assert_eq!(p.first(OTHER, BUSY), (ms(100), true));
         assert_eq!(p.until_expected(MODEL, ms(500)), None);
-        assert!(p.finished(MODEL, Duration::ZERO, ms(2250), 2, ms(1500)));
+        assert!(done(&mut p, Duration::ZERO, ms(2250), 2, ms(1500)));
         // The middle of the scout's last two looks.
         assert_eq!(p.until_expected(MODEL, ms(500)), Some(ms(1375)));
-        assert_eq!(p.first(MODEL), (ms(1875), false));
+        assert_eq!(p.first(MODEL, BUSY), (ms(1875), false));
         p.scout_lost(OTHER);
-        assert!(p.first(OTHER).1, "a lost scout is replaced");
+        assert!(p.first(OTHER, BUSY).1, "a lost scout is replaced");
     }
 
     #[test]
     fn time_scale_shrinks_the_probes() {
         let mut p = Poller::new(ms(50), ms(100), 0.01);
-        assert_eq!(p.first(MODEL).0, ms(1));
+        assert_eq!(p.first(MODEL, BUSY).0, ms(1));
         let queued = Look {
             queued: true,
             ..look(ms(10), 1, None)

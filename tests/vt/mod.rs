@@ -30,7 +30,7 @@ use std::cmp::Ordering;
 use std::collections::{BinaryHeap, VecDeque};
 use std::time::Duration;
 
-use runner::run::poller::{Look, Poller};
+use runner::run::poller::{Finish, Load, Look, Poller};
 
 /// splitmix64: small, fast, and the same on every platform.
 #[derive(Debug, Clone)]
@@ -467,6 +467,10 @@ pub struct PollerEngine {
     names: Vec<&'static str>,
     model_of: Vec<usize>,
     tasks: Vec<Tracked>,
+    /// Jobs submitted so far, and the budget and cap the loop submits under.
+    sent: usize,
+    submit_per_second: f64,
+    max_in_flight: usize,
 }
 
 fn secs(d: f64) -> Duration {
@@ -480,6 +484,9 @@ impl PollerEngine {
             names: cfg.models.iter().map(|m| m.name).collect(),
             model_of: draws.iter().map(|d| d.model).collect(),
             tasks: vec![Tracked::default(); draws.len()],
+            sent: 0,
+            submit_per_second: cfg.submit.rate,
+            max_in_flight: cfg.max_in_flight,
         }
     }
 }
@@ -489,7 +496,13 @@ impl Engine for PollerEngine {
         match event {
             Event::Submitted { job } => {
                 let name = self.names[self.model_of[job]];
-                let (first, scout) = self.poller.first(name);
+                self.sent += 1;
+                let load = Load {
+                    unsent: self.sent < self.tasks.len(),
+                    submit_per_second: self.submit_per_second,
+                    max_in_flight: self.max_in_flight,
+                };
+                let (first, scout) = self.poller.first(name, load);
                 self.tasks[job] = Tracked {
                     submitted: now,
                     scout,
@@ -514,10 +527,13 @@ impl Engine for PollerEngine {
                     self.tasks[job].live = false;
                     let first_estimate = self.poller.finished(
                         name,
-                        secs(now),
-                        secs(elapsed),
-                        t.misses,
-                        secs(t.unfinished_at),
+                        Finish {
+                            polled: secs(now),
+                            elapsed: secs(elapsed),
+                            misses: t.misses,
+                            unfinished_at: secs(t.unfinished_at),
+                            first_progress: t.first_progress.map(|(at, p)| (secs(at), p)),
+                        },
                     );
                     if first_estimate {
                         // As `Dispatcher::reschedule_waiting`: the tasks that
@@ -546,6 +562,7 @@ impl Engine for PollerEngine {
                     misses: task.misses,
                     progress,
                     first_progress: task.first_progress.map(|(at, p)| (secs(at), p)),
+                    previous: secs(task.unfinished_at),
                 };
                 if task.first_progress.is_none()
                     && let Some(p) = progress.filter(|p| *p >= 1)
