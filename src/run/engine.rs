@@ -1557,6 +1557,7 @@ impl Engine {
                             misses: task_poll.misses,
                             unfinished_at: task_poll.unfinished_at,
                             first_progress: task_poll.first_progress,
+                            scout: self.live[idx].scout,
                         },
                     )
                 {

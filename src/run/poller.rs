@@ -259,6 +259,8 @@ pub struct Finish {
     pub unfinished_at: Duration,
     /// The first look that showed progress of 1% or more: when and how much.
     pub first_progress: Option<(Duration, u32)>,
+    /// It was the model's scout: its looks were probes, not first polls at an estimate.
+    pub scout: bool,
 }
 
 /// Looks at finished tasks whose polls left within one window of each other;
@@ -588,6 +590,7 @@ impl Poller {
             misses,
             unfinished_at,
             first_progress,
+            scout,
         } = seen;
         let min_gap = self.min_gap;
         let m = self.model(model);
@@ -628,7 +631,7 @@ impl Poller {
         // Only a look at (or just before) the estimate that found the task
         // unfinished says the estimate is too low: a scout's probes, or a
         // look at the cadence while the scout was out, came before it.
-        let early = misses > 0 && on_time(unfinished_at, estimate);
+        let early = !scout && misses > 0 && on_time(unfinished_at, estimate);
         let misses = if early { misses } else { 0 };
         if !early && elapsed > estimate + estimate.mul_f64(GAP_FRACTION) {
             // Found finished by a poll that went late (the budget was busy):
@@ -711,6 +714,7 @@ mod tests {
                 misses,
                 unfinished_at,
                 first_progress: None,
+                scout: false,
             },
         )
     }
@@ -802,6 +806,7 @@ mod tests {
                         misses,
                         unfinished_at,
                         first_progress,
+                        scout: false,
                     },
                 );
                 return (polls, t);
@@ -900,6 +905,7 @@ mod tests {
                 misses: 1,
                 unfinished_at: ms(1990),
                 first_progress: Some((ms(500), 1)),
+                scout: false,
             },
         );
         p.next(
@@ -1053,6 +1059,34 @@ mod tests {
                 "progress {progress}: {overrun:?} past the finish"
             );
         }
+    }
+
+    #[test]
+    fn a_scouts_probes_are_not_first_polls() {
+        let mut p = Poller::new(Duration::from_secs(5), Duration::from_secs(10), 1.0);
+        // A task waiting at the 5 s cadence is seen done first: an upper bound.
+        done(&mut p, Duration::ZERO, ms(5000), 0, Duration::ZERO);
+        // Then the scout, a long task, after nine probes.
+        let scout = Finish {
+            polled: ms(5020),
+            elapsed: ms(5020),
+            misses: 9,
+            unfinished_at: ms(4980),
+            first_progress: None,
+            scout: true,
+        };
+        p.finished(MODEL, scout);
+        assert!(
+            p.estimate(MODEL) <= Some(ms(5000)),
+            "raised by a probe: {:?}",
+            p.estimate(MODEL)
+        );
+        // Still an upper bound, searched downwards.
+        for i in 0..3 {
+            let e = p.estimate(MODEL).unwrap_or_default();
+            done(&mut p, Duration::from_secs(10 * (i + 1)), e, 0, Duration::ZERO);
+        }
+        assert!(p.estimate(MODEL).unwrap_or_default() < ms(4500));
     }
 
     #[test]

@@ -533,6 +533,7 @@ impl Engine for PollerEngine {
                             misses: t.misses,
                             unfinished_at: secs(t.unfinished_at),
                             first_progress: t.first_progress.map(|(at, p)| (secs(at), p)),
+                            scout: t.scout,
                         },
                     );
                     if first_estimate {
