@@ -11,13 +11,15 @@
 //!    completed, give or take a drift over the run. It learns that time only
 //!    from finishes it saw, each bracketed by the last look that found the
 //!    task unfinished and the first that found it done.
-//! 2. `progress`, when a task shows it, grows roughly linearly in time once it
-//!    moves. It is never read from submit (a provider may queue a task before
-//!    progress starts, or count the queue in it): a task's rate is read
-//!    between the first look that showed progress and a later one; a single
-//!    reading only bounds the finish from above (progress cannot have started
-//!    before submit). Absent, stuck at 0, or moving in coarse steps, it gives
-//!    no rate and is ignored.
+//! 2. `progress`, when a task shows it, grows at about the same pace for
+//!    every task of a model once it moves. It is never read from submit (a
+//!    provider may queue a task before progress starts, or count the queue in
+//!    it): a task's rate is read between the first look that showed progress
+//!    and a later one; a single reading at p% says what is left of the
+//!    model's *sweep* (the time its progress takes from 0 to 99, learnt from
+//!    the follow-ups below), and bounds the finish from above (progress cannot
+//!    have started before submit). Absent, stuck at 0, or moving in coarse
+//!    steps, it gives no rate and is ignored.
 //!
 //! Per model, an estimate `E` of the time from submit to "completed":
 //! - no estimate yet: one scout task probes (the others wait at the cadence
@@ -26,8 +28,12 @@
 //!   last two looks; `E` starts at the middle. Every wait is capped by the
 //!   configured cadence (`poll_queued` while queued, `poll_in_progress` after);
 //! - with one: the first poll goes at `E`, not capped by the cadence (see
-//!   [`Poller`]). A task found unfinished there is looked at again when its
-//!   progress rate says, else after a short gap that doubles while it runs long.
+//!   [`Poller`]). A task found unfinished there gets a *follow-up*: at what
+//!   is left of the sweep by its reading, or without one at a fraction of `E`.
+//!   Both are trackers of their own, moved by whether their follow-ups found
+//!   the task done (a 0.85 quantile: about one follow-up in seven comes early).
+//!   After that, the task's progress rate once read over two looks, else the
+//!   follow-up gap doubling while the task runs long.
 //!
 //! `E` tracks a high quantile online. A first poll at `E` that finds the task
 //! done lowers it by a small step, one that finds it unfinished raises it by a
@@ -38,9 +44,18 @@
 //! a task found done no longer caps `E` at its own finish (with steady times it
 //! may: they all finish alike; with spread ones, a task polled at an older,
 //! lower `E` and found done says nothing of the next, and the cap sent `E`
-//! down to it: two first polls in five early, 2.3 polls/job at σ 0.5 rate-bound). A
+//! down to it: two first polls in five early, 2.3 polls/job at σ 0.5 rate-bound);
+//! its step then grows with how far past `E` early tasks finish, so `E` finds
+//! a high quantile of a wide spread in tens of tasks. A run of on-time polls
+//! much longer than the early share makes likely speeds the steps down. A
 //! poll that went late because the request budget was busy teaches nothing,
 //! nor does a look well before `E` (a scout's probes, a cadence look).
+//!
+//! How late a first poll may be depends on the run ([`Load`]): while the
+//! submit budget, not the slots, bounds the run (it fills under half the slots
+//! in one expected task time), a slot held a little longer delays nothing, and
+//! first polls aim late (one in fifty early). With jobs waiting for a slot,
+//! or none left to send (every task may be the last), lateness counts again.
 //!
 //! Tasks submitted together (the first fill of the slots, or a wave freed
 //! together) were polled with the same `E` and say the same thing about it.
@@ -1084,7 +1099,13 @@ mod tests {
         // Still an upper bound, searched downwards.
         for i in 0..3 {
             let e = p.estimate(MODEL).unwrap_or_default();
-            done(&mut p, Duration::from_secs(10 * (i + 1)), e, 0, Duration::ZERO);
+            done(
+                &mut p,
+                Duration::from_secs(10 * (i + 1)),
+                e,
+                0,
+                Duration::ZERO,
+            );
         }
         assert!(p.estimate(MODEL).unwrap_or_default() < ms(4500));
     }
