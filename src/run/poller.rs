@@ -208,22 +208,30 @@ impl ModelEstimate {
     /// follow-up look: by its progress reading `p` if it showed one, else a
     /// tracked fraction of the estimate.
     fn follow_wait(&self, estimate: Duration, reading: Option<u32>, min_gap: Duration) -> Duration {
-        match (reading.filter(|p| (1..99).contains(p)), self.sweep) {
-            (Some(p), Some(sweep)) => sweep.mul_f64(f64::from(99 - p) / 99.0),
-            _ => estimate.mul_f64(self.follow),
-        }
-        .max(min_gap)
+        self.left_of_sweep(reading)
+            .unwrap_or_else(|| estimate.mul_f64(self.follow))
+            .max(min_gap)
     }
 
-    /// A follow-up look found the task done (`hit`) or not: move the tracker it was timed by.
-    fn learn_follow(&mut self, by_reading: bool, hit: bool) {
+    /// What is left of the model's sweep after a reading of `p`% (`None`
+    /// without a reading inside 1–98, or before the sweep is known).
+    fn left_of_sweep(&self, reading: Option<u32>) -> Option<Duration> {
+        let p = reading.filter(|p| (1..99).contains(p))?;
+        Some(self.sweep?.mul_f64(f64::from(99 - p) / 99.0))
+    }
+
+    /// A follow-up look found the task done (`hit`) or not: move the tracker
+    /// it was timed by ([`ModelEstimate::follow_wait`] with the same `reading`).
+    fn learn_follow(&mut self, reading: Option<u32>, hit: bool) {
         let factor = if hit {
             (-FOLLOW_STEP * (1.0 - FOLLOW_QUANTILE)).exp()
         } else {
             (FOLLOW_STEP * FOLLOW_QUANTILE).exp()
         };
         match self.sweep {
-            Some(sweep) if by_reading => self.sweep = Some(sweep.mul_f64(factor)),
+            Some(sweep) if self.left_of_sweep(reading).is_some() => {
+                self.sweep = Some(sweep.mul_f64(factor));
+            }
             _ => self.follow = (self.follow * factor).clamp(MIN_FOLLOW, 1.0),
         }
     }
@@ -538,7 +546,7 @@ impl Poller {
             && on_time(look.previous, estimate)
         {
             // The follow-up of a first poll at the estimate came early too.
-            m.learn_follow(read_at(look.first_progress, look.previous).is_some(), false);
+            m.learn_follow(read_at(look.first_progress, look.previous), false);
         }
         // Never faster than a doubling floor, so a provider whose `progress`
         // runs ahead of the clock cannot draw a stream of polls; but never a
@@ -548,17 +556,13 @@ impl Poller {
             .min(look.elapsed.mul_f64(GAP_FRACTION))
             .max(min_gap);
         let from_progress = look.remaining().map(|r| r.max(floor));
-        let reading = look
-            .progress
-            .filter(|p| (1..99).contains(p))
-            .zip(m.sweep)
-            .map(|(p, sweep)| sweep.mul_f64(f64::from(99 - p) / 99.0));
-        let wait = match m.estimate {
+        let by_reading = m.left_of_sweep(look.progress).is_some();
+        let wait = match (m.estimate, from_progress) {
             // Early (a scout's clump-mate or a slow poll): the estimate stands
             // unless the task's own progress says it is nearer. With spread
             // times a reading says more of this task than the estimate does.
-            Some(estimate)
-                if look.elapsed + min_gap < estimate && !(m.spread() && reading.is_some()) =>
+            (Some(estimate), _)
+                if look.elapsed + min_gap < estimate && !(m.spread() && by_reading) =>
             {
                 let to_estimate = estimate - look.elapsed;
                 from_progress.map_or(to_estimate, |wait| wait.min(to_estimate))
@@ -566,25 +570,20 @@ impl Poller {
             // The task's progress rate, once read over two looks (rounded to
             // err early; a provider whose progress moves in coarse steps shows
             // no gain and gives no rate).
-            Some(_) if from_progress.is_some() => from_progress.unwrap_or_default(),
-            // One reading: what is left of the model's sweep, doubling while
-            // the task runs long (a reading that does not move), and never past
-            // the latest finish it allows (progress cannot have started before submit).
-            Some(_) if reading.is_some() => {
-                let gap = doubled(reading.unwrap_or_default().max(min_gap), look.misses);
-                look.latest_finish()
-                    .map_or(gap, |latest| gap.min(latest.max(floor)))
-            }
-            // Past the estimate without a reading: the follow-up gap, a tracked
-            // fraction of the estimate, doubling while the task runs long.
-            Some(estimate) => {
-                let gap = doubled(m.follow_wait(estimate, None, min_gap), look.misses);
+            (Some(_), Some(wait)) => wait,
+            // Else the follow-up gap: what is left of the model's sweep by this
+            // look's reading, or a tracked fraction of the estimate; doubling
+            // while the task runs long (a reading that does not move), and
+            // never past the latest finish one reading allows (progress cannot
+            // have started before submit).
+            (Some(estimate), None) => {
+                let gap = doubled(m.follow_wait(estimate, look.progress, min_gap), look.misses);
                 look.latest_finish()
                     .map_or(gap, |latest| gap.min(latest.max(floor)))
             }
             // Unknown model: the task's progress rate once it has been seen
             // twice, else probes that grow.
-            None => {
+            (None, _) => {
                 let probe = look.elapsed.mul_f64(PROBE_GROWTH - 1.0).max(min_gap);
                 match (from_progress, look.latest_finish()) {
                     (Some(wait), _) => wait,
@@ -629,7 +628,7 @@ impl Poller {
             let reading = read_at(first_progress, unfinished_at);
             let planned = m.follow_wait(estimate, reading, min_gap);
             if elapsed <= unfinished_at + planned.mul_f64(1.0 + GAP_FRACTION) + min_gap {
-                m.learn_follow(reading.is_some(), true);
+                m.learn_follow(reading, true);
             }
         }
         let Some(estimate) = m.estimate else {
