@@ -617,17 +617,20 @@ pub fn stamp(at: std::time::SystemTime) -> String {
     humantime::format_rfc3339_seconds(at).to_string()
 }
 
+/// A first submit of `job` as task `t-{job}`: the record tests here and in
+/// `html::timeline` build their journals from.
+#[cfg(test)]
+pub(crate) fn submitted(job: &str) -> Record {
+    Record::Submitted {
+        job: job.into(),
+        attempt: 1,
+        task_id: format!("t-{job}"),
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    fn submitted(job: &str) -> Record {
-        Record::Submitted {
-            job: job.into(),
-            attempt: 1,
-            task_id: format!("t-{job}"),
-        }
-    }
 
     #[test]
     fn round_trip_and_torn_tail() {

@@ -292,19 +292,12 @@ pub fn svg(timeline: &[TimelineEvent]) -> Markup {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::journal::submitted;
 
     fn entry(t: &str, record: Record) -> Entry {
         Entry {
             t: t.into(),
             record,
-        }
-    }
-
-    fn submitted(job: &str) -> Record {
-        Record::Submitted {
-            job: job.into(),
-            attempt: 1,
-            task_id: format!("t-{job}"),
         }
     }
 
