@@ -216,6 +216,7 @@ def budgets(rows, _):
 # (name, jobs, queue s, generation s, σ, progress mode, queue drift (× over the run),
 #  (submit rate, burst), (query rate, burst), one shared bucket, max in flight).
 # "two models (2 s and 6 s)" is left out: the simulator's times are per run, not per model.
+# The "progress in steps of 25%" rows are left out: the simulator has no such progress mode.
 B4 = ((20, 2), (20, 2))
 RATE = ((10, 2), (100, 20))
 REGIMES = [

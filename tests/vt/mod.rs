@@ -71,6 +71,8 @@ pub enum Progress {
     Ahead,
     /// Linear from submit, the queue included (shown while queued too).
     CountsQueue,
+    /// Linear once generating, but shown in steps of 25 (0, 25, 50, 75).
+    Steps,
 }
 
 /// One model's timing.
@@ -182,6 +184,7 @@ pub fn look(draw: &Draw, mode: Progress, t: f64) -> (Status, Option<u32>) {
         (Progress::CountsQueue, _) => Some(pct(t / draw.total())),
         (_, Status::Queued) => Some(0),
         (Progress::Linear, _) => Some(pct(f)),
+        (Progress::Steps, _) => Some(pct(f) / 25 * 25),
         (Progress::Ahead, _) => Some(pct(1.0 - (1.0 - f) * (1.0 - f))),
     };
     (status, progress)
@@ -747,6 +750,14 @@ pub fn regimes() -> Vec<(&'static str, Config)> {
         (
             "progress counts the queue",
             with(model(0.5, 1.5, 0.0, Progress::CountsQueue)),
+        ),
+        (
+            "progress in steps of 25%",
+            with(model(0.5, 1.5, 0.0, Progress::Steps)),
+        ),
+        (
+            "progress in steps of 25%, spread σ 0.1, slot-bound",
+            slot(model(1.0, 3.0, 0.1, Progress::Steps)),
         ),
         ("spread σ 0.1", with(model(0.5, 1.5, 0.1, l))),
         ("spread σ 0.25", with(model(0.5, 1.5, 0.25, l))),
