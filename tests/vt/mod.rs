@@ -865,6 +865,25 @@ impl Engine for QuantileBound {
     }
 }
 
+/// The worst makespan / oracle and the worst polls per job of the engine
+/// `engine` builds for each seed's draws, over `seeds` seeds of `cfg`.
+fn worst_of_seeds(
+    cfg: &Config,
+    seeds: u64,
+    engine: impl for<'d> Fn(&'d [Draw]) -> Box<dyn Engine + 'd>,
+) -> (f64, f64) {
+    let (mut ratio, mut polls) = (0.0f64, 0.0f64);
+    for seed in 0..seeds {
+        let cfg = cfg.seeded(seed);
+        let d = draws(&cfg);
+        let oracle = drive(&cfg, &d, &mut Oracle { draws: &d });
+        let out = drive(&cfg, &d, engine(&d).as_mut());
+        ratio = ratio.max(out.makespan / oracle.makespan);
+        polls = polls.max(out.polls_per_job());
+    }
+    (ratio, polls)
+}
+
 /// The least worst-seed makespan / oracle [`QuantileBound`] reaches on `cfg`
 /// within 1.5 polls per job (worst seed), over a grid of its two quantiles:
 /// (ratio, polls/job, first, then). `None` if no point of the grid keeps 1.5.
@@ -873,15 +892,8 @@ pub fn quantile_bound(cfg: &Config, seeds: u64) -> Option<(f64, f64, f64, f64)> 
     let mut best: Option<(f64, f64, f64, f64)> = None;
     for first in grid {
         for then in grid {
-            let (mut ratio, mut polls) = (0.0f64, 0.0f64);
-            for seed in 0..seeds {
-                let cfg = cfg.seeded(seed);
-                let d = draws(&cfg);
-                let oracle = drive(&cfg, &d, &mut Oracle { draws: &d });
-                let out = drive(&cfg, &d, &mut QuantileBound::new(&d, first, then));
-                ratio = ratio.max(out.makespan / oracle.makespan);
-                polls = polls.max(out.polls_per_job());
-            }
+            let (ratio, polls) =
+                worst_of_seeds(cfg, seeds, |d| Box::new(QuantileBound::new(d, first, then)));
             if polls <= 1.5 && best.is_none_or(|b| ratio < b.0) {
                 best = Some((ratio, polls, first, then));
             }
@@ -899,24 +911,16 @@ pub fn quantile_bound(cfg: &Config, seeds: u64) -> Option<(f64, f64, f64, f64)> 
 /// the total time.
 #[derive(Debug)]
 pub struct ExactFollowBound<'a> {
+    /// First polls as [`QuantileBound`]'s (its `then` unused).
+    quantiles: QuantileBound,
     draws: &'a [Draw],
-    first: f64,
-    submitted: Vec<f64>,
 }
 
 impl<'a> ExactFollowBound<'a> {
     pub fn new(draws: &'a [Draw], first: f64) -> ExactFollowBound<'a> {
-        let mut sorted: Vec<f64> = draws.iter().map(Draw::total).collect();
-        sorted.sort_by(f64::total_cmp);
-        let n = sorted.len();
-        let first = sorted
-            .get(((n as f64 * first) as usize).min(n.saturating_sub(1)))
-            .copied()
-            .unwrap_or(0.0);
         ExactFollowBound {
+            quantiles: QuantileBound::new(draws, first, first),
             draws,
-            first,
-            submitted: vec![0.0; draws.len()],
         }
     }
 }
@@ -924,18 +928,12 @@ impl<'a> ExactFollowBound<'a> {
 impl Engine for ExactFollowBound<'_> {
     fn handle(&mut self, event: Event, now: f64, out: &mut Vec<Command>) {
         match event {
-            Event::Submitted { job } => {
-                self.submitted[job] = now;
-                out.push(Command::PollAt {
-                    job,
-                    at: now + self.first,
-                });
-            }
+            Event::Submitted { .. } => self.quantiles.handle(event, now, out),
             Event::Polled { job, status, .. } => {
                 if status != Status::Completed {
                     out.push(Command::PollAt {
                         job,
-                        at: self.submitted[job] + self.draws[job].total(),
+                        at: self.quantiles.submitted[job] + self.draws[job].total(),
                     });
                 }
             }
@@ -950,15 +948,8 @@ pub fn exact_follow_bound(cfg: &Config, seeds: u64) -> Option<(f64, f64, f64)> {
     let mut best: Option<(f64, f64, f64)> = None;
     for step in 0..=30 {
         let first = 0.30 + 0.02 * f64::from(step);
-        let (mut ratio, mut polls) = (0.0f64, 0.0f64);
-        for seed in 0..seeds {
-            let cfg = cfg.seeded(seed);
-            let d = draws(&cfg);
-            let oracle = drive(&cfg, &d, &mut Oracle { draws: &d });
-            let out = drive(&cfg, &d, &mut ExactFollowBound::new(&d, first));
-            ratio = ratio.max(out.makespan / oracle.makespan);
-            polls = polls.max(out.polls_per_job());
-        }
+        let (ratio, polls) =
+            worst_of_seeds(cfg, seeds, |d| Box::new(ExactFollowBound::new(d, first)));
         if polls <= 1.5 && best.is_none_or(|b| ratio < b.0) {
             best = Some((ratio, polls, first));
         }
