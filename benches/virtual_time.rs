@@ -14,7 +14,7 @@ fn main() {
     let seeds = std::env::var("VT_SEEDS")
         .ok()
         .and_then(|s| s.parse().ok())
-        .unwrap_or(10);
+        .unwrap_or(20);
     let started = std::time::Instant::now();
     vt::print_table(seeds);
     eprintln!(

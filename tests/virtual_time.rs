@@ -8,8 +8,9 @@ mod vt;
 use proptest::prelude::*;
 use vt::*;
 
-/// Seeds per regime in the table test.
-const SEEDS: u64 = 5;
+/// Seeds per regime in the table test and the bounds. Twenty, not five: with
+/// five, rows passed that a seed among the next fifteen takes past 1.10×.
+const SEEDS: u64 = 20;
 
 /// The regimes the poll schedule holds within 1.10× of the oracle at ≤ 1.5
 /// polls per job. The rows it does not reach are in [`OUT_OF_REACH`], each with
@@ -43,18 +44,21 @@ fn every_regime_within_ten_percent_of_the_oracle() {
 /// times spread per task (lognormal σ): a task's own duration is only known by
 /// looking at it, looks are what the 1.5 polls/job budget rations, and six
 /// waves of twenty leave little time to learn the spread. σ 0.1 misses by its
-/// worst seed (1.096–1.107×, a long scout). σ 0.25 is out of reach for a
-/// runner that knows the distribution but not each task (`QuantileBound`,
-/// 1.151×), and within it only if one look told a task's exact finish
-/// (`ExactFollowBound`, 1.079×). σ 0.5 is out of reach even then (1.109×,
-/// held by [`half_spread_is_beyond_exact_follow_ups`]). The last is progress
-/// shown in steps of 25% with spread times (1.111×): one reading of 75 says
-/// only that a quarter or less is left, and the sweep learnt from such
-/// readings is a coarse guide (the same campaign with fine progress: 1.082×).
+/// worst seed (a long scout; 1.5 polls/job on another). σ 0.25 is out of reach
+/// for a runner that knows the distribution but not each task
+/// (`QuantileBound`, 1.166×), and within it only if one look told a task's
+/// exact finish (`ExactFollowBound`, 1.087×). σ 0.5 is out of reach even then
+/// (1.110×, held by [`half_spread_is_beyond_exact_follow_ups`]). The
+/// slot-bound σ 0.1 campaign misses on one seed in twenty (mean 1.08×). The
+/// last is progress shown in steps of 25% with spread times: one reading of 75
+/// says only that a quarter or less is left, and the sweep learnt from such
+/// readings is a coarse guide (the same campaign with fine progress does
+/// better by 0.02 on the mean).
 const OUT_OF_REACH: &[&str] = &[
     "spread σ 0.1",
     "spread σ 0.25",
     "spread σ 0.5",
+    "spread σ 0.1, slot-bound",
     "progress in steps of 25%, spread σ 0.1, slot-bound",
 ];
 
@@ -297,7 +301,7 @@ fn quantile_bound_of_the_spread_rows() {
     }
 }
 
-/// The regime table of BENCHMARKS.md, 5 seeds, for the stand-in loop and the
+/// The regime table of BENCHMARKS.md, [`SEEDS`] seeds, for the stand-in loop and the
 /// real engine (`cargo test --test virtual_time table -- --ignored --nocapture`;
 /// `cargo bench --bench virtual_time` prints the same with more seeds).
 #[test]
