@@ -1470,6 +1470,27 @@ impl Engine {
         }
     }
 
+    /// A model's first task left its queue before any estimate: its reserve
+    /// scouts, waiting at the cadence, probe from the same age.
+    fn release_scouts(&mut self, model: crate::models::Model, start: Duration, now: Instant) {
+        let waiting: Vec<(usize, Instant)> = self
+            .tracking
+            .iter()
+            .filter(|(idx, t)| {
+                self.campaign.jobs[**idx].model == model
+                    && self.live[**idx].scout
+                    && !t.polling
+                    && t.misses == 0
+            })
+            .filter_map(|(idx, t)| Some((*idx, t.submitted?)))
+            .collect();
+        for (idx, submitted) in waiting {
+            if matches!(self.slots[idx].phase, Phase::Running { .. }) {
+                self.schedule_poll(idx, (submitted + start).max(now));
+            }
+        }
+    }
+
     fn on_polled(&mut self, idx: usize, result: Result<Task, ApiError>) -> Result<(), RunError> {
         self.active_calls -= 1;
         if let Some(tracking) = self.tracking.get_mut(&idx) {
@@ -1638,6 +1659,9 @@ impl Engine {
                         *self.tracked(idx) = task_poll;
                         let delay = (looked + wait).saturating_duration_since(now);
                         self.next_poll_or_timeout(idx, now, delay)?;
+                        if let Some(start) = self.poller.take_release(model.as_str()) {
+                            self.release_scouts(model, start, now);
+                        }
                     }
                 }
             }

@@ -22,11 +22,15 @@
 //!    steps, it gives no rate and is ignored.
 //!
 //! Per model, an estimate `E` of the time from submit to "completed":
-//! - no estimate yet: one scout task probes (the others wait at the cadence
-//!   for what it learns). Probes grow ×1.5 from a short first look, or follow
-//!   the scout's progress rate once read. The scout's finish lies between its
-//!   last two looks; `E` starts at the middle. Every wait is capped by the
-//!   configured cadence (`poll_queued` while queued, `poll_in_progress` after);
+//! - no estimate yet: two scout tasks probe (the others wait at the cadence
+//!   for what they learn). The first probes from submit; the second, a
+//!   reserve, from the age at which the first left its queue, so a long queue
+//!   is probed once, and one task drawn long does not set `E` for the whole
+//!   first wave (the first finish does). Probes grow ×1.5 from a short first
+//!   look, or follow the scout's progress rate once read. The scout's finish
+//!   lies between its last two looks; `E` starts at the middle. Every wait is
+//!   capped by the configured cadence (`poll_queued` while queued,
+//!   `poll_in_progress` after);
 //! - with one: the first poll goes at `E`, not capped by the cadence (see
 //!   [`Poller`]). A task found unfinished there gets a *follow-up*: at what
 //!   is left of the sweep by its reading, or without one at a fraction of `E`.
@@ -83,6 +87,10 @@ pub type Time = Duration;
 
 /// First look at a task of a model never seen finishing (before time scaling).
 const FIRST_PROBE: Duration = Duration::from_millis(100);
+/// Tasks that probe a model never seen finishing: the first from submit, the
+/// others from where the first left its queue. The first finish sets the
+/// estimate, so one task drawn long does not set it for the whole first wave.
+const SCOUTS: u32 = 2;
 /// Probe growth while a model's time is unknown.
 const PROBE_GROWTH: f64 = 1.5;
 /// The gap after a poll that came too early, as a fraction of the estimate.
@@ -115,8 +123,15 @@ const MAX_DESCENT: f64 = 0.2;
 struct ModelEstimate {
     /// Submit to completed, as far as polls could tell.
     estimate: Option<Duration>,
-    /// A task of this model is probing for the first estimate; the others wait for it.
-    scouting: bool,
+    /// Tasks of this model probing for the first estimate (at most
+    /// [`SCOUTS`]); the others wait for what they learn.
+    scouts: u32,
+    /// The age at which a look first found a task of this model past its
+    /// queue, while no estimate was known: when a reserve scout starts probing.
+    started: Option<Duration>,
+    /// `started` was just learnt: the reserve scouts waiting at the cadence
+    /// are to be released ([`Poller::take_release`]).
+    release: bool,
     /// The finished tasks whose polls left within the current window.
     clump: Option<Clump>,
     /// A first poll has come too early since the scout set the estimate. Until
@@ -148,7 +163,9 @@ impl Default for ModelEstimate {
     fn default() -> ModelEstimate {
         ModelEstimate {
             estimate: None,
-            scouting: false,
+            scouts: 0,
+            started: None,
+            release: false,
             clump: None,
             calibrated: false,
             descent: 0.0,
@@ -497,7 +514,7 @@ impl Poller {
     }
 
     /// How long after submitting to look first, and whether this task is the
-    /// model's scout. While a model's time is unknown one task probes; the
+    /// model's scout. While a model's time is unknown two tasks probe; the
     /// others wait at the cadence and are moved to the expected finish
     /// ([`Poller::finished`] says when) once the scout has learnt it. `load`
     /// says whether slots are the bottleneck ([`Load`]).
@@ -509,20 +526,38 @@ impl Poller {
                 m.relaxed = load.relaxed(estimate);
                 (estimate, false)
             }
-            None if m.scouting => (queued, false),
-            None => {
-                m.scouting = true;
+            None if m.scouts == 0 => {
+                m.scouts = 1;
                 (first_probe, true)
             }
+            None if m.scouts < SCOUTS => {
+                // A reserve scout: it probes from where the first left its queue
+                // (it waits at the cadence until then; see `take_release`).
+                m.scouts += 1;
+                (m.started.map_or(queued, |s| s.max(first_probe)), true)
+            }
+            None => (queued, false),
         }
     }
 
-    /// The scout of a model stopped without teaching anything (it failed to
-    /// poll, or the run lost it): let the next task scout.
+    /// A scout of a model stopped without teaching anything (it failed to
+    /// poll, or the run lost it): the next task probes from submit (the other
+    /// scout, if one is out, may have been a reserve still waiting).
     pub fn scout_lost(&mut self, model: &str) {
         if let Some(m) = self.models.get_mut(model) {
-            m.scouting = false;
+            m.scouts = 0;
         }
+    }
+
+    /// A look just found the first task of a model past its queue, before any
+    /// estimate: the age the model's reserve scouts (those still waiting at
+    /// the cadence) start probing at. `None` otherwise (asked once per look).
+    pub fn take_release(&mut self, model: &str) -> Option<Duration> {
+        let m = self.models.get_mut(model)?;
+        if !std::mem::take(&mut m.release) {
+            return None;
+        }
+        m.started.map(|s| s.max(self.first_probe))
     }
 
     /// Where an unfinished task's next poll belongs now that the model has an
@@ -543,6 +578,10 @@ impl Poller {
             },
         );
         let m = self.model(model);
+        if m.estimate.is_none() && m.started.is_none() && !look.queued {
+            m.started = Some(look.elapsed);
+            m.release = true;
+        }
         if let Some(estimate) = m.estimate
             && look.misses == 2
             && on_time(look.previous, estimate)
@@ -610,7 +649,7 @@ impl Poller {
         } = seen;
         let min_gap = self.min_gap;
         let m = self.model(model);
-        m.scouting = false;
+        m.scouts = 0;
         if m.sweep.is_none()
             && let Some((at, p)) = first_progress
             && p < 99
@@ -1141,9 +1180,11 @@ mod tests {
     }
 
     #[test]
-    fn one_scout_per_model_until_the_first_estimate() {
+    fn two_scouts_per_model_until_the_first_estimate() {
         let mut p = Poller::new(Duration::from_secs(5), Duration::from_secs(10), 1.0);
         assert_eq!(p.first(MODEL, BUSY), (ms(100), true));
+        // The reserve scout waits at the cadence until the first leaves its queue.
+        assert_eq!(p.first(MODEL, BUSY), (Duration::from_secs(5), true));
         assert_eq!(p.first(MODEL, BUSY), (Duration::from_secs(5), false));
         assert_eq!(p.first(OTHER, BUSY), (ms(100), true));
         assert_eq!(p.until_expected(MODEL, ms(500)), None);
@@ -1153,6 +1194,26 @@ mod tests {
         assert_eq!(p.first(MODEL, BUSY), (ms(1875), false));
         p.scout_lost(OTHER);
         assert!(p.first(OTHER, BUSY).1, "a lost scout is replaced");
+    }
+
+    #[test]
+    fn the_reserve_scout_probes_from_where_the_first_left_its_queue() {
+        let mut p = Poller::new(Duration::from_secs(5), Duration::from_secs(10), 1.0);
+        p.first(MODEL, BUSY);
+        p.first(MODEL, BUSY);
+        let queued = Look {
+            queued: true,
+            ..look(ms(500), 1, None)
+        };
+        p.next(MODEL, queued);
+        assert_eq!(p.take_release(MODEL), None, "still queued");
+        p.next(MODEL, look(ms(750), 2, Some(3)));
+        assert_eq!(p.take_release(MODEL), Some(ms(750)));
+        assert_eq!(p.take_release(MODEL), None, "told once");
+        // A scout lost: the next probes from submit, a reserve after it from 750 ms.
+        p.scout_lost(MODEL);
+        assert_eq!(p.first(MODEL, BUSY), (ms(100), true));
+        assert_eq!(p.first(MODEL, BUSY), (ms(750), true));
     }
 
     #[test]

@@ -579,6 +579,18 @@ impl Engine for PollerEngine {
                     job,
                     at: now + wait.as_secs_f64(),
                 });
+                if let Some(start) = self.poller.take_release(name) {
+                    // As `Engine::release_scouts`: a reserve scout waiting at
+                    // the cadence probes from where the first left its queue.
+                    for (other, o) in self.tasks.iter().enumerate() {
+                        if o.live && o.scout && o.misses == 0 && self.model_of[other] == model {
+                            out.push(Command::PollAt {
+                                job: other,
+                                at: (o.submitted + start.as_secs_f64()).max(now),
+                            });
+                        }
+                    }
+                }
             }
         }
     }
