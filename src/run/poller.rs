@@ -17,9 +17,11 @@
 //!    it): a task's rate is read between the first look that showed progress
 //!    and a later one; a single reading at p% says what is left of the
 //!    model's *sweep* (the time its progress takes from 0 to 99, learnt from
-//!    the follow-ups below), and bounds the finish from above (progress cannot
-//!    have started before submit). Absent, stuck at 0, or moving in coarse
-//!    steps, it gives no rate and is ignored.
+//!    the follow-ups below), or, if sooner, what the task's own pace says
+//!    when read from the age at which the model's progress usually starts
+//!    (learnt from finished tasks' first readings); and it bounds the finish
+//!    from above (progress cannot have started before submit). Absent, stuck
+//!    at 0, or moving in coarse steps, it gives no rate and is ignored.
 //!
 //! Per model, an estimate `E` of the time from submit to "completed":
 //! - no estimate yet: two scout tasks probe (the others wait at the cadence
@@ -33,8 +35,9 @@
 //!   `poll_in_progress` after);
 //! - with one: the first poll goes at `E`, not capped by the cadence (see
 //!   [`Poller`]). A task found unfinished there gets a *follow-up*: at what
-//!   is left of the sweep by its reading, or without one at a fraction of `E`.
-//!   Both are trackers of their own, moved by whether their follow-ups found
+//!   is left of the sweep by its reading (or of its own pace, see 2), or
+//!   without one at a fraction of `E`. Each is a tracker of its own (the
+//!   sweep, a factor on the pace, the fraction), moved by whether its follow-ups found
 //!   the task done (a 0.85 quantile: about one follow-up in seven comes early).
 //!   After that, the task's progress rate once read over two looks, else the
 //!   follow-up gap doubling while the task runs long.
@@ -157,6 +160,12 @@ struct ModelEstimate {
     /// The follow-up gap for a task that showed no reading, as a fraction of
     /// the estimate (the same quantile of how far past it tasks finish).
     follow: f64,
+    /// The age at which tasks' progress starts, a running mean over finished
+    /// tasks that showed a reading (`None` until one has).
+    start: Option<Duration>,
+    /// The factor on what a task's own rate from `start` says is left,
+    /// tracked like the sweep.
+    own: f64,
 }
 
 impl Default for ModelEstimate {
@@ -174,6 +183,8 @@ impl Default for ModelEstimate {
             run: 0,
             sweep: None,
             follow: 2.0 * GAP_FRACTION,
+            start: None,
+            own: 1.0,
         }
     }
 }
@@ -226,10 +237,38 @@ impl ModelEstimate {
     /// The wait from a first poll that found the task unfinished to the
     /// follow-up look: by its progress reading `p` if it showed one, else a
     /// tracked fraction of the estimate.
-    fn follow_wait(&self, estimate: Duration, reading: Option<u32>, min_gap: Duration) -> Duration {
-        self.left_of_sweep(reading)
+    fn follow_wait(
+        &self,
+        estimate: Duration,
+        reading: Option<u32>,
+        age: Duration,
+        min_gap: Duration,
+    ) -> Duration {
+        self.by_reading(reading, age)
+            .map(|(wait, _)| wait)
             .unwrap_or_else(|| estimate.mul_f64(self.follow))
             .max(min_gap)
+    }
+
+    /// What one reading of `p`% at `age` says is left, and whether the
+    /// task's own start (not the sweep) said it.
+    fn by_reading(&self, reading: Option<u32>, age: Duration) -> Option<(Duration, bool)> {
+        let sweep = self.left_of_sweep(reading);
+        let own = self.left_by_start(reading, age);
+        match (sweep, own) {
+            (Some(a), Some(b)) if b < a => Some((b, true)),
+            (Some(a), _) => Some((a, false)),
+            (None, Some(b)) => Some((b, true)),
+            (None, None) => None,
+        }
+    }
+
+    /// What is left after a reading of `p`% at `age` if the task's progress
+    /// started at the model's usual start and runs linear: its own rate.
+    fn left_by_start(&self, reading: Option<u32>, age: Duration) -> Option<Duration> {
+        let p = reading.filter(|p| (1..99).contains(p))?;
+        let ran = age.checked_sub(self.start?).filter(|d| !d.is_zero())?;
+        Some(ran.mul_f64(self.own * f64::from(99 - p) / f64::from(p)))
     }
 
     /// What is left of the model's sweep after a reading of `p`% (`None`
@@ -241,16 +280,15 @@ impl ModelEstimate {
 
     /// A follow-up look found the task done (`hit`) or not: move the tracker
     /// it was timed by ([`ModelEstimate::follow_wait`] with the same `reading`).
-    fn learn_follow(&mut self, reading: Option<u32>, hit: bool) {
+    fn learn_follow(&mut self, reading: Option<u32>, age: Duration, hit: bool) {
         let factor = if hit {
             (-FOLLOW_STEP * (1.0 - FOLLOW_QUANTILE)).exp()
         } else {
             (FOLLOW_STEP * FOLLOW_QUANTILE).exp()
         };
-        match self.sweep {
-            Some(sweep) if self.left_of_sweep(reading).is_some() => {
-                self.sweep = Some(sweep.mul_f64(factor));
-            }
+        match (self.by_reading(reading, age), self.sweep) {
+            (Some((_, true)), _) => self.own = (self.own * factor).clamp(0.25, 4.0),
+            (Some((_, false)), Some(sweep)) => self.sweep = Some(sweep.mul_f64(factor)),
             _ => self.follow = (self.follow * factor).clamp(MIN_FOLLOW, 1.0),
         }
     }
@@ -587,7 +625,11 @@ impl Poller {
             && on_time(look.previous, estimate)
         {
             // The follow-up of a first poll at the estimate came early too.
-            m.learn_follow(read_at(look.first_progress, look.previous), false);
+            m.learn_follow(
+                read_at(look.first_progress, look.previous),
+                look.previous,
+                false,
+            );
         }
         // Never faster than a doubling floor, so a provider whose `progress`
         // runs ahead of the clock cannot draw a stream of polls; but never a
@@ -618,7 +660,10 @@ impl Poller {
             // never past the latest finish one reading allows (progress cannot
             // have started before submit).
             (Some(estimate), None) => {
-                let gap = doubled(m.follow_wait(estimate, look.progress, min_gap), look.misses);
+                let gap = doubled(
+                    m.follow_wait(estimate, look.progress, look.elapsed, min_gap),
+                    look.misses,
+                );
                 look.latest_finish()
                     .map_or(gap, |latest| gap.min(latest.max(floor)))
             }
@@ -660,6 +705,19 @@ impl Poller {
             let mid = (unfinished_at.max(at) + elapsed) / 2;
             m.sweep = Some((mid - at).mul_f64(99.0 / f64::from(99 - p)));
         }
+        if let Some((at, p)) = first_progress
+            && p < 99
+            && elapsed > at
+        {
+            // Where this task's progress started, read back from its first
+            // reading and its finish.
+            let mid = (unfinished_at.max(at) + elapsed) / 2;
+            let began = at.saturating_sub((mid - at).mul_f64(f64::from(p) / f64::from(99 - p)));
+            m.start = Some(match m.start {
+                None => began,
+                Some(s) => s.mul_f64(1.0 - MEAN_WEIGHT) + began.mul_f64(MEAN_WEIGHT),
+            });
+        }
         if let Some(estimate) = m.estimate
             && misses == 1
             && on_time(unfinished_at, estimate)
@@ -667,9 +725,9 @@ impl Poller {
             // Seen done by the follow-up of a first poll at the estimate: if
             // the follow-up went when it was meant to, its tracker was high enough.
             let reading = read_at(first_progress, unfinished_at);
-            let planned = m.follow_wait(estimate, reading, min_gap);
+            let planned = m.follow_wait(estimate, reading, unfinished_at, min_gap);
             if elapsed <= unfinished_at + planned.mul_f64(1.0 + GAP_FRACTION) + min_gap {
-                m.learn_follow(reading, true);
+                m.learn_follow(reading, unfinished_at, true);
             }
         }
         let Some(estimate) = m.estimate else {
@@ -1214,6 +1272,36 @@ mod tests {
         p.scout_lost(MODEL);
         assert_eq!(p.first(MODEL, BUSY), (ms(100), true));
         assert_eq!(p.first(MODEL, BUSY), (ms(750), true));
+    }
+
+    #[test]
+    fn a_reading_is_read_from_where_the_models_progress_starts() {
+        let mut p = Poller::new(Duration::from_secs(5), Duration::from_secs(10), 1.0);
+        p.first(MODEL, BUSY);
+        // The scout first showed 25% at 1.5 s and finished between 2.9 and 3.0 s:
+        // its progress ran 99 points in about 1.94 s, from about 1.01 s.
+        p.finished(
+            MODEL,
+            Finish {
+                polled: ms(3000),
+                elapsed: ms(3000),
+                misses: 4,
+                unfinished_at: ms(2900),
+                first_progress: Some((ms(1500), 25)),
+                scout: true,
+            },
+        );
+        let m = p.models[MODEL];
+        let start = m.start.unwrap();
+        assert!(start > ms(1000) && start < ms(1020), "{start:?}");
+        // A task at 75% at 2 s runs faster than the sweep: its own rate from
+        // the start says about 0.32 s are left, the sweep 0.47 s.
+        let (left, own) = m.by_reading(Some(75), ms(2000)).unwrap();
+        assert!(own && left > ms(310) && left < ms(325), "{left:?}");
+        // One at 25% at 2 s runs slower: the sweep's figure is the sooner, and
+        // a follow-up errs early rather than late.
+        let (left, own) = m.by_reading(Some(25), ms(2000)).unwrap();
+        assert!(!own && left > ms(1440) && left < ms(1460), "{left:?}");
     }
 
     #[test]
