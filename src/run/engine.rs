@@ -1445,22 +1445,33 @@ impl Engine {
             .push(Reverse((at, Wake::Poll(idx, live.poll_generation))));
     }
 
-    /// A model just got its first time estimate: tasks that waited for it are
-    /// moved to their expected finish.
-    fn reschedule_waiting(&mut self, model: crate::models::Model, now: Instant) {
+    /// The running tasks of `model` (only its scouts, if `scouts`) whose first
+    /// poll has not been sent, with their submit times, in job order.
+    fn awaiting_first_poll(
+        &self,
+        model: crate::models::Model,
+        scouts: bool,
+    ) -> Vec<(usize, Instant)> {
         let mut waiting: Vec<(usize, Instant)> = self
             .tracking
             .iter()
             .filter(|(idx, t)| {
-                self.campaign.jobs[**idx].model == model && !t.polling && t.misses == 0
+                self.campaign.jobs[**idx].model == model
+                    && (!scouts || self.live[**idx].scout)
+                    && !t.polling
+                    && t.misses == 0
+                    && matches!(self.slots[**idx].phase, Phase::Running { .. })
             })
             .filter_map(|(idx, t)| Some((*idx, t.submitted?)))
             .collect();
         waiting.sort_unstable();
-        for (idx, submitted) in waiting {
-            if !matches!(self.slots[idx].phase, Phase::Running { .. }) {
-                continue;
-            }
+        waiting
+    }
+
+    /// A model just got its first time estimate: tasks that waited for it are
+    /// moved to their expected finish.
+    fn reschedule_waiting(&mut self, model: crate::models::Model, now: Instant) {
+        for (idx, submitted) in self.awaiting_first_poll(model, false) {
             if let Some(wait) = self
                 .poller
                 .until_expected(model.as_str(), now.duration_since(submitted))
@@ -1473,21 +1484,8 @@ impl Engine {
     /// A model's first task left its queue before any estimate: its reserve
     /// scouts, waiting at the cadence, probe from the same age.
     fn release_scouts(&mut self, model: crate::models::Model, start: Duration, now: Instant) {
-        let waiting: Vec<(usize, Instant)> = self
-            .tracking
-            .iter()
-            .filter(|(idx, t)| {
-                self.campaign.jobs[**idx].model == model
-                    && self.live[**idx].scout
-                    && !t.polling
-                    && t.misses == 0
-            })
-            .filter_map(|(idx, t)| Some((*idx, t.submitted?)))
-            .collect();
-        for (idx, submitted) in waiting {
-            if matches!(self.slots[idx].phase, Phase::Running { .. }) {
-                self.schedule_poll(idx, (submitted + start).max(now));
-            }
+        for (idx, submitted) in self.awaiting_first_poll(model, true) {
+            self.schedule_poll(idx, (submitted + start).max(now));
         }
     }
 
