@@ -77,7 +77,8 @@
 //! conditional quantile after a miss, stays above 1.10× the oracle within 1.5
 //! polls/job (`tests/vt/mod.rs` `QuantileBound`, worst of 20 seeds: 1.17× at
 //! σ 0.25, 1.34× at σ 0.5). Even if its first look that found a task unfinished told it the
-//! task's exact finish (`ExactFollowBound`), σ 0.5 stays above (1.11×). A
+//! task's exact finish (`ExactFollowBound`), σ 0.5 stays above (1.11×), also
+//! with a first-poll quantile that changes along the run. A
 //! task's own time is only known by looking at it.
 
 use std::collections::HashMap;
