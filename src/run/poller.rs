@@ -37,8 +37,9 @@
 //!   [`Poller`]). A task found unfinished there gets a *follow-up*: at what
 //!   is left of the sweep by its reading (or of its own pace, see 2), or
 //!   without one at a fraction of `E`. Each is a tracker of its own (the
-//!   sweep, a factor on the pace, the fraction), moved by whether its follow-ups found
-//!   the task done (a 0.85 quantile: about one follow-up in seven comes early).
+//!   sweep, a factor on the pace, the fraction), moved by whether its
+//!   follow-ups found the task done (a 0.85 quantile: about one follow-up in
+//!   seven comes early).
 //!   After that, the task's progress rate once read over two looks, else the
 //!   follow-up gap doubling while the task runs long.
 //!
@@ -76,10 +77,10 @@
 //! distribution exactly and polled at its best quantile, then at the best
 //! conditional quantile after a miss, stays above 1.10× the oracle within 1.5
 //! polls/job (`tests/vt/mod.rs` `QuantileBound`, worst of 20 seeds: 1.17× at
-//! σ 0.25, 1.34× at σ 0.5). Even if its first look that found a task unfinished told it the
-//! task's exact finish (`ExactFollowBound`), σ 0.5 stays above (1.11×), also
-//! with a first-poll quantile that changes along the run. A
-//! task's own time is only known by looking at it.
+//! σ 0.25, 1.34× at σ 0.5). Even if its first look that found a task
+//! unfinished told it the task's exact finish (`ExactFollowBound`), σ 0.5
+//! stays above (1.11×), also with a first-poll quantile that changes along
+//! the run. A task's own time is only known by looking at it.
 
 use std::collections::HashMap;
 use std::time::Duration;
@@ -696,23 +697,17 @@ impl Poller {
         let min_gap = self.min_gap;
         let m = self.model(model);
         m.scouts = 0;
-        if m.sweep.is_none()
-            && let Some((at, p)) = first_progress
-            && p < 99
-            && elapsed > at
-        {
-            // The first reading: from p% there to 99 took about the middle of
-            // its last two looks.
-            let mid = (unfinished_at.max(at) + elapsed) / 2;
-            m.sweep = Some((mid - at).mul_f64(99.0 / f64::from(99 - p)));
-        }
         if let Some((at, p)) = first_progress
             && p < 99
             && elapsed > at
         {
-            // Where this task's progress started, read back from its first
-            // reading and its finish.
+            // From p% at its first reading to 99 took about the middle of its
+            // last two looks: the model's first sweep, if it has none, and
+            // where this task's progress started.
             let mid = (unfinished_at.max(at) + elapsed) / 2;
+            if m.sweep.is_none() {
+                m.sweep = Some((mid - at).mul_f64(99.0 / f64::from(99 - p)));
+            }
             let began = at.saturating_sub((mid - at).mul_f64(f64::from(p) / f64::from(99 - p)));
             m.start = Some(match m.start {
                 None => began,

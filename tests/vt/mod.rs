@@ -492,6 +492,19 @@ impl PollerEngine {
             max_in_flight: cfg.max_in_flight,
         }
     }
+
+    /// As `Engine::awaiting_first_poll`: the live tasks of `model` (only its
+    /// scouts, if `scouts`) not yet polled, with their submit times, in job order.
+    fn awaiting_first_poll(&self, model: usize, scouts: bool) -> Vec<(usize, f64)> {
+        self.tasks
+            .iter()
+            .enumerate()
+            .filter(|(job, t)| {
+                t.live && t.misses == 0 && (!scouts || t.scout) && self.model_of[*job] == model
+            })
+            .map(|(job, t)| (job, t.submitted))
+            .collect()
+    }
 }
 
 impl Engine for PollerEngine {
@@ -540,14 +553,11 @@ impl Engine for PollerEngine {
                         },
                     );
                     if first_estimate {
-                        // As `Dispatcher::reschedule_waiting`: the tasks that
+                        // As `Engine::reschedule_waiting`: the tasks that
                         // waited for the scout go to their expected finish.
-                        for (other, o) in self.tasks.iter().enumerate() {
-                            if o.live
-                                && o.misses == 0
-                                && self.model_of[other] == model
-                                && let Some(wait) =
-                                    self.poller.until_expected(name, secs(now - o.submitted))
+                        for (other, submitted) in self.awaiting_first_poll(model, false) {
+                            if let Some(wait) =
+                                self.poller.until_expected(name, secs(now - submitted))
                             {
                                 out.push(Command::PollAt {
                                     job: other,
@@ -582,13 +592,11 @@ impl Engine for PollerEngine {
                 if let Some(start) = self.poller.take_release(name) {
                     // As `Engine::release_scouts`: a reserve scout waiting at
                     // the cadence probes from where the first left its queue.
-                    for (other, o) in self.tasks.iter().enumerate() {
-                        if o.live && o.scout && o.misses == 0 && self.model_of[other] == model {
-                            out.push(Command::PollAt {
-                                job: other,
-                                at: (o.submitted + start.as_secs_f64()).max(now),
-                            });
-                        }
+                    for (other, submitted) in self.awaiting_first_poll(model, true) {
+                        out.push(Command::PollAt {
+                            job: other,
+                            at: (submitted + start.as_secs_f64()).max(now),
+                        });
                     }
                 }
             }
