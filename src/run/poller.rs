@@ -47,13 +47,14 @@
 //! done lowers it by a small step, one that finds it unfinished raises it by a
 //! larger one, so about one first poll in twenty comes early. Until the first
 //! such early poll `E` is only an upper bound, and it is searched downwards
-//! in steps that double. When a model's times spread (early tasks finish well
-//! past `E`), the share of early first polls rises, within a poll budget, and
-//! a task found done no longer caps `E` at its own finish (with steady times it
-//! may: they all finish alike; with spread ones, a task polled at an older,
-//! lower `E` and found done says nothing of the next, and the cap sent `E`
-//! down to it: two first polls in five early, 2.3 polls/job at σ 0.5 rate-bound);
-//! its step then grows with how far past `E` early tasks finish, so `E` finds
+//! in steps that double. When a model's times spread (one task of a clump,
+//! below, is found done at an age at which another was still unfinished, or
+//! early tasks finish well past `E`), the share of early first polls rises,
+//! within a poll budget, and a task found done no longer caps `E` at its own
+//! finish (with steady times it may: they all finish alike; with spread ones,
+//! a task polled at an older, lower `E` and found done says nothing of the
+//! next, and the cap sent `E` down to it: two first polls in five early,
+//! 2.3 polls/job at σ 0.5 rate-bound); its step then grows with how far past `E` early tasks finish, so `E` finds
 //! a high quantile of a wide spread in tens of tasks. A run of on-time polls
 //! much longer than the early share makes likely speeds the steps down. A
 //! poll that went late because the request budget was busy teaches nothing,
@@ -168,6 +169,9 @@ struct ModelEstimate {
     /// The factor on what a task's own rate from `start` says is left,
     /// tracked like the sweep.
     own: f64,
+    /// Two first polls of one clump told the tasks apart: one found done at
+    /// an age at which the other was still unfinished.
+    mixed: bool,
 }
 
 impl Default for ModelEstimate {
@@ -187,6 +191,7 @@ impl Default for ModelEstimate {
             follow: 2.0 * GAP_FRACTION,
             start: None,
             own: 1.0,
+            mixed: false,
         }
     }
 }
@@ -229,11 +234,15 @@ impl ModelEstimate {
         }
     }
 
-    /// Tasks that finish past the estimate do so by more than a gap: their
-    /// times spread.
+    /// The model's times spread: two tasks polled together were told apart
+    /// ([`Clump::mixed`]; steady times never are, so this alone keeps them
+    /// apart from a spread as small as a gap), or tasks that finish past the
+    /// estimate do so by more than a gap.
     fn spread(&self) -> bool {
-        self.early_cost
-            .is_some_and(|(_, overrun)| overrun > SPREAD_OVERRUN)
+        self.mixed
+            || self
+                .early_cost
+                .is_some_and(|(_, overrun)| overrun > SPREAD_OVERRUN)
     }
 
     /// The wait from a first poll that found the task unfinished to the
@@ -408,6 +417,14 @@ impl Clump {
             self.early_high = self.early_high.max(elapsed);
             self.unfinished_high = self.unfinished_high.max(unfinished_at);
         }
+    }
+
+    /// One of these tasks was found done at an age at which another was still
+    /// unfinished: their times differ. (With steady times every on-time poll
+    /// finds a task done later than any early one was seen unfinished.)
+    fn mixed(&self) -> bool {
+        self.on_time_low
+            .is_some_and(|low| self.early > 0 && low < self.unfinished_high)
     }
 
     /// The estimate after this clump: one step from `base`, weighted by the
@@ -775,6 +792,7 @@ impl Poller {
             }
         };
         clump.add(elapsed, misses, unfinished_at);
+        m.mixed |= clump.mixed();
         let next = if m.calibrated {
             clump.estimate()
         } else {
@@ -1058,6 +1076,37 @@ mod tests {
             done(&mut p, Duration::ZERO, ms(2050), 1, ms(2000));
         }
         assert!(gap(&mut p) < wider, "{:?}", gap(&mut p));
+    }
+
+    #[test]
+    fn tasks_polled_together_that_finish_apart_mark_the_times_spread() {
+        // Times a little spread, finishing within a gap of each other: one task
+        // of a clump found done at 2.0 s, another still unfinished at 2.02 s.
+        let mut p = Poller::new(Duration::from_secs(5), Duration::from_secs(10), 1.0);
+        done(&mut p, Duration::ZERO, ms(2000), 0, Duration::ZERO);
+        let start = Duration::from_secs(10);
+        done(&mut p, start, ms(2000), 0, Duration::ZERO);
+        assert!(!p.models[MODEL].spread());
+        done(&mut p, start + ms(10), ms(2040), 1, ms(2020));
+        let (_, overrun) = p.models[MODEL].early_cost.unwrap_or_default();
+        assert!(
+            overrun <= SPREAD_OVERRUN,
+            "{overrun}: spread by its overrun"
+        );
+        assert!(p.models[MODEL].spread());
+    }
+
+    #[test]
+    fn steady_times_are_never_taken_for_spread_ones() {
+        // Every task takes 2 s: an early poll sees it unfinished before 2 s,
+        // an on-time one done at 2 s or later, whatever the estimate does.
+        for progress in [true, false] {
+            let mut p = Poller::new(Duration::from_secs(5), Duration::from_secs(10), 1.0);
+            let g = Duration::from_secs(2);
+            simulate(&mut p, g, 1, progress);
+            wave(&mut p, g, 20, 20, progress);
+            assert!(!p.models[MODEL].mixed, "progress {progress}");
+        }
     }
 
     #[test]
