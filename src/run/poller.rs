@@ -47,9 +47,10 @@
 //! done lowers it by a small step, one that finds it unfinished raises it by a
 //! larger one, so about one first poll in twenty comes early. Until the first
 //! such early poll `E` is only an upper bound, and it is searched downwards
-//! in steps that double. When a model's times spread (one task of a clump,
-//! below, is found done at an age at which another was still unfinished, or
-//! early tasks finish well past `E`), the share of early first polls rises,
+//! in steps that double. When a model's times spread (one task is seen done
+//! at an age well below one at which another, polled about the same time, was
+//! still unfinished; or early tasks finish well past `E`), the share of early
+//! first polls rises,
 //! within a poll budget, and a task found done no longer caps `E` at its own
 //! finish (with steady times it may: they all finish alike; with spread ones,
 //! a task polled at an older, lower `E` and found done says nothing of the
@@ -169,9 +170,15 @@ struct ModelEstimate {
     /// The factor on what a task's own rate from `start` says is left,
     /// tracked like the sweep.
     own: f64,
-    /// Two first polls of one clump told the tasks apart: one found done at
-    /// an age at which the other was still unfinished.
+    /// Two tasks were told apart: one was seen done at an age at which
+    /// another, polled within one estimate's worth of time, was still
+    /// unfinished (see [`ModelEstimate::tell_apart`]).
     mixed: bool,
+    /// Over the last estimate's worth of time: the least age at which a task
+    /// was seen done, and the greatest at which one was seen unfinished,
+    /// with when the poll that saw it left.
+    done_low: Option<(Time, Duration)>,
+    unfinished_high: Option<(Time, Duration)>,
 }
 
 impl Default for ModelEstimate {
@@ -192,6 +199,8 @@ impl Default for ModelEstimate {
             start: None,
             own: 1.0,
             mixed: false,
+            done_low: None,
+            unfinished_high: None,
         }
     }
 }
@@ -234,9 +243,36 @@ impl ModelEstimate {
         }
     }
 
-    /// The model's times spread: two tasks polled together were told apart
-    /// ([`Clump::mixed`]; steady times never are, so this alone keeps them
-    /// apart from a spread as small as a gap), or tasks that finish past the
+    /// A task was seen done at age `done` by a poll that left at `polled`,
+    /// and unfinished at age `unfinished` before (if it was). If, within one
+    /// estimate's worth of time, one task was seen done at an age more than a
+    /// gap below one at which another was seen unfinished, their times
+    /// differ. Steady times never show this, whatever the estimate does: every
+    /// task is unfinished before the common finish and done after it. The
+    /// window and the gap leave room for a slow drift (queues that grow).
+    fn tell_apart(&mut self, polled: Time, done: Duration, unfinished: Option<Duration>) {
+        let window = self.estimate.unwrap_or(done);
+        let fresh = |seen: Option<(Time, Duration)>| {
+            seen.filter(|(at, _)| polled.saturating_sub(*at) <= window)
+        };
+        self.done_low = match fresh(self.done_low) {
+            Some((at, low)) if low <= done => Some((at, low)),
+            _ => Some((polled, done)),
+        };
+        if let Some(u) = unfinished {
+            self.unfinished_high = match fresh(self.unfinished_high) {
+                Some((at, high)) if high >= u => Some((at, high)),
+                _ => Some((polled, u)),
+            };
+        }
+        if let (Some((_, low)), Some((_, high))) = (self.done_low, fresh(self.unfinished_high)) {
+            self.mixed |= low + window.mul_f64(GAP_FRACTION) < high;
+        }
+    }
+
+    /// The model's times spread: two tasks were told apart
+    /// ([`ModelEstimate::tell_apart`]; steady times never are, so this keeps
+    /// them apart from a spread of a few gaps), or tasks that finish past the
     /// estimate do so by more than a gap.
     fn spread(&self) -> bool {
         self.mixed
@@ -417,14 +453,6 @@ impl Clump {
             self.early_high = self.early_high.max(elapsed);
             self.unfinished_high = self.unfinished_high.max(unfinished_at);
         }
-    }
-
-    /// One of these tasks was found done at an age at which another was still
-    /// unfinished: their times differ. (With steady times every on-time poll
-    /// finds a task done later than any early one was seen unfinished.)
-    fn mixed(&self) -> bool {
-        self.on_time_low
-            .is_some_and(|low| self.early > 0 && low < self.unfinished_high)
     }
 
     /// The estimate after this clump: one step from `base`, weighted by the
@@ -714,6 +742,7 @@ impl Poller {
         let min_gap = self.min_gap;
         let m = self.model(model);
         m.scouts = 0;
+        m.tell_apart(polled, elapsed, (misses > 0).then_some(unfinished_at));
         if let Some((at, p)) = first_progress
             && p < 99
             && elapsed > at
@@ -792,7 +821,6 @@ impl Poller {
             }
         };
         clump.add(elapsed, misses, unfinished_at);
-        m.mixed |= clump.mixed();
         let next = if m.calibrated {
             clump.estimate()
         } else {
@@ -1079,15 +1107,13 @@ mod tests {
     }
 
     #[test]
-    fn tasks_polled_together_that_finish_apart_mark_the_times_spread() {
-        // Times a little spread, finishing within a gap of each other: one task
-        // of a clump found done at 2.0 s, another still unfinished at 2.02 s.
+    fn tasks_polled_about_together_that_finish_apart_mark_the_times_spread() {
+        // Times a little spread: one task seen done at 2.0 s, another, a second
+        // later, still unfinished at 2.12 s (and done at 2.14 s, 7% past `E`).
         let mut p = Poller::new(Duration::from_secs(5), Duration::from_secs(10), 1.0);
-        done(&mut p, Duration::ZERO, ms(2000), 0, Duration::ZERO);
-        let start = Duration::from_secs(10);
-        done(&mut p, start, ms(2000), 0, Duration::ZERO);
+        done(&mut p, ms(2000), ms(2000), 0, Duration::ZERO);
         assert!(!p.models[MODEL].spread());
-        done(&mut p, start + ms(10), ms(2040), 1, ms(2020));
+        done(&mut p, ms(3000), ms(2140), 1, ms(2120));
         let (_, overrun) = p.models[MODEL].early_cost.unwrap_or_default();
         assert!(
             overrun <= SPREAD_OVERRUN,
@@ -1107,6 +1133,23 @@ mod tests {
             wave(&mut p, g, 20, 20, progress);
             assert!(!p.models[MODEL].mixed, "progress {progress}");
         }
+    }
+
+    #[test]
+    fn a_slow_drift_is_not_taken_for_spread_times() {
+        // Steady times that grow by half over 200 tasks (a provider getting busy).
+        let mut p = Poller::new(Duration::from_secs(5), Duration::from_secs(10), 1.0);
+        let mut clock = Duration::ZERO;
+        for i in 0..200 {
+            let g = ms(2000 + 5 * i);
+            let firsts: Vec<Duration> = (0..20).map(|_| p.first(MODEL, BUSY).0).collect();
+            let mut last = Duration::ZERO;
+            for first in firsts {
+                last = last.max(follow(&mut p, clock, first, g, true).1);
+            }
+            clock += last;
+        }
+        assert!(!p.models[MODEL].mixed);
     }
 
     #[test]
