@@ -49,11 +49,10 @@ fn every_regime_within_ten_percent_of_the_oracle() {
 /// (`QuantileBound`, 1.166×), and within it only if one look told a task's
 /// exact finish (`ExactFollowBound`, 1.081×). σ 0.5 is out of reach even then,
 /// and with a first-poll quantile that changes along the run (1.110×, held by
-/// [`half_spread_is_beyond_exact_follow_ups`]). The
-/// last is progress shown in steps of 25% with
-/// spread times: one reading of 75 says only that a quarter or less is left,
-/// and the sweep learnt from such readings is a coarse guide (the same
-/// campaign with fine progress does better by 0.02 on the mean).
+/// [`half_spread_is_beyond_exact_follow_ups`]). The last is progress shown in
+/// steps of 25% with spread times: one reading of 75 says only that a quarter
+/// or less is left, and the sweep learnt from such readings is a coarse guide
+/// (the same campaign with fine progress does better by 0.04 on the mean).
 const OUT_OF_REACH: &[&str] = &[
     "spread σ 0.1",
     "spread σ 0.25",

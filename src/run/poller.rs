@@ -50,13 +50,13 @@
 //! in steps that double. When a model's times spread (one task is seen done
 //! at an age well below one at which another, polled about the same time, was
 //! still unfinished; or early tasks finish well past `E`), the share of early
-//! first polls rises,
-//! within a poll budget, and a task found done no longer caps `E` at its own
-//! finish (with steady times it may: they all finish alike; with spread ones,
-//! a task polled at an older, lower `E` and found done says nothing of the
-//! next, and the cap sent `E` down to it: two first polls in five early,
-//! 2.3 polls/job at σ 0.5 rate-bound); its step then grows with how far past `E` early tasks finish, so `E` finds
-//! a high quantile of a wide spread in tens of tasks. A run of on-time polls
+//! first polls rises, within a poll budget, and a task found done no longer
+//! caps `E` at its own finish (with steady times it may: they all finish
+//! alike; with spread ones, a task polled at an older, lower `E` and found
+//! done says nothing of the next, and the cap sent `E` down to it: two first
+//! polls in five early, 2.3 polls/job at σ 0.5 rate-bound); its step then
+//! grows with how far past `E` early tasks finish, so `E` finds a high
+//! quantile of a wide spread in tens of tasks. A run of on-time polls
 //! much longer than the early share makes likely speeds the steps down. A
 //! poll that went late because the request budget was busy teaches nothing,
 //! nor does a look well before `E` (a scout's probes, a cadence look).
@@ -255,17 +255,18 @@ impl ModelEstimate {
         let fresh = |seen: Option<(Time, Duration)>| {
             seen.filter(|(at, _)| polled.saturating_sub(*at) <= window)
         };
-        self.done_low = match fresh(self.done_low) {
-            Some((at, low)) if low <= done => Some((at, low)),
-            _ => Some((polled, done)),
+        let (seen, low) = match fresh(self.done_low) {
+            Some((at, low)) if low <= done => (at, low),
+            _ => (polled, done),
         };
+        self.done_low = Some((seen, low));
         if let Some(u) = unfinished {
             self.unfinished_high = match fresh(self.unfinished_high) {
                 Some((at, high)) if high >= u => Some((at, high)),
                 _ => Some((polled, u)),
             };
         }
-        if let (Some((_, low)), Some((_, high))) = (self.done_low, fresh(self.unfinished_high)) {
+        if let Some((_, high)) = fresh(self.unfinished_high) {
             self.mixed |= low + window.mul_f64(GAP_FRACTION) < high;
         }
     }
