@@ -30,8 +30,10 @@
 //!   is probed once, and one task drawn long does not set `E` for the whole
 //!   first wave (the first finish does). Probes grow ×1.5 from a short first
 //!   look, or follow the scout's progress rate once read. The scout's finish
-//!   lies between its last two looks; `E` starts at the middle. Every wait is
-//!   capped by the configured cadence (`poll_queued` while queued,
+//!   lies between its last two looks; `E` starts at the middle, or at the
+//!   last look when the scout's own rate timed it (progress in fine steps:
+//!   the rate errs early, so that look lands just after the finish). Every
+//!   wait is capped by the configured cadence (`poll_queued` while queued,
 //!   `poll_in_progress` after);
 //! - with one: the first poll goes at `E`, not capped by the cadence (see
 //!   [`Poller`]). A task found unfinished there gets a *follow-up*: at what
@@ -41,7 +43,7 @@
 //!   follow-ups found the task done (a 0.85 quantile: about one follow-up in
 //!   seven comes early).
 //!   After that, the task's progress rate once read over two looks, else the
-//!   follow-up gap doubling while the task runs long.
+//!   follow-up gap once more, then doubling while the task runs long.
 //!
 //! `E` tracks a high quantile online. A first poll at `E` that finds the task
 //! done lowers it by a small step, one that finds it unfinished raises it by a
@@ -179,6 +181,9 @@ struct ModelEstimate {
     /// with when the poll that saw it left.
     done_low: Option<(Time, Duration)>,
     unfinished_high: Option<(Time, Duration)>,
+    /// The greatest common divisor of the progress readings (1–98) seen:
+    /// the step this model's progress moves by (0 until one is seen).
+    grain: u32,
 }
 
 impl Default for ModelEstimate {
@@ -201,6 +206,7 @@ impl Default for ModelEstimate {
             mixed: false,
             done_low: None,
             unfinished_high: None,
+            grain: 0,
         }
     }
 }
@@ -269,6 +275,13 @@ impl ModelEstimate {
         if let Some((_, high)) = fresh(self.unfinished_high) {
             self.mixed |= low + window.mul_f64(GAP_FRACTION) < high;
         }
+    }
+
+    /// This model's progress moves in steps finer than [`FINE_GRAIN`] points
+    /// (by the readings seen so far), so a rate read from two of them times
+    /// a finish closely. Readings in steps of 25 do not.
+    fn fine_progress(&self) -> bool {
+        (1..FINE_GRAIN).contains(&self.grain)
     }
 
     /// The model's times spread: two tasks were told apart
@@ -351,6 +364,10 @@ const MAX_HURRY: f64 = 8.0;
 /// The least mean overrun (past the estimate, as a fraction of it) of tasks
 /// whose first poll came early that counts as spread times.
 const SPREAD_OVERRUN: f64 = 2.0 * GAP_FRACTION;
+
+/// Progress readings whose greatest common divisor is this or more move in
+/// coarse steps ([`ModelEstimate::fine_progress`]).
+const FINE_GRAIN: u32 = 5;
 
 /// How busy the run is when a task is submitted: whether late looks would
 /// hold up other jobs.
@@ -556,6 +573,11 @@ fn read_at(first_progress: Option<(Duration, u32)>, age: Duration) -> Option<u32
     first_progress.filter(|(at, _)| *at == age).map(|(_, p)| p)
 }
 
+/// The greatest common divisor (`gcd(0, b)` is `b`).
+fn gcd(a: u32, b: u32) -> u32 {
+    if b == 0 { a } else { gcd(b, a % b) }
+}
+
 /// `base` doubled for each miss after the first (capped at 2^16).
 fn doubled(base: Duration, misses: u32) -> Duration {
     base.saturating_mul(1 << misses.saturating_sub(1).min(16))
@@ -664,6 +686,9 @@ impl Poller {
             },
         );
         let m = self.model(model);
+        if let Some(p) = look.progress.filter(|p| (1..99).contains(p)) {
+            m.grain = gcd(m.grain, p);
+        }
         if m.estimate.is_none() && m.started.is_none() && !look.queued {
             m.started = Some(look.elapsed);
             m.release = true;
@@ -703,14 +728,16 @@ impl Poller {
             // no gain and gives no rate).
             (Some(_), Some(wait)) => wait,
             // Else the follow-up gap: what is left of the model's sweep by this
-            // look's reading, or a tracked fraction of the estimate; doubling
+            // look's reading, or a tracked fraction of the estimate; the same
+            // again after a follow-up that came early (past the estimate a
+            // spread task's time left shrinks rather than grows), then doubling
             // while the task runs long (a reading that does not move), and
             // never past the latest finish one reading allows (progress cannot
             // have started before submit).
             (Some(estimate), None) => {
                 let gap = doubled(
                     m.follow_wait(estimate, look.progress, look.elapsed, min_gap),
-                    look.misses,
+                    look.misses.saturating_sub(1).max(1),
                 );
                 look.latest_finish()
                     .map_or(gap, |latest| gap.min(latest.max(floor)))
@@ -775,11 +802,21 @@ impl Poller {
         }
         let Some(estimate) = m.estimate else {
             // The scout: the finish lies between its last two looks; start from
-            // the middle (the search below moves it either way). With progress
-            // the looks are close; without, ×1.5 probes leave a third of the
-            // finish's time between them, and the later look would hold the
-            // whole first wave up to a third past its finish.
-            let low = if misses > 0 { unfinished_at } else { elapsed };
+            // the middle (the search below moves it either way). Without
+            // progress, ×1.5 probes leave a third of the finish's time between
+            // them, and the later look would hold the whole first wave up to a
+            // third past its finish. But a look timed by the task's own rate
+            // (fine progress read twice, rounded to err early) lands just
+            // after the finish: the middle would put it a half-gap early, and
+            // the first wave, released at once, would spend its polls (and the
+            // request budget) on early looks.
+            let timed =
+                m.fine_progress() && first_progress.is_some_and(|(at, _)| unfinished_at > at);
+            let low = if misses > 0 && !timed {
+                unfinished_at
+            } else {
+                elapsed
+            };
             m.estimate = Some((low + elapsed) / 2);
             m.descent = STEP;
             return true;
@@ -1014,6 +1051,87 @@ mod tests {
         assert!(overrun <= ms(100), "{overrun:?}");
         let e = p.estimate(MODEL).unwrap();
         assert!(e >= g && e <= g + ms(100), "{e:?}");
+    }
+
+    /// A scout whose last look was timed by its own progress rate: the first
+    /// estimate is that look, not the middle of its last two, which would put
+    /// it half a gap before a finish the rate pinned down.
+    #[test]
+    fn a_scout_timed_by_its_rate_sets_the_estimate_at_its_finish() {
+        let scout = |readings: [u32; 2]| {
+            let mut p = Poller::new(Duration::from_secs(5), Duration::from_secs(10), 1.0);
+            let (first, _) = p.first(MODEL, BUSY);
+            assert_eq!(first, FIRST_PROBE);
+            let seen = Some((ms(1000), readings[0]));
+            for (at, progress, first_progress) in
+                [(ms(1000), readings[0], None), (ms(1500), readings[1], seen)]
+            {
+                p.next(
+                    MODEL,
+                    Look {
+                        elapsed: at,
+                        queued: false,
+                        misses: 1,
+                        progress: Some(progress),
+                        first_progress,
+                        previous: Duration::ZERO,
+                    },
+                );
+            }
+            p.finished(
+                MODEL,
+                Finish {
+                    polled: ms(2000),
+                    elapsed: ms(2000),
+                    misses: 2,
+                    unfinished_at: ms(1500),
+                    first_progress: seen,
+                    scout: true,
+                },
+            );
+            p.estimate(MODEL).unwrap()
+        };
+        // Fine progress (readings 49 and 73): the look at 2 s was timed by the
+        // rate, and the estimate is 2 s.
+        assert_eq!(scout([49, 73]), ms(2000));
+        // Progress in steps of 25: a rate read from 50 and 75 says little, and
+        // the finish is taken at the middle of the last two looks.
+        assert_eq!(scout([50, 75]), ms(1750));
+    }
+
+    /// Without a reading, a follow-up that came early is followed at the same
+    /// gap again; only later looks double it (a task far past the estimate
+    /// may be stuck).
+    #[test]
+    fn a_second_early_follow_up_is_not_doubled() {
+        let mut p = Poller::new(Duration::from_secs(5), Duration::from_secs(10), 1.0);
+        let e = Duration::from_secs(2);
+        simulate(&mut p, e, 20, false);
+        let e = p.estimate(MODEL).unwrap();
+        let gap = |p: &mut Poller, misses: u32, at: Duration, previous: Duration| {
+            p.next(
+                MODEL,
+                Look {
+                    elapsed: at,
+                    queued: false,
+                    misses,
+                    progress: None,
+                    first_progress: None,
+                    previous,
+                },
+            )
+        };
+        let first = gap(&mut p, 1, e, Duration::ZERO);
+        let second = gap(&mut p, 2, e + first, e);
+        // The second early look moved the follow-up tracker up once (one step
+        // of FOLLOW_STEP), no more.
+        let moved = (FOLLOW_STEP * FOLLOW_QUANTILE).exp();
+        assert!(
+            second.as_secs_f64() <= first.as_secs_f64() * moved * 1.001,
+            "{first:?} then {second:?}"
+        );
+        let third = gap(&mut p, 3, e + first + second, e + first);
+        assert!(third > second.mul_f64(1.5), "{second:?} then {third:?}");
     }
 
     #[test]
