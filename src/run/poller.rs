@@ -128,7 +128,7 @@ const MEAN_WEIGHT: f64 = 0.1;
 /// The largest step of the search down from the scout's upper bound.
 const MAX_DESCENT: f64 = 0.2;
 
-#[derive(Debug, Clone, Copy)]
+#[derive(Debug, Clone)]
 struct ModelEstimate {
     /// Submit to completed, as far as polls could tell.
     estimate: Option<Duration>,
@@ -184,6 +184,10 @@ struct ModelEstimate {
     /// The greatest common divisor of the progress readings (1–98) seen:
     /// the step this model's progress moves by (0 until one is seen).
     grain: u32,
+    /// While no estimate is known: the ages at which scouts' looks were
+    /// timed by their own progress rate, read from fine readings (see
+    /// [`Poller::finished`]).
+    rate_timed: Vec<Duration>,
 }
 
 impl Default for ModelEstimate {
@@ -207,6 +211,7 @@ impl Default for ModelEstimate {
             done_low: None,
             unfinished_high: None,
             grain: 0,
+            rate_timed: Vec::new(),
         }
     }
 }
@@ -753,7 +758,12 @@ impl Poller {
                 }
             }
         };
-        wait.min(cap).max(min_gap.min(cap))
+        let wait = wait.min(cap).max(min_gap.min(cap));
+        if m.estimate.is_none() && from_progress == Some(wait) && m.fine_progress() {
+            // A scout's look timed by its own rate (see `finished`).
+            m.rate_timed.push(look.elapsed + wait);
+        }
+        wait
     }
 
     /// A task was seen finished (see [`Finish`]). Returns true when this gave
@@ -809,9 +819,14 @@ impl Poller {
             // (fine progress read twice, rounded to err early) lands just
             // after the finish: the middle would put it a half-gap early, and
             // the first wave, released at once, would spend its polls (and the
-            // request budget) on early looks.
-            let timed =
-                m.fine_progress() && first_progress.is_some_and(|(at, _)| unfinished_at > at);
+            // request budget) on early looks. The look that saw it done must
+            // be one its rate timed (left then, or within a gap after: the
+            // request budget may hold a poll back).
+            let timed = misses > 0
+                && std::mem::take(&mut m.rate_timed).iter().any(|at| {
+                    let late = elapsed.checked_sub(*at);
+                    late.is_some_and(|late| late <= at.mul_f64(GAP_FRACTION).max(min_gap))
+                });
             let low = if misses > 0 && !timed {
                 unfinished_at
             } else {
@@ -1063,40 +1078,46 @@ mod tests {
             let (first, _) = p.first(MODEL, BUSY);
             assert_eq!(first, FIRST_PROBE);
             let seen = Some((ms(1000), readings[0]));
-            for (at, progress, first_progress) in
-                [(ms(1000), readings[0], None), (ms(1500), readings[1], seen)]
-            {
-                p.next(
+            let mut wait = Duration::ZERO;
+            for (at, misses, progress, first_progress) in [
+                (ms(1000), 1, readings[0], None),
+                (ms(1500), 2, readings[1], seen),
+            ] {
+                wait = p.next(
                     MODEL,
                     Look {
                         elapsed: at,
                         queued: false,
-                        misses: 1,
+                        misses,
                         progress: Some(progress),
                         first_progress,
                         previous: Duration::ZERO,
                     },
                 );
             }
+            // Seen done by the look the last wait set.
+            let done_at = ms(1500) + wait;
             p.finished(
                 MODEL,
                 Finish {
-                    polled: ms(2000),
-                    elapsed: ms(2000),
+                    polled: done_at,
+                    elapsed: done_at,
                     misses: 2,
                     unfinished_at: ms(1500),
                     first_progress: seen,
                     scout: true,
                 },
             );
-            p.estimate(MODEL).unwrap()
+            (done_at, p.estimate(MODEL).unwrap())
         };
-        // Fine progress (readings 49 and 73): the look at 2 s was timed by the
-        // rate, and the estimate is 2 s.
-        assert_eq!(scout([49, 73]), ms(2000));
+        // Fine progress (readings 49 and 73): that look was timed by the
+        // rate, and the estimate is its age.
+        let (done_at, estimate) = scout([49, 73]);
+        assert_eq!(estimate, done_at);
         // Progress in steps of 25: a rate read from 50 and 75 says little, and
         // the finish is taken at the middle of the last two looks.
-        assert_eq!(scout([50, 75]), ms(1750));
+        let (done_at, estimate) = scout([50, 75]);
+        assert_eq!(estimate, (ms(1500) + done_at) / 2);
     }
 
     /// Without a reading, a follow-up that came early is followed at the same
@@ -1498,7 +1519,7 @@ mod tests {
                 scout: true,
             },
         );
-        let m = p.models[MODEL];
+        let m = &p.models[MODEL];
         let start = m.start.unwrap();
         assert!(start > ms(1000) && start < ms(1020), "{start:?}");
         // A task at 75% at 2 s runs faster than the sweep: its own rate from
