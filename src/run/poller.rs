@@ -332,7 +332,7 @@ impl ModelEstimate {
     /// What is left after a reading of `p`% at `age` if the task's progress
     /// started at the model's usual start and runs linear: its own rate.
     fn left_by_start(&self, reading: Option<u32>, age: Duration) -> Option<Duration> {
-        let p = reading.filter(|p| (1..99).contains(p))?;
+        let p = mid_reading(reading)?;
         let ran = age.checked_sub(self.start?).filter(|d| !d.is_zero())?;
         Some(ran.mul_f64(self.own * f64::from(99 - p) / f64::from(p)))
     }
@@ -340,7 +340,7 @@ impl ModelEstimate {
     /// What is left of the model's sweep after a reading of `p`% (`None`
     /// without a reading inside 1–98, or before the sweep is known).
     fn left_of_sweep(&self, reading: Option<u32>) -> Option<Duration> {
-        let p = reading.filter(|p| (1..99).contains(p))?;
+        let p = mid_reading(reading)?;
         Some(self.sweep?.mul_f64(f64::from(99 - p) / 99.0))
     }
 
@@ -578,6 +578,12 @@ fn read_at(first_progress: Option<(Duration, u32)>, age: Duration) -> Option<u32
     first_progress.filter(|(at, _)| *at == age).map(|(_, p)| p)
 }
 
+/// A reading that says how far along a running task is: 1–98 (0 says it has
+/// not started, 99 and 100 that it is about done).
+fn mid_reading(reading: Option<u32>) -> Option<u32> {
+    reading.filter(|p| (1..99).contains(p))
+}
+
 /// The greatest common divisor (`gcd(0, b)` is `b`).
 fn gcd(a: u32, b: u32) -> u32 {
     if b == 0 { a } else { gcd(b, a % b) }
@@ -691,7 +697,7 @@ impl Poller {
             },
         );
         let m = self.model(model);
-        if let Some(p) = look.progress.filter(|p| (1..99).contains(p)) {
+        if let Some(p) = mid_reading(look.progress) {
             m.grain = gcd(m.grain, p);
         }
         if m.estimate.is_none() && m.started.is_none() && !look.queued {
@@ -822,11 +828,10 @@ impl Poller {
             // request budget) on early looks. The look that saw it done must
             // be one its rate timed (left then, or within a gap after: the
             // request budget may hold a poll back).
-            let timed = misses > 0
-                && std::mem::take(&mut m.rate_timed).iter().any(|at| {
-                    let late = elapsed.checked_sub(*at);
-                    late.is_some_and(|late| late <= at.mul_f64(GAP_FRACTION).max(min_gap))
-                });
+            let timed = std::mem::take(&mut m.rate_timed).iter().any(|at| {
+                let late = elapsed.checked_sub(*at);
+                late.is_some_and(|late| late <= at.mul_f64(GAP_FRACTION).max(min_gap))
+            });
             let low = if misses > 0 && !timed {
                 unfinished_at
             } else {
