@@ -1123,6 +1123,9 @@ mod tests {
         // the finish is taken at the middle of the last two looks.
         let (done_at, estimate) = scout([50, 75]);
         assert_eq!(estimate, (ms(1500) + done_at) / 2);
+        // Nor in steps of 10 (the provider's own status example shows 10).
+        let (done_at, estimate) = scout([40, 70]);
+        assert_eq!(estimate, (ms(1500) + done_at) / 2);
     }
 
     /// Without a reading, a follow-up that came early is followed at the same
